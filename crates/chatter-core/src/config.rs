@@ -1,0 +1,321 @@
+//! Every tunable of the protocol, with its default and the reason for it.
+//!
+//! Three profiles: [`Config::lan`] (the default: one data centre, sub-millisecond to a few
+//! milliseconds of latency), [`Config::wan`] (written as a diff of `lan`: slower probes, longer
+//! suspicion), and [`Config::local`] (processes on one machine, tests and demos: everything faster).
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// The protocol configuration of one node.
+///
+/// Times are [`Duration`]s, counts are integers; [`Config::validate`] checks the rules that span
+/// fields. Every field's doc gives its meaning, default (LAN profile), and the trade-off.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut config = chatter_core::Config::lan();
+/// config.cluster_name = "prod-eu".into();
+/// config.probe_interval = Duration::from_millis(750);
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Name of the cluster. A 32-bit hash of it is in every packet's envelope; packets from
+    /// another cluster are dropped and counted. Default `"chatter"`.
+    pub cluster_name: String,
+
+    /// Time between two probes started by this node (one SWIM protocol period). Default 1 s.
+    /// Trade-off: shorter detects a dead member sooner but costs proportionally more packets
+    /// (each probe is one `Ping` and one `Ack`, about 40 bytes together).
+    pub probe_interval: Duration,
+
+    /// How long to wait for the direct `Ack` before asking other members to probe indirectly.
+    /// Default 500 ms: far above a LAN round trip, so a slow reply is not mistaken for a loss.
+    /// Lifeguard multiplies it by (local health score + 1).
+    pub probe_timeout: Duration,
+
+    /// Number of members asked to probe a member that missed its direct `Ack` (SWIM's `k`).
+    /// Default 3: the chance that all of them and the direct path lose a packet is small even at
+    /// 10% loss (0.1^4 per probe), while the cost is only paid on a missed ack.
+    pub indirect_checks: usize,
+
+    /// Lifeguard suspicion multiplier `alpha`. The minimum suspicion timeout is
+    /// `alpha * max(1, log10(N)) * probe_interval`. Default 5 (memberlist uses 4): with a 1 s
+    /// probe interval a member stalled for 5 s (a long GC pause, a stopped VM) is refuted rather
+    /// than failed, while a dead member is failed within a few seconds once confirmed.
+    pub suspicion_mult: u32,
+
+    /// Lifeguard `beta`: the maximum suspicion timeout is this multiple of the minimum. A fresh
+    /// suspicion starts at the maximum and shrinks towards the minimum as independent members
+    /// confirm it. Default 6 (as Lifeguard's paper and memberlist).
+    pub suspicion_max_timeout_mult: u32,
+
+    /// Suspicion timeout used instead of the Lifeguard one when the evidence is strong: the
+    /// direct probe failed *and* the suspect's host answered with ICMP port-unreachable (the
+    /// process is gone, the host is up), and no indirect probe got an ack. A stalled process
+    /// keeps its socket open and never produces this evidence, so pause tolerance is unchanged.
+    /// Default 1 s: one more probe period for contrary evidence (an ack, a refutation).
+    pub unreachable_suspicion_timeout: Duration,
+
+    /// Number of independent confirmations after which the suspicion timeout reaches its minimum
+    /// (Lifeguard `K`). Default 3. Capped at `N - 2`, the members that could confirm.
+    pub suspicion_confirmations: u32,
+
+    /// Maximum Lifeguard local health score (awareness). Timeouts and the probe interval are
+    /// multiplied by `score + 1`. Default 8 (as memberlist): a node that misses its own acks
+    /// slows its probing down to 9x rather than accusing healthy members.
+    pub awareness_max: u32,
+
+    /// Each update is piggybacked `retransmit_mult * ceil(log10(N + 1))` times. Default 4: with
+    /// a fanout of 3 this reaches every member with high probability even at 20% loss, while
+    /// idle clusters send nothing.
+    pub retransmit_mult: u32,
+
+    /// Period of gossip rounds while there are updates to spread. Default 200 ms. Rounds are
+    /// also started at once when a new update arrives, so this only paces retransmissions.
+    pub gossip_interval: Duration,
+
+    /// Members each gossip round sends to. Default 3.
+    pub gossip_fanout: usize,
+
+    /// Period of the push-pull anti-entropy exchange with one random member. Default 10 s.
+    /// Members in sync only exchange a 64-bit fingerprint (about 20 bytes each way), so the
+    /// cost is flat in the cluster size; a full state exchange only happens on a mismatch.
+    pub sync_interval: Duration,
+
+    /// Period at which a node contacts a seed that is not a live member, or a random failed
+    /// member, so that the halves of a healed partition find each other. Default 15 s.
+    pub reconnect_interval: Duration,
+
+    /// First retry delay for a seed that did not answer; doubles up to `join_retry_max`.
+    /// Default 1 s.
+    pub join_retry_initial: Duration,
+
+    /// Longest delay between two attempts to reach an unresponsive seed. Default 30 s.
+    pub join_retry_max: Duration,
+
+    /// How long a failed member stays in the table (as a tombstone, visible to operators and
+    /// contacted now and then to heal partitions) before it is removed. Default 1 h.
+    pub failed_retention: Duration,
+
+    /// How long a member that left stays in the table before it is removed. Default 10 min:
+    /// a clean leave needs no partition healing, only time for every member to hear of it.
+    pub left_retention: Duration,
+
+    /// Largest datagram this node builds. Default 1400 bytes: fits a 1500-byte Ethernet MTU
+    /// after IP and UDP headers with room for an encryption overhead.
+    pub packet_budget: usize,
+
+    /// Largest datagram accepted; bigger ones are dropped and counted. Default 65,507 bytes,
+    /// UDP's limit over IPv4.
+    pub max_packet_size: usize,
+
+    /// Upper bound on the member table, tombstones included. Updates about new members beyond
+    /// it are dropped and counted, so a flood of forged members cannot exhaust memory.
+    /// Default 100,000.
+    pub max_members: usize,
+
+    /// Largest encoded size of a member's tags. Default 512 bytes, so an `Alive` message always
+    /// fits one packet together with piggybacked updates.
+    pub max_tags_size: usize,
+
+    /// Largest number of indirect probes this node runs for others at once; requests beyond it
+    /// are dropped and counted. Default 256.
+    pub max_pending_indirect: usize,
+}
+
+impl Config {
+    /// The default profile: one data centre or cloud region.
+    pub fn lan() -> Self {
+        Self {
+            cluster_name: "chatter".to_owned(),
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_checks: 3,
+            suspicion_mult: 5,
+            suspicion_max_timeout_mult: 6,
+            unreachable_suspicion_timeout: Duration::from_secs(1),
+            suspicion_confirmations: 3,
+            awareness_max: 8,
+            retransmit_mult: 4,
+            gossip_interval: Duration::from_millis(200),
+            gossip_fanout: 3,
+            sync_interval: Duration::from_secs(10),
+            reconnect_interval: Duration::from_secs(15),
+            join_retry_initial: Duration::from_secs(1),
+            join_retry_max: Duration::from_secs(30),
+            failed_retention: Duration::from_secs(3600),
+            left_retention: Duration::from_secs(600),
+            packet_budget: 1400,
+            max_packet_size: 65_507,
+            max_members: 100_000,
+            max_tags_size: 512,
+            max_pending_indirect: 256,
+        }
+    }
+
+    /// Members spread over regions: round trips of tens to hundreds of milliseconds.
+    /// Written as a diff of [`Config::lan`].
+    pub fn wan() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            suspicion_mult: 6,
+            unreachable_suspicion_timeout: Duration::from_secs(5),
+            gossip_interval: Duration::from_millis(500),
+            gossip_fanout: 4,
+            sync_interval: Duration::from_secs(30),
+            reconnect_interval: Duration::from_secs(30),
+            ..Self::lan()
+        }
+    }
+
+    /// Processes on one machine (tests, demos): everything ten times faster than `lan`.
+    pub fn local() -> Self {
+        Self {
+            probe_interval: Duration::from_millis(200),
+            probe_timeout: Duration::from_millis(100),
+            unreachable_suspicion_timeout: Duration::from_millis(200),
+            gossip_interval: Duration::from_millis(50),
+            sync_interval: Duration::from_secs(2),
+            reconnect_interval: Duration::from_secs(2),
+            join_retry_initial: Duration::from_millis(200),
+            join_retry_max: Duration::from_secs(5),
+            ..Self::lan()
+        }
+    }
+
+    /// Checks the rules that span fields.
+    ///
+    /// Returns the first rule broken; the config is not changed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.probe_interval.is_zero() {
+            return Err(ConfigError::Invalid("probe_interval must be positive"));
+        }
+        if self.probe_timeout.is_zero() || self.probe_timeout >= self.probe_interval {
+            return Err(ConfigError::Invalid(
+                "probe_timeout must be positive and shorter than probe_interval",
+            ));
+        }
+        if self.gossip_interval.is_zero() || self.sync_interval.is_zero() {
+            return Err(ConfigError::Invalid("gossip_interval and sync_interval must be positive"));
+        }
+        if self.reconnect_interval.is_zero() || self.join_retry_initial.is_zero() {
+            return Err(ConfigError::Invalid(
+                "reconnect_interval and join_retry_initial must be positive",
+            ));
+        }
+        if self.join_retry_max < self.join_retry_initial {
+            return Err(ConfigError::Invalid("join_retry_max must be at least join_retry_initial"));
+        }
+        if self.suspicion_mult == 0 || self.suspicion_max_timeout_mult == 0 {
+            return Err(ConfigError::Invalid("suspicion multipliers must be at least 1"));
+        }
+        if self.retransmit_mult == 0 || self.gossip_fanout == 0 {
+            return Err(ConfigError::Invalid("retransmit_mult and gossip_fanout must be at least 1"));
+        }
+        if self.packet_budget < 512 || self.packet_budget > self.max_packet_size {
+            return Err(ConfigError::Invalid(
+                "packet_budget must be at least 512 bytes and at most max_packet_size",
+            ));
+        }
+        if self.max_packet_size > 65_507 {
+            return Err(ConfigError::Invalid("max_packet_size cannot exceed 65507 (UDP limit)"));
+        }
+        if self.max_tags_size + 128 > self.packet_budget {
+            return Err(ConfigError::Invalid("max_tags_size must leave 128 bytes of packet_budget"));
+        }
+        if self.max_members < 2 {
+            return Err(ConfigError::Invalid("max_members must be at least 2"));
+        }
+        if self.cluster_name.is_empty() {
+            return Err(ConfigError::Invalid("cluster_name must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// Lifeguard's minimum suspicion timeout for a cluster of `n` members:
+    /// `suspicion_mult * max(1, log10(n)) * probe_interval`.
+    pub fn suspicion_min_timeout(&self, n: usize) -> Duration {
+        let scale = (n.max(1) as f64).log10().max(1.0);
+        self.probe_interval
+            .mul_f64(f64::from(self.suspicion_mult) * scale)
+    }
+
+    /// Lifeguard's maximum suspicion timeout: `suspicion_max_timeout_mult` times the minimum.
+    pub fn suspicion_max_timeout(&self, n: usize) -> Duration {
+        self.suspicion_min_timeout(n) * self.suspicion_max_timeout_mult
+    }
+
+    /// How many times each update is piggybacked in a cluster of `n` members:
+    /// `retransmit_mult * ceil(log10(n + 1))`.
+    pub fn retransmit_limit(&self, n: usize) -> u32 {
+        let scale = ((n + 1) as f64).log10().ceil().max(1.0) as u32;
+        self.retransmit_mult * scale
+    }
+
+    /// Upper bound on the time from a crash until every member marks the crashed member failed,
+    /// for a cluster of `n` members, assuming no packet loss and a healthy prober: the crashed
+    /// member is probed within `n` probe periods (round-robin), the probe and the indirect probes
+    /// time out within one period, the suspicion runs for at most the maximum timeout, and the
+    /// verdict spreads in a few gossip rounds.
+    pub fn detection_bound(&self, n: usize) -> Duration {
+        let rounds = (n as f64 + 1.0).log2().ceil() as u32 + 2;
+        self.probe_interval * (n as u32 + 1)
+            + self.suspicion_max_timeout(n)
+            + self.gossip_interval * rounds
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::lan()
+    }
+}
+
+/// A configuration that breaks a rule spanning fields; nothing was started.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// The rule that is broken.
+    #[error("invalid configuration: {0}")]
+    Invalid(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_are_valid() {
+        Config::lan().validate().unwrap();
+        Config::wan().validate().unwrap();
+        Config::local().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_probe_timeout_longer_than_interval() {
+        let config = Config {
+            probe_timeout: Duration::from_secs(2),
+            ..Config::lan()
+        };
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn suspicion_timeout_scales_with_log_n() {
+        let config = Config::lan();
+        assert_eq!(config.suspicion_min_timeout(5), Duration::from_secs(5));
+        assert_eq!(config.suspicion_min_timeout(100), Duration::from_secs(10));
+        assert_eq!(config.suspicion_max_timeout(100), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn retransmit_limit_grows_with_log_n() {
+        let config = Config::lan();
+        assert_eq!(config.retransmit_limit(1), 4);
+        assert_eq!(config.retransmit_limit(20), 8);
+        assert_eq!(config.retransmit_limit(1000), 16);
+    }
+}

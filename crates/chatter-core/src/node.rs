@@ -1,0 +1,525 @@
+//! The node: one member's protocol state machine, tying probes, suspicion, dissemination and
+//! anti-entropy together behind the sans-IO `handle_*` / `poll_*` surface.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use thiserror::Error;
+use tracing::debug;
+
+use crate::awareness::Awareness;
+use crate::broadcast::BroadcastQueue;
+use crate::config::{Config, ConfigError};
+use crate::event::Event;
+use crate::member::{Member, MemberStatus, Tags};
+use crate::probe::{Probe, Relay};
+use crate::stats::Stats;
+use crate::suspicion::Suspicion;
+use crate::sync::SeedState;
+use crate::table::{row_hash, Table};
+use crate::wire::{self, DecodeError, Message};
+
+/// Who a node is: the identity it announces to the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Unique name in the cluster.
+    pub name: String,
+    /// Address other members send to (the advertised address).
+    pub addr: SocketAddr,
+    /// New on every process start, and higher than the previous one (milliseconds since the
+    /// Unix epoch at start is a good choice), so a restart replaces the previous life.
+    pub generation: u64,
+    /// Tags published with the member.
+    pub tags: Tags,
+}
+
+impl Identity {
+    /// An identity without tags.
+    pub fn new(name: impl Into<String>, addr: SocketAddr, generation: u64) -> Self {
+        Self {
+            name: name.into(),
+            addr,
+            generation,
+            tags: Tags::new(),
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub dst: SocketAddr,
+    /// UDP payload.
+    pub payload: Vec<u8>,
+}
+
+/// Tags that cannot be published; the node's tags were not changed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TagsError {
+    /// The encoded tags exceed `Config::max_tags_size`.
+    #[error("tags take {size} bytes encoded, more than the limit of {limit}")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Conflicting claims remembered, so each is reported once.
+const MAX_CONFLICTS_REMEMBERED: usize = 64;
+
+/// One member's protocol state machine.
+///
+/// Feed it inputs (`handle_datagram`, `handle_unreachable`, `handle_timeout`, commands), then
+/// drain `poll_transmit` and `poll_event` until `None`, then ask `poll_timeout` for the next
+/// deadline. See the crate documentation for a complete loop.
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) config: Config,
+    pub(crate) cluster: u32,
+    pub(crate) me: Member,
+    pub(crate) table: Table,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) awareness: Awareness,
+    pub(crate) broadcasts: BroadcastQueue,
+    pub(crate) suspicions: BTreeMap<String, Suspicion>,
+    pub(crate) probe: Option<Probe>,
+    pub(crate) relays: BTreeMap<u32, Relay>,
+    pub(crate) seeds: Vec<SeedState>,
+    pub(crate) next_seq: u32,
+    pub(crate) next_probe: Instant,
+    pub(crate) next_gossip: Option<Instant>,
+    pub(crate) next_sync: Instant,
+    pub(crate) next_reconnect: Instant,
+    pub(crate) next_reap: Instant,
+    pub(crate) leaving: bool,
+    pub(crate) conflicts_seen: BTreeSet<(String, SocketAddr, u64)>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    pub(crate) stats: Stats,
+}
+
+impl Node {
+    /// A node that knows only itself. Call [`Node::join`] to contact seeds.
+    ///
+    /// `rng_seed` seeds every random choice (probe order, gossip targets), so the same inputs
+    /// give the same outputs. Fails only if `config` breaks a rule of [`Config::validate`].
+    pub fn new(
+        identity: Identity,
+        config: Config,
+        rng_seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let me = Member::new(
+            identity.name,
+            identity.addr,
+            identity.generation,
+            0,
+            identity.tags,
+            now,
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
+        // Spread the periodic work of nodes started together over one period.
+        let jitter = |rng: &mut ChaCha8Rng, d: std::time::Duration| {
+            d.mul_f64(rand::Rng::random_range(rng, 0.0..1.0))
+        };
+        let next_probe = now + jitter(&mut rng, config.probe_interval);
+        let next_sync = now + config.sync_interval / 2 + jitter(&mut rng, config.sync_interval / 2);
+        let next_reconnect = now + config.reconnect_interval;
+        let mut node = Self {
+            cluster: wire::cluster_hash(&config.cluster_name),
+            awareness: Awareness::new(config.awareness_max),
+            next_reap: now + config.probe_interval,
+            config,
+            me,
+            table: Table::default(),
+            rng,
+            broadcasts: BroadcastQueue::default(),
+            suspicions: BTreeMap::new(),
+            probe: None,
+            relays: BTreeMap::new(),
+            seeds: Vec::new(),
+            next_seq: 0,
+            next_probe,
+            next_gossip: None,
+            next_sync,
+            next_reconnect,
+            leaving: false,
+            conflicts_seen: BTreeSet::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        };
+        node.broadcast_self_alive(now);
+        Ok(node)
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.me.name
+    }
+
+    /// The address this node advertises.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.me.addr
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This node as a member (its own status is `Alive`, or `Left` after [`Node::leave`]).
+    pub fn local_member(&self) -> &Member {
+        &self.me
+    }
+
+    /// Other members this node knows, failed and left tombstones included, ordered by name.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.table.iter()
+    }
+
+    /// The member called `name`, this node included.
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        if name == self.me.name {
+            Some(&self.me)
+        } else {
+            self.table.get(name)
+        }
+    }
+
+    /// Other members that are alive or suspect.
+    pub fn num_alive(&self) -> usize {
+        self.table.live()
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Lifeguard local health score: 0 when healthy, up to `Config::awareness_max`.
+    pub fn health_score(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    /// Updates waiting in the piggyback queue.
+    pub fn pending_broadcasts(&self) -> usize {
+        self.broadcasts.len()
+    }
+
+    /// Fingerprint of the member table as anti-entropy compares it.
+    pub fn fingerprint(&self) -> u64 {
+        self.table.fingerprint()
+            ^ row_hash(
+                &self.me.name,
+                self.me.generation,
+                self.me.incarnation,
+                self.me.status,
+            )
+    }
+
+    /// Publishes new tags: bumps the incarnation and gossips them.
+    pub fn set_tags(&mut self, now: Instant, tags: Tags) -> Result<(), TagsError> {
+        let size = postcard::to_allocvec(&tags).map(|b| b.len()).unwrap_or(usize::MAX);
+        if size > self.config.max_tags_size {
+            return Err(TagsError::TooLarge {
+                size,
+                limit: self.config.max_tags_size,
+            });
+        }
+        if self.leaving {
+            return Ok(());
+        }
+        self.me.tags = tags;
+        self.me.incarnation += 1;
+        self.me.last_update = now;
+        self.broadcast_self_alive(now);
+        Ok(())
+    }
+
+    /// Leaves the cluster gracefully: gossips `Left`, stops probing and refuting. Keep driving
+    /// the node until [`Node::is_leave_complete`] (or a timeout of your choice) so the news is
+    /// out before the process exits.
+    pub fn leave(&mut self, now: Instant) {
+        if self.leaving {
+            return;
+        }
+        self.leaving = true;
+        self.me.incarnation += 1;
+        self.me.status = MemberStatus::Left;
+        self.me.status_since = now;
+        self.probe = None;
+        self.suspicions.clear();
+        let left = Message::Left(wire::Left {
+            name: self.me.name.clone(),
+            generation: self.me.generation,
+            incarnation: self.me.incarnation,
+        });
+        self.enqueue_broadcast(now, &self.me.name.clone(), &left);
+    }
+
+    /// Whether the `Left` announcement has been sent as many times as any update is, or there
+    /// is nobody left to tell.
+    pub fn is_leave_complete(&self) -> bool {
+        self.leaving && (!self.broadcasts.contains(&self.me.name) || self.table.live() == 0)
+    }
+
+    /// Handles one received datagram. Malformed, foreign or oversize datagrams are dropped,
+    /// counted in [`Stats`] and logged at `debug`; nothing else changes.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let messages = match wire::decode_packet(data, self.cluster, self.config.max_packet_size) {
+            Ok(messages) => messages,
+            Err(err) => {
+                match err {
+                    DecodeError::Truncated | DecodeError::BadMagic | DecodeError::Malformed => {
+                        self.stats.dropped_malformed += 1
+                    }
+                    DecodeError::UnsupportedVersion(_) | DecodeError::UnsupportedFlags(_) => {
+                        self.stats.dropped_version += 1
+                    }
+                    DecodeError::WrongCluster => self.stats.dropped_wrong_cluster += 1,
+                    DecodeError::Oversize(_) => self.stats.dropped_oversize += 1,
+                }
+                debug!(%from, len = data.len(), error = %err, "dropped datagram");
+                return;
+            }
+        };
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += data.len() as u64;
+        self.note_seed_answered(from);
+        for message in messages {
+            self.handle_message(now, from, message);
+        }
+    }
+
+    fn handle_message(&mut self, now: Instant, from: SocketAddr, message: Message) {
+        match message {
+            Message::Ping(ping) => self.on_ping(now, from, ping),
+            Message::Ack(ack) => self.on_ack(now, from, ack),
+            Message::Nack(nack) => self.on_nack(now, from, nack),
+            Message::PingReq(req) => self.on_ping_req(now, from, req),
+            Message::Alive(alive) => self.on_alive(now, alive),
+            Message::Suspect(suspect) => self.on_suspect(now, suspect),
+            Message::Failed(failed) => self.on_failed(now, failed),
+            Message::Left(left) => self.on_left(now, left),
+            Message::SyncRequest(req) => self.on_sync_request(now, from, req),
+            Message::SyncState(state) => self.on_sync_state(now, from, state),
+        }
+    }
+
+    /// Runs every timer whose deadline is at or before `now`. Calling it early is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.probe_timers(now);
+        self.relay_timers(now);
+        self.suspicion_timers(now);
+        if !self.leaving && now >= self.next_probe {
+            self.start_probe(now);
+        }
+        if self.next_gossip.is_some_and(|t| now >= t) {
+            self.gossip_round(now);
+        }
+        if now >= self.next_sync {
+            self.sync_round(now);
+        }
+        self.join_timers(now);
+        if now >= self.next_reconnect {
+            self.reconnect_round(now);
+        }
+        if now >= self.next_reap {
+            self.reap(now);
+        }
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next membership event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = [
+            Some(self.next_sync),
+            Some(self.next_reconnect),
+            Some(self.next_reap),
+            self.next_gossip,
+            (!self.leaving).then_some(self.next_probe),
+            self.probe.as_ref().map(Probe::deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let mut consider = |t: Instant| {
+            if next.is_none_or(|n| t < n) {
+                next = Some(t);
+            }
+        };
+        for relay in self.relays.values() {
+            consider(relay.deadline);
+        }
+        for suspicion in self.suspicions.values() {
+            consider(suspicion.deadline());
+        }
+        for seed in self.seeds.iter().filter(|s| !s.answered) {
+            if self.table.live() == 0 {
+                consider(seed.next_attempt);
+            }
+        }
+        next
+    }
+
+    // ---- shared plumbing for the protocol modules ----
+
+    pub(crate) fn next_seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+
+    /// Members alive or suspect, this node included: the `N` of the protocol's formulas.
+    pub(crate) fn cluster_size(&self) -> usize {
+        self.table.live() + 1
+    }
+
+    pub(crate) fn emit(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+
+    /// Sends `messages` to `dst` in one datagram, filling the rest of the budget with queued
+    /// updates.
+    pub(crate) fn send(&mut self, dst: SocketAddr, messages: &[Message]) {
+        let mut buf = wire::encode_packet(self.cluster, messages);
+        let limit = self.config.retransmit_limit(self.cluster_size());
+        let added = self
+            .broadcasts
+            .fill(&mut buf, self.config.packet_budget, limit);
+        self.stats.gossip_sent += added as u64;
+        self.push_transmit(dst, buf);
+    }
+
+    pub(crate) fn push_transmit(&mut self, dst: SocketAddr, payload: Vec<u8>) {
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += payload.len() as u64;
+        self.transmits.push_back(Transmit { dst, payload });
+    }
+
+    /// Queues an update for piggybacking and starts a gossip round at once: news spreads at
+    /// network speed, and the transmit limit bounds the cost.
+    pub(crate) fn enqueue_broadcast(&mut self, now: Instant, key: &str, message: &Message) {
+        self.broadcasts.push(key, wire::message_bytes(message));
+        self.next_gossip = Some(self.next_gossip.map_or(now, |t| t.min(now)));
+    }
+
+    pub(crate) fn broadcast_self_alive(&mut self, now: Instant) {
+        let alive = Message::Alive(self.self_alive());
+        let name = self.me.name.clone();
+        self.enqueue_broadcast(now, &name, &alive);
+    }
+
+    pub(crate) fn self_alive(&self) -> wire::Alive {
+        wire::Alive {
+            name: self.me.name.clone(),
+            addr: self.me.addr,
+            generation: self.me.generation,
+            incarnation: self.me.incarnation,
+            tags: self.me.tags.clone(),
+        }
+    }
+
+    /// One gossip round: a datagram of queued updates to `gossip_fanout` random live members
+    /// (and recently failed ones, so a falsely failed member hears of it and refutes).
+    fn gossip_round(&mut self, now: Instant) {
+        self.next_gossip = None;
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let recent = self.config.sync_interval;
+        let targets: Vec<SocketAddr> = self
+            .table
+            .random_members(self.config.gossip_fanout, &mut self.rng, |m| {
+                m.status.is_live()
+                    || (m.status == MemberStatus::Failed && now.duration_since(m.status_since) < recent)
+            })
+            .into_iter()
+            .map(|m| m.addr)
+            .collect();
+        let limit = self.config.retransmit_limit(self.cluster_size());
+        for dst in targets {
+            let mut buf = Vec::with_capacity(self.config.packet_budget);
+            wire::write_envelope(&mut buf, self.cluster);
+            let added = self
+                .broadcasts
+                .fill(&mut buf, self.config.packet_budget, limit);
+            if added == 0 {
+                break;
+            }
+            self.stats.gossip_sent += added as u64;
+            self.push_transmit(dst, buf);
+        }
+        if !self.broadcasts.is_empty() && self.table.live() > 0 {
+            self.next_gossip = Some(now + self.config.gossip_interval);
+        }
+    }
+
+    /// Removes failed and left members whose retention has passed.
+    fn reap(&mut self, now: Instant) {
+        self.next_reap = now + self.config.probe_interval * 5;
+        let expired: Vec<String> = self
+            .table
+            .iter()
+            .filter(|m| match m.status {
+                MemberStatus::Failed => now.duration_since(m.status_since) >= self.config.failed_retention,
+                MemberStatus::Left => now.duration_since(m.status_since) >= self.config.left_retention,
+                _ => false,
+            })
+            .map(|m| m.name.clone())
+            .collect();
+        for name in expired {
+            if let Some(member) = self.table.remove(&name) {
+                self.broadcasts.remove(&name);
+                debug!(member = %name, "reaped");
+                self.emit(Event::Reaped(member));
+            }
+        }
+    }
+
+    pub(crate) fn note_conflict(&mut self, now: Instant, name: &str, other_addr: SocketAddr, other_generation: u64) -> bool {
+        let key = (name.to_owned(), other_addr, other_generation);
+        if self.conflicts_seen.contains(&key) {
+            return false;
+        }
+        if self.conflicts_seen.len() >= MAX_CONFLICTS_REMEMBERED {
+            self.conflicts_seen.pop_first();
+        }
+        self.conflicts_seen.insert(key);
+        let conflict = crate::member::Conflict {
+            name: name.to_owned(),
+            other_addr,
+            other_generation,
+            seen_at: now,
+        };
+        tracing::warn!(
+            member = name,
+            other = %other_addr,
+            other_generation,
+            "two live processes claim the same member name"
+        );
+        if name == self.me.name {
+            self.me.conflict = Some(conflict.clone());
+        } else {
+            self.table.update(name, |m| m.conflict = Some(conflict.clone()));
+        }
+        self.emit(Event::Conflict(conflict));
+        true
+    }
+}

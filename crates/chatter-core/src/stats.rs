@@ -1,0 +1,52 @@
+//! Counters a node keeps about its own work, for metrics and benchmarks.
+
+/// Monotonic counters since the node started. Cheap to copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to the driver to send.
+    pub packets_sent: u64,
+    /// Bytes in those datagrams (UDP payload).
+    pub bytes_sent: u64,
+    /// Datagrams received and accepted.
+    pub packets_received: u64,
+    /// Bytes in accepted datagrams.
+    pub bytes_received: u64,
+    /// Datagrams dropped: not a Chatter datagram (bad magic) or truncated.
+    pub dropped_malformed: u64,
+    /// Datagrams dropped: unsupported protocol version or flags.
+    pub dropped_version: u64,
+    /// Datagrams dropped: from another cluster.
+    pub dropped_wrong_cluster: u64,
+    /// Datagrams dropped: over the size limit.
+    pub dropped_oversize: u64,
+    /// Updates dropped because the member table is full.
+    pub dropped_table_full: u64,
+    /// Indirect probe requests dropped because too many were pending.
+    pub dropped_indirect_overload: u64,
+    /// Direct probes started.
+    pub probes_sent: u64,
+    /// Direct probes answered in time.
+    pub probes_acked: u64,
+    /// Probes that ended without any ack (direct or indirect).
+    pub probes_failed: u64,
+    /// Indirect probe requests sent to intermediaries.
+    pub indirect_probes_sent: u64,
+    /// Indirect probes run on behalf of other members.
+    pub indirect_probes_served: u64,
+    /// ICMP port-unreachable reports received from the driver.
+    pub unreachable_reports: u64,
+    /// Suspicions this node raised.
+    pub suspicions_raised: u64,
+    /// Suspicions about this node that it refuted.
+    pub suspicions_refuted: u64,
+    /// Members this node declared failed (its suspicion timer ran out first).
+    pub failures_declared: u64,
+    /// Gossip updates sent (one count per update per datagram).
+    pub gossip_sent: u64,
+    /// Anti-entropy exchanges started.
+    pub syncs_started: u64,
+    /// Anti-entropy exchanges skipped because the fingerprints matched.
+    pub syncs_in_sync: u64,
+    /// Member table states sent in full (or in part) because fingerprints differed.
+    pub sync_states_sent: u64,
+}

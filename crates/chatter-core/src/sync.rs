@@ -1,0 +1,273 @@
+//! Push-pull anti-entropy of the member table, joining through seeds, and reconnecting to seeds
+//! and failed members so that the halves of a healed partition merge again.
+//!
+//! An exchange opens with a `SyncRequest` carrying the sender's table fingerprint (XOR of row
+//! hashes). Equal fingerprints end it there: members in sync pay about 20 bytes. Otherwise the
+//! receiver sends its whole table as `SyncState` datagrams within the packet budget (each one
+//! merges on its own) and asks for the opener's table in return.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tracing::debug;
+
+use crate::member::MemberStatus;
+use crate::node::Node;
+use crate::wire::{self, MemberState, Message, WireStatus};
+
+/// A seed address and the state of our attempts to reach it.
+#[derive(Debug, Clone)]
+pub(crate) struct SeedState {
+    pub(crate) addr: SocketAddr,
+    pub(crate) answered: bool,
+    pub(crate) next_attempt: Instant,
+    pub(crate) backoff: Duration,
+}
+
+/// Bytes reserved in a `SyncState` datagram for the envelope and the message's own fields.
+const SYNC_OVERHEAD: usize = 64;
+
+fn wire_status(status: MemberStatus) -> WireStatus {
+    match status {
+        MemberStatus::Alive => WireStatus::Alive,
+        MemberStatus::Suspect => WireStatus::Suspect,
+        MemberStatus::Failed => WireStatus::Failed,
+        MemberStatus::Left => WireStatus::Left,
+    }
+}
+
+impl Node {
+    /// Sets the seeds to join through (replacing the previous list; the node's own address is
+    /// ignored). Seeds not contacted before are contacted at once; unanswered ones are retried
+    /// with exponential backoff while this node knows no live member, and contacted now and
+    /// then afterwards (see `Config::reconnect_interval`). Call it again with a re-resolved list
+    /// when DNS answers change.
+    pub fn join(&mut self, now: Instant, seeds: Vec<SocketAddr>) {
+        let mut fresh = Vec::new();
+        let mut next: Vec<SeedState> = Vec::with_capacity(seeds.len());
+        for addr in seeds {
+            if addr == self.me.addr || next.iter().any(|s| s.addr == addr) {
+                continue;
+            }
+            match self.seeds.iter().find(|s| s.addr == addr) {
+                Some(known) => next.push(known.clone()),
+                None => {
+                    fresh.push(addr);
+                    next.push(SeedState {
+                        addr,
+                        answered: false,
+                        next_attempt: now + self.config.join_retry_initial,
+                        backoff: self.config.join_retry_initial,
+                    });
+                }
+            }
+        }
+        self.seeds = next;
+        for addr in fresh {
+            self.send_sync_request(addr);
+        }
+    }
+
+    pub(crate) fn note_seed_answered(&mut self, from: SocketAddr) {
+        if let Some(seed) = self.seeds.iter_mut().find(|s| s.addr == from) {
+            seed.answered = true;
+        }
+    }
+
+    /// Retries unanswered seeds with exponential backoff while no live member is known.
+    pub(crate) fn join_timers(&mut self, now: Instant) {
+        if self.leaving || self.table.live() > 0 {
+            return;
+        }
+        let max = self.config.join_retry_max;
+        let due: Vec<SocketAddr> = self
+            .seeds
+            .iter_mut()
+            .filter(|s| now >= s.next_attempt)
+            .map(|s| {
+                // Once the cluster is lost, even an answered seed is worth retrying.
+                s.answered = false;
+                s.backoff = (s.backoff * 2).min(max);
+                s.next_attempt = now + s.backoff;
+                s.addr
+            })
+            .collect();
+        for addr in due {
+            debug!(seed = %addr, "contacting seed");
+            self.send_sync_request(addr);
+        }
+    }
+
+    fn send_sync_request(&mut self, dst: SocketAddr) {
+        self.stats.syncs_started += 1;
+        let req = Message::SyncRequest(wire::SyncRequest {
+            from: self.me.name.clone(),
+            fingerprint: self.fingerprint(),
+        });
+        self.send(dst, &[req]);
+    }
+
+    /// Periodic anti-entropy with one random live member.
+    pub(crate) fn sync_round(&mut self, now: Instant) {
+        let jitter = self.config.sync_interval.mul_f64(self.rng.random_range(0.0..0.2));
+        self.next_sync = now + self.config.sync_interval + jitter;
+        if self.leaving {
+            return;
+        }
+        let target = self
+            .table
+            .random_members(1, &mut self.rng, |m| m.status.is_live())
+            .first()
+            .map(|m| m.addr);
+        if let Some(dst) = target {
+            self.send_sync_request(dst);
+        }
+    }
+
+    /// Contacts a seed that is not a live member, or a random failed member: after a partition
+    /// heals, this is how the two halves find each other again.
+    pub(crate) fn reconnect_round(&mut self, now: Instant) {
+        self.next_reconnect = now + self.config.reconnect_interval;
+        if self.leaving {
+            return;
+        }
+        let live_addrs: Vec<SocketAddr> = self
+            .table
+            .iter()
+            .filter(|m| m.status.is_live())
+            .map(|m| m.addr)
+            .collect();
+        let mut candidates: Vec<SocketAddr> = self
+            .seeds
+            .iter()
+            .map(|s| s.addr)
+            .filter(|a| !live_addrs.contains(a))
+            .collect();
+        if let Some(failed) = self
+            .table
+            .random_members(1, &mut self.rng, |m| m.status == MemberStatus::Failed)
+            .first()
+        {
+            candidates.push(failed.addr);
+        }
+        if candidates.is_empty() {
+            return;
+        }
+        let dst = candidates[self.rng.random_range(0..candidates.len())];
+        debug!(addr = %dst, "reconnect attempt");
+        self.send_sync_request(dst);
+    }
+
+    pub(crate) fn on_sync_request(&mut self, _now: Instant, from: SocketAddr, req: wire::SyncRequest) {
+        if req.fingerprint == self.fingerprint() {
+            self.stats.syncs_in_sync += 1;
+            return;
+        }
+        self.send_state(from, true);
+    }
+
+    pub(crate) fn on_sync_state(&mut self, now: Instant, from: SocketAddr, state: wire::SyncState) {
+        let differed = state.fingerprint != self.fingerprint();
+        for row in state.members {
+            self.merge_row(now, &state.from, row);
+        }
+        if state.reply && differed {
+            self.send_state(from, false);
+        }
+    }
+
+    /// Merges one row of a remote table. A remote `Failed` becomes a local suspicion rather
+    /// than a verdict (the remote side may be the partitioned one), and reaches the member
+    /// itself so it can refute.
+    fn merge_row(&mut self, now: Instant, sender: &str, row: MemberState) {
+        let alive = wire::Alive {
+            name: row.name.clone(),
+            addr: row.addr,
+            generation: row.generation,
+            incarnation: row.incarnation,
+            tags: row.tags,
+        };
+        match row.status {
+            WireStatus::Alive => self.on_alive(now, alive),
+            WireStatus::Suspect | WireStatus::Failed => {
+                if row.name != self.me.name && self.table.get(&row.name).is_none() {
+                    if row.status == WireStatus::Failed {
+                        // A tombstone we never knew alive: adopting it would restart its
+                        // retention clock here and keep it circulating forever.
+                        return;
+                    }
+                    // Learn the member first; the suspicion then applies to it.
+                    self.on_alive(now, alive);
+                }
+                self.on_suspect(
+                    now,
+                    wire::Suspect {
+                        name: row.name,
+                        generation: row.generation,
+                        incarnation: row.incarnation,
+                        from: sender.to_owned(),
+                        unreachable: false,
+                    },
+                );
+            }
+            WireStatus::Left => self.on_left(
+                now,
+                wire::Left {
+                    name: row.name,
+                    generation: row.generation,
+                    incarnation: row.incarnation,
+                },
+            ),
+        }
+    }
+
+    /// Sends this node's whole table (itself included) to `dst`, split to the packet budget.
+    fn send_state(&mut self, dst: SocketAddr, reply: bool) {
+        self.stats.sync_states_sent += 1;
+        let fingerprint = self.fingerprint();
+        let budget = self.config.packet_budget.saturating_sub(SYNC_OVERHEAD + self.me.name.len());
+        let mut rows: Vec<MemberState> = Vec::with_capacity(self.table.len() + 1);
+        rows.push(MemberState {
+            name: self.me.name.clone(),
+            addr: self.me.addr,
+            generation: self.me.generation,
+            incarnation: self.me.incarnation,
+            status: wire_status(self.me.status),
+            tags: self.me.tags.clone(),
+        });
+        rows.extend(self.table.iter().map(|m| MemberState {
+            name: m.name.clone(),
+            addr: m.addr,
+            generation: m.generation,
+            incarnation: m.incarnation,
+            status: wire_status(m.status),
+            tags: m.tags.clone(),
+        }));
+        let mut chunk: Vec<MemberState> = Vec::new();
+        let mut size = 0;
+        let mut chunks = Vec::new();
+        for row in rows {
+            let row_size = postcard::to_allocvec(&row).map(|b| b.len()).unwrap_or(budget);
+            if !chunk.is_empty() && size + row_size > budget {
+                chunks.push(std::mem::take(&mut chunk));
+                size = 0;
+            }
+            size += row_size;
+            chunk.push(row);
+        }
+        if !chunk.is_empty() {
+            chunks.push(chunk);
+        }
+        for members in chunks {
+            let msg = Message::SyncState(wire::SyncState {
+                from: self.me.name.clone(),
+                fingerprint,
+                reply,
+                members,
+            });
+            let payload = wire::encode_packet(self.cluster, &[msg]);
+            self.push_transmit(dst, payload);
+        }
+    }
+}

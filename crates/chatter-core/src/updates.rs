@@ -1,0 +1,450 @@
+//! Membership updates and their precedence rules.
+//!
+//! A member's life is `(name, generation)`; within a life, a higher incarnation wins, and at
+//! equal incarnation `Left > Failed > Suspect > Alive`. A newer generation replaces a previous
+//! life at the same address, or at another address once the previous life is failed or left;
+//! two *live* lives claiming one name are a conflict, reported and not merged. Only the member
+//! itself raises its incarnation, to refute a suspicion (SWIM) or publish new tags.
+
+use std::time::Instant;
+
+use tracing::{debug, info};
+
+use crate::event::Event;
+use crate::member::{Confirmation, Evidence, Member, MemberStatus, ProbeRecord};
+use crate::node::Node;
+use crate::suspicion::Suspicion;
+use crate::wire::{self, Message};
+
+/// Evidence lists keep at most this many entries (newest kept).
+const MAX_EVIDENCE_ENTRIES: usize = 16;
+
+fn push_bounded<T>(list: &mut Vec<T>, item: T) {
+    if list.len() >= MAX_EVIDENCE_ENTRIES {
+        list.remove(0);
+    }
+    list.push(item);
+}
+
+impl Node {
+    pub(crate) fn on_alive(&mut self, now: Instant, alive: wire::Alive) {
+        if alive.name == self.me.name {
+            self.on_alive_about_self(now, alive);
+            return;
+        }
+        let Some(known) = self.table.get(&alive.name) else {
+            if self.table.len() >= self.config.max_members {
+                self.stats.dropped_table_full += 1;
+                return;
+            }
+            let member = Member::new(
+                alive.name.clone(),
+                alive.addr,
+                alive.generation,
+                alive.incarnation,
+                alive.tags.clone(),
+                now,
+            );
+            info!(member = %alive.name, addr = %alive.addr, "member joined");
+            self.table.insert(member.clone(), &mut self.rng);
+            let name = alive.name.clone();
+            self.enqueue_broadcast(now, &name, &Message::Alive(alive));
+            self.emit(Event::Joined(member));
+            return;
+        };
+        if alive.generation < known.generation {
+            return;
+        }
+        if alive.generation > known.generation {
+            if known.status.is_live() && known.addr != alive.addr {
+                // A new life at another address while the old one still answers: either a
+                // restart whose old life is not yet detected failed, or two processes with one
+                // name. Keep the known one until it fails; report the claim.
+                let (name, addr, generation) = (alive.name.clone(), alive.addr, alive.generation);
+                self.note_conflict(now, &name, addr, generation);
+                return;
+            }
+            let member = Member::new(
+                alive.name.clone(),
+                alive.addr,
+                alive.generation,
+                alive.incarnation,
+                alive.tags.clone(),
+                now,
+            );
+            info!(member = %alive.name, generation = alive.generation, "member restarted");
+            self.suspicions.remove(&alive.name);
+            self.table.insert(member.clone(), &mut self.rng);
+            let name = alive.name.clone();
+            self.enqueue_broadcast(now, &name, &Message::Alive(alive));
+            self.emit(Event::Joined(member));
+            return;
+        }
+        if alive.incarnation <= known.incarnation {
+            return;
+        }
+        let previous = known.status;
+        let changed = known.addr != alive.addr || known.tags != alive.tags;
+        let snapshot = self.table.update(&alive.name, |m| {
+            m.incarnation = alive.incarnation;
+            m.addr = alive.addr;
+            m.tags = alive.tags.clone();
+            m.last_update = now;
+            if m.status != MemberStatus::Alive {
+                m.status = MemberStatus::Alive;
+                m.status_since = now;
+                m.evidence = None;
+            }
+            m.clone()
+        });
+        self.suspicions.remove(&alive.name);
+        let name = alive.name.clone();
+        self.enqueue_broadcast(now, &name, &Message::Alive(alive));
+        if let Some(member) = snapshot {
+            if previous != MemberStatus::Alive {
+                info!(member = %name, was = %previous, "member alive again");
+                self.emit(Event::Recovered(member));
+            } else if changed {
+                self.emit(Event::Updated(member));
+            }
+        }
+    }
+
+    fn on_alive_about_self(&mut self, now: Instant, alive: wire::Alive) {
+        if alive.generation == self.me.generation && alive.addr == self.me.addr {
+            if alive.incarnation > self.me.incarnation && !self.leaving {
+                // Someone holds a newer incarnation of this very life than we do (a forged or
+                // corrupted update): move past it so our own view wins again.
+                self.me.incarnation = alive.incarnation + 1;
+                self.broadcast_self_alive(now);
+            }
+            return;
+        }
+        if alive.generation < self.me.generation && alive.addr == self.me.addr {
+            // Our previous life, still gossiped: our own Alive will replace it.
+            if !self.broadcasts.contains(&self.me.name) && !self.leaving {
+                self.broadcast_self_alive(now);
+            }
+            return;
+        }
+        let (name, addr, generation) = (alive.name, alive.addr, alive.generation);
+        self.note_conflict(now, &name, addr, generation);
+    }
+
+    pub(crate) fn on_suspect(&mut self, now: Instant, suspect: wire::Suspect) {
+        if suspect.name == self.me.name {
+            if suspect.generation == self.me.generation
+                && suspect.incarnation >= self.me.incarnation
+            {
+                self.refute(now, suspect.incarnation);
+            }
+            return;
+        }
+        let Some(known) = self.table.get(&suspect.name) else {
+            return;
+        };
+        if suspect.generation != known.generation || suspect.incarnation < known.incarnation {
+            return;
+        }
+        match known.status {
+            MemberStatus::Alive => self.start_suspicion(
+                now,
+                &suspect.name,
+                suspect.incarnation,
+                &suspect.from,
+                suspect.unreachable,
+                Vec::new(),
+            ),
+            MemberStatus::Suspect if suspect.incarnation > known.incarnation => self
+                .start_suspicion(
+                    now,
+                    &suspect.name,
+                    suspect.incarnation,
+                    &suspect.from,
+                    suspect.unreachable,
+                    Vec::new(),
+                ),
+            MemberStatus::Suspect => self.confirm_suspicion(now, &suspect),
+            MemberStatus::Failed | MemberStatus::Left => {}
+        }
+    }
+
+    /// A probe of `name` failed: suspect it (or add to the evidence if already suspect).
+    pub(crate) fn suspect_after_probe(
+        &mut self,
+        now: Instant,
+        name: &str,
+        generation: u64,
+        unreachable: bool,
+        records: Vec<ProbeRecord>,
+    ) {
+        let Some(known) = self.table.get(name) else { return };
+        if known.generation != generation {
+            return;
+        }
+        match known.status {
+            MemberStatus::Alive => {
+                let me = self.me.name.clone();
+                let incarnation = known.incarnation;
+                self.stats.suspicions_raised += 1;
+                self.start_suspicion(now, name, incarnation, &me, unreachable, records);
+            }
+            MemberStatus::Suspect => {
+                let strong_timeout = self.config.unreachable_suspicion_timeout;
+                let mut newly_strong = false;
+                if let Some(s) = self.suspicions.get_mut(name) {
+                    if unreachable && !s.is_strong() {
+                        s.make_strong(strong_timeout);
+                        newly_strong = true;
+                    }
+                }
+                let timeout = self.suspicions.get(name).map(Suspicion::timeout);
+                let snapshot = self.table.update(name, |m| {
+                    if let Some(e) = &mut m.evidence {
+                        for r in records {
+                            push_bounded(&mut e.probes, r);
+                        }
+                        e.unreachable |= unreachable;
+                        if let Some(t) = timeout {
+                            e.timeout = t;
+                        }
+                    }
+                    m.clone()
+                });
+                if newly_strong {
+                    if let Some(m) = snapshot {
+                        let msg = Message::Suspect(wire::Suspect {
+                            name: m.name.clone(),
+                            generation: m.generation,
+                            incarnation: m.incarnation,
+                            from: self.me.name.clone(),
+                            unreachable: true,
+                        });
+                        self.enqueue_broadcast(now, &m.name, &msg);
+                    }
+                }
+            }
+            MemberStatus::Failed | MemberStatus::Left => {}
+        }
+    }
+
+    fn start_suspicion(
+        &mut self,
+        now: Instant,
+        name: &str,
+        incarnation: u64,
+        accuser: &str,
+        unreachable: bool,
+        records: Vec<ProbeRecord>,
+    ) {
+        let n = self.cluster_size();
+        let expected = self
+            .config
+            .suspicion_confirmations
+            .min(n.saturating_sub(2) as u32);
+        let mut suspicion = Suspicion::new(
+            now,
+            accuser,
+            self.config.suspicion_min_timeout(n),
+            self.config.suspicion_max_timeout(n),
+            expected,
+        );
+        if unreachable {
+            suspicion.make_strong(self.config.unreachable_suspicion_timeout);
+        }
+        let timeout = suspicion.timeout();
+        self.suspicions.insert(name.to_owned(), suspicion);
+        let evidence = Evidence {
+            accuser: accuser.to_owned(),
+            suspected_at: now,
+            confirmations: Vec::new(),
+            probes: records,
+            unreachable,
+            timeout,
+            declared_by: None,
+            failed_at: None,
+        };
+        let Some(member) = self.table.update(name, |m| {
+            m.incarnation = incarnation;
+            if m.status != MemberStatus::Suspect {
+                m.status = MemberStatus::Suspect;
+                m.status_since = now;
+            }
+            m.last_update = now;
+            m.evidence = Some(evidence);
+            m.clone()
+        }) else {
+            return;
+        };
+        info!(member = %name, accuser, unreachable, timeout_ms = timeout.as_millis() as u64, "member suspect");
+        let msg = Message::Suspect(wire::Suspect {
+            name: name.to_owned(),
+            generation: member.generation,
+            incarnation,
+            from: accuser.to_owned(),
+            unreachable,
+        });
+        self.enqueue_broadcast(now, name, &msg);
+        self.emit(Event::Suspect(member));
+    }
+
+    fn confirm_suspicion(&mut self, now: Instant, suspect: &wire::Suspect) {
+        let strong_timeout = self.config.unreachable_suspicion_timeout;
+        let Some(s) = self.suspicions.get_mut(&suspect.name) else {
+            return;
+        };
+        let independent = suspect.from != self.me.name && s.confirm(&suspect.from);
+        let newly_strong = suspect.unreachable && !s.is_strong();
+        if newly_strong {
+            s.make_strong(strong_timeout);
+        }
+        if !independent && !newly_strong {
+            return;
+        }
+        let timeout = s.timeout();
+        self.table.update(&suspect.name, |m| {
+            if let Some(e) = &mut m.evidence {
+                if independent {
+                    push_bounded(
+                        &mut e.confirmations,
+                        Confirmation {
+                            from: suspect.from.clone(),
+                            at: now,
+                        },
+                    );
+                }
+                e.unreachable |= suspect.unreachable;
+                e.timeout = timeout;
+            }
+        });
+        debug!(member = %suspect.name, from = %suspect.from, "suspicion confirmed");
+        // Pass the confirmation on: others count independent confirmations too.
+        self.enqueue_broadcast(now, &suspect.name, &Message::Suspect(suspect.clone()));
+    }
+
+    pub(crate) fn suspicion_timers(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .suspicions
+            .iter()
+            .filter(|(_, s)| now >= s.deadline())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            self.suspicions.remove(&name);
+            let Some(known) = self.table.get(&name) else {
+                continue;
+            };
+            if known.status != MemberStatus::Suspect {
+                continue;
+            }
+            let failed = wire::Failed {
+                name: name.clone(),
+                generation: known.generation,
+                incarnation: known.incarnation,
+                from: self.me.name.clone(),
+            };
+            self.stats.failures_declared += 1;
+            self.mark_failed(now, failed);
+        }
+    }
+
+    pub(crate) fn on_failed(&mut self, now: Instant, failed: wire::Failed) {
+        if failed.name == self.me.name {
+            if failed.generation == self.me.generation
+                && failed.incarnation >= self.me.incarnation
+            {
+                self.refute(now, failed.incarnation);
+            }
+            return;
+        }
+        let Some(known) = self.table.get(&failed.name) else {
+            return;
+        };
+        if failed.generation != known.generation
+            || failed.incarnation < known.incarnation
+            || !known.status.is_live()
+        {
+            return;
+        }
+        self.mark_failed(now, failed);
+    }
+
+    fn mark_failed(&mut self, now: Instant, failed: wire::Failed) {
+        self.suspicions.remove(&failed.name);
+        let Some(member) = self.table.update(&failed.name, |m| {
+            m.incarnation = failed.incarnation;
+            m.status = MemberStatus::Failed;
+            m.status_since = now;
+            m.last_update = now;
+            let evidence = m.evidence.get_or_insert_with(|| Evidence {
+                accuser: failed.from.clone(),
+                suspected_at: now,
+                confirmations: Vec::new(),
+                probes: Vec::new(),
+                unreachable: false,
+                timeout: Default::default(),
+                declared_by: None,
+                failed_at: None,
+            });
+            evidence.declared_by = Some(failed.from.clone());
+            evidence.failed_at = Some(now);
+            m.clone()
+        }) else {
+            return;
+        };
+        info!(member = %failed.name, declared_by = %failed.from, "member failed");
+        let name = failed.name.clone();
+        self.enqueue_broadcast(now, &name, &Message::Failed(failed));
+        self.emit(Event::Failed(member));
+    }
+
+    pub(crate) fn on_left(&mut self, now: Instant, left: wire::Left) {
+        if left.name == self.me.name {
+            if !self.leaving
+                && left.generation == self.me.generation
+                && left.incarnation >= self.me.incarnation
+            {
+                self.refute(now, left.incarnation);
+            }
+            return;
+        }
+        let Some(known) = self.table.get(&left.name) else {
+            return;
+        };
+        if left.generation != known.generation
+            || left.incarnation < known.incarnation
+            || known.status == MemberStatus::Left
+        {
+            return;
+        }
+        self.suspicions.remove(&left.name);
+        let Some(member) = self.table.update(&left.name, |m| {
+            m.incarnation = left.incarnation;
+            m.status = MemberStatus::Left;
+            m.status_since = now;
+            m.last_update = now;
+            m.evidence = None;
+            m.clone()
+        }) else {
+            return;
+        };
+        info!(member = %left.name, "member left");
+        let name = left.name.clone();
+        self.enqueue_broadcast(now, &name, &Message::Left(left));
+        self.emit(Event::Left(member));
+    }
+
+    /// Someone suspects (or declared failed) this very life: raise the incarnation above the
+    /// accusation and gossip it. Lifeguard: being suspected hints at our own slowness.
+    fn refute(&mut self, now: Instant, accused_incarnation: u64) {
+        if self.leaving {
+            return;
+        }
+        self.me.incarnation = self.me.incarnation.max(accused_incarnation) + 1;
+        self.me.last_update = now;
+        self.stats.suspicions_refuted += 1;
+        self.awareness.apply(1);
+        debug!(incarnation = self.me.incarnation, "refuting suspicion");
+        self.broadcast_self_alive(now);
+    }
+}

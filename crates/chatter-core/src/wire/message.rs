@@ -1,0 +1,183 @@
+//! The messages of the protocol, encoded with postcard (a compact, varint-based serde format).
+//!
+//! Adding a field or a variant changes the encoding: bump [`PROTOCOL_VERSION`](super::PROTOCOL_VERSION).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::member::Tags;
+
+/// One protocol message; a datagram carries one or more after the envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Direct probe: "are you alive?"
+    Ping(Ping),
+    /// Answer to a `Ping`, or an intermediary's report that an indirect probe succeeded.
+    Ack(Ack),
+    /// An intermediary's report that the member it probed for us did not answer.
+    Nack(Nack),
+    /// "Please probe this member for me" (SWIM indirect probe).
+    PingReq(PingReq),
+    /// A member is alive at this incarnation (also carries its address and tags).
+    Alive(Alive),
+    /// A member is suspected.
+    Suspect(Suspect),
+    /// A member's suspicion timed out: it is considered crashed.
+    Failed(Failed),
+    /// A member left gracefully.
+    Left(Left),
+    /// Anti-entropy opener: the sender's membership fingerprint.
+    SyncRequest(SyncRequest),
+    /// Anti-entropy answer: part or all of the sender's member table.
+    SyncState(SyncState),
+}
+
+/// Direct probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    /// Sequence number the `Ack` must echo.
+    pub seq: u32,
+    /// Name of the member the prober means, so that another process now on the same address
+    /// does not answer for it.
+    pub target: String,
+    /// Generation of the member the prober means.
+    pub generation: u64,
+}
+
+/// Positive answer to a probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Sequence number of the `Ping` or `PingReq` answered.
+    pub seq: u32,
+}
+
+/// Negative answer from an intermediary: it could not reach the target either. Lifeguard uses
+/// missing nacks as a sign that the prober itself is unhealthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nack {
+    /// Sequence number of the `PingReq` answered.
+    pub seq: u32,
+    /// The intermediary got ICMP port-unreachable from the target.
+    pub unreachable: bool,
+}
+
+/// Request to probe `target` on the sender's behalf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingReq {
+    /// Sequence number to echo in the `Ack` or `Nack`.
+    pub seq: u32,
+    /// Name of the member to probe.
+    pub target: String,
+    /// Its generation.
+    pub generation: u64,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+/// A member is alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alive {
+    /// Member name.
+    pub name: String,
+    /// Its gossip address.
+    pub addr: SocketAddr,
+    /// Its generation.
+    pub generation: u64,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// Its tags.
+    pub tags: Tags,
+}
+
+/// A member is suspected by `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspect {
+    /// Suspected member.
+    pub name: String,
+    /// Its generation.
+    pub generation: u64,
+    /// Incarnation suspected; a refutation must exceed it.
+    pub incarnation: u64,
+    /// The member that suspects it.
+    pub from: String,
+    /// The accuser got ICMP port-unreachable from the suspect's address.
+    pub unreachable: bool,
+}
+
+/// A member is declared failed by `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failed {
+    /// Failed member.
+    pub name: String,
+    /// Its generation.
+    pub generation: u64,
+    /// Incarnation declared failed.
+    pub incarnation: u64,
+    /// The member whose suspicion timed out.
+    pub from: String,
+}
+
+/// A member left gracefully (only the member itself sends this).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Left {
+    /// Member leaving.
+    pub name: String,
+    /// Its generation.
+    pub generation: u64,
+    /// Its incarnation at leave.
+    pub incarnation: u64,
+}
+
+/// Anti-entropy opener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// Sender's name.
+    pub from: String,
+    /// Fingerprint of the sender's member table; equal fingerprints skip the exchange.
+    pub fingerprint: u64,
+}
+
+/// Part or all of a member table. Large tables are split over several datagrams, each of which
+/// merges on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    /// Sender's name.
+    pub from: String,
+    /// Fingerprint of the sender's member table.
+    pub fingerprint: u64,
+    /// The receiver should answer with its own table if its fingerprint differs.
+    pub reply: bool,
+    /// Members (a chunk of the table).
+    pub members: Vec<MemberState>,
+}
+
+/// One member's row in a [`SyncState`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberState {
+    /// Member name.
+    pub name: String,
+    /// Its gossip address.
+    pub addr: SocketAddr,
+    /// Its generation.
+    pub generation: u64,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// Its status as the sender sees it.
+    pub status: WireStatus,
+    /// Its tags.
+    pub tags: Tags,
+}
+
+/// Member status on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireStatus {
+    /// Alive.
+    Alive,
+    /// Suspect.
+    Suspect,
+    /// Failed.
+    Failed,
+    /// Left.
+    Left,
+}

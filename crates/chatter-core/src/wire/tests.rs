@@ -1,0 +1,170 @@
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::member::Tags;
+
+const CLUSTER: u32 = 0xdead_beef;
+
+fn addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        (any::<[u8; 4]>(), any::<u16>())
+            .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)),
+        (any::<[u8; 16]>(), any::<u16>())
+            .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port)),
+    ]
+}
+
+fn tags() -> impl Strategy<Value = Tags> {
+    proptest::collection::btree_map(".{0,8}", ".{0,8}", 0..4)
+}
+
+fn status() -> impl Strategy<Value = WireStatus> {
+    prop_oneof![
+        Just(WireStatus::Alive),
+        Just(WireStatus::Suspect),
+        Just(WireStatus::Failed),
+        Just(WireStatus::Left),
+    ]
+}
+
+fn member_state() -> impl Strategy<Value = MemberState> {
+    (".{0,16}", addr(), any::<u64>(), any::<u64>(), status(), tags()).prop_map(
+        |(name, addr, generation, incarnation, status, tags)| MemberState {
+            name,
+            addr,
+            generation,
+            incarnation,
+            status,
+            tags,
+        },
+    )
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (any::<u32>(), ".{0,16}", any::<u64>()).prop_map(|(seq, target, generation)| {
+            Message::Ping(Ping { seq, target, generation })
+        }),
+        any::<u32>().prop_map(|seq| Message::Ack(Ack { seq })),
+        (any::<u32>(), any::<bool>())
+            .prop_map(|(seq, unreachable)| Message::Nack(Nack { seq, unreachable })),
+        (any::<u32>(), ".{0,16}", any::<u64>(), addr()).prop_map(
+            |(seq, target, generation, addr)| Message::PingReq(PingReq {
+                seq,
+                target,
+                generation,
+                addr
+            })
+        ),
+        (".{0,16}", addr(), any::<u64>(), any::<u64>(), tags()).prop_map(
+            |(name, addr, generation, incarnation, tags)| Message::Alive(Alive {
+                name,
+                addr,
+                generation,
+                incarnation,
+                tags
+            })
+        ),
+        (".{0,16}", any::<u64>(), any::<u64>(), ".{0,16}", any::<bool>()).prop_map(
+            |(name, generation, incarnation, from, unreachable)| Message::Suspect(Suspect {
+                name,
+                generation,
+                incarnation,
+                from,
+                unreachable
+            })
+        ),
+        (".{0,16}", any::<u64>(), any::<u64>(), ".{0,16}").prop_map(
+            |(name, generation, incarnation, from)| Message::Failed(Failed {
+                name,
+                generation,
+                incarnation,
+                from
+            })
+        ),
+        (".{0,16}", any::<u64>(), any::<u64>()).prop_map(|(name, generation, incarnation)| {
+            Message::Left(Left { name, generation, incarnation })
+        }),
+        (".{0,16}", any::<u64>())
+            .prop_map(|(from, fingerprint)| Message::SyncRequest(SyncRequest { from, fingerprint })),
+        (".{0,16}", any::<u64>(), any::<bool>(), proptest::collection::vec(member_state(), 0..4))
+            .prop_map(|(from, fingerprint, reply, members)| Message::SyncState(SyncState {
+                from,
+                fingerprint,
+                reply,
+                members
+            })),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn every_message_round_trips(messages in proptest::collection::vec(message(), 1..6)) {
+        let packet = encode_packet(CLUSTER, &messages);
+        let decoded = decode_packet(&packet, CLUSTER, 65_507).unwrap();
+        prop_assert_eq!(decoded, messages);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_packet(&bytes, CLUSTER, 65_507);
+    }
+
+    #[test]
+    fn random_bodies_after_a_valid_envelope_never_panic(
+        body in proptest::collection::vec(any::<u8>(), 0..512)
+    ) {
+        let mut packet = Vec::new();
+        write_envelope(&mut packet, CLUSTER);
+        packet.extend_from_slice(&body);
+        let _ = decode_packet(&packet, CLUSTER, 65_507);
+    }
+
+    #[test]
+    fn every_truncation_is_rejected_or_a_prefix(messages in proptest::collection::vec(message(), 1..4), cut in 0usize..200) {
+        let packet = encode_packet(CLUSTER, &messages);
+        let cut = cut.min(packet.len());
+        if let Ok(decoded) = decode_packet(&packet[..cut], CLUSTER, 65_507) {
+            // A cut that lands exactly on a message boundary decodes to a prefix.
+            prop_assert!(decoded.len() <= messages.len());
+            prop_assert_eq!(&decoded[..], &messages[..decoded.len()]);
+        }
+    }
+}
+
+#[test]
+fn rejects_foreign_cluster_magic_version_and_oversize() {
+    let packet = encode_packet(CLUSTER, &[Message::Ack(Ack { seq: 7 })]);
+    assert_eq!(decode_packet(&packet, CLUSTER + 1, 65_507), Err(DecodeError::WrongCluster));
+    assert_eq!(decode_packet(&packet, CLUSTER, 4), Err(DecodeError::Oversize(packet.len())));
+    let mut bad = packet.clone();
+    bad[0] = b'X';
+    assert_eq!(decode_packet(&bad, CLUSTER, 65_507), Err(DecodeError::BadMagic));
+    let mut bad = packet.clone();
+    bad[2] = 99;
+    assert_eq!(decode_packet(&bad, CLUSTER, 65_507), Err(DecodeError::UnsupportedVersion(99)));
+    assert_eq!(decode_packet(&packet[..ENVELOPE_LEN], CLUSTER, 65_507), Err(DecodeError::Truncated));
+    assert_eq!(decode_packet(&packet[..3], CLUSTER, 65_507), Err(DecodeError::Truncated));
+}
+
+#[test]
+fn a_ping_and_an_ack_are_small() {
+    let ping = encode_packet(
+        CLUSTER,
+        &[Message::Ping(Ping { seq: 1000, target: "node-17".into(), generation: 1_790_000_000_000 })],
+    );
+    let ack = encode_packet(CLUSTER, &[Message::Ack(Ack { seq: 1000 })]);
+    assert!(ping.len() <= 32, "ping is {} bytes", ping.len());
+    assert!(ack.len() <= 12, "ack is {} bytes", ack.len());
+}
+
+#[test]
+fn cluster_hash_is_stable() {
+    // The hash is part of the wire format: it must not change between builds or versions.
+    assert_eq!(cluster_hash("chatter"), cluster_hash("chatter"));
+    assert_ne!(cluster_hash("chatter"), cluster_hash("chatter2"));
+    // FNV-1a 64 of the empty string is its offset basis, folded to 32 bits.
+    assert_eq!(cluster_hash(""), 0xcbf2_9ce4 ^ 0x8422_2325);
+}
