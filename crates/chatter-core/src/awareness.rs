@@ -42,7 +42,10 @@ mod tests {
         a.apply(-1);
         assert_eq!(a.score(), 0);
         a.apply(3);
-        assert_eq!(a.scale(Duration::from_millis(100)), Duration::from_millis(400));
+        assert_eq!(
+            a.scale(Duration::from_millis(100)),
+            Duration::from_millis(400)
+        );
         a.apply(100);
         assert_eq!(a.score(), 8);
         a.apply(-2);

@@ -200,7 +200,9 @@ impl Config {
             ));
         }
         if self.gossip_interval.is_zero() || self.sync_interval.is_zero() {
-            return Err(ConfigError::Invalid("gossip_interval and sync_interval must be positive"));
+            return Err(ConfigError::Invalid(
+                "gossip_interval and sync_interval must be positive",
+            ));
         }
         if self.reconnect_interval.is_zero() || self.join_retry_initial.is_zero() {
             return Err(ConfigError::Invalid(
@@ -208,13 +210,19 @@ impl Config {
             ));
         }
         if self.join_retry_max < self.join_retry_initial {
-            return Err(ConfigError::Invalid("join_retry_max must be at least join_retry_initial"));
+            return Err(ConfigError::Invalid(
+                "join_retry_max must be at least join_retry_initial",
+            ));
         }
         if self.suspicion_mult == 0 || self.suspicion_max_timeout_mult == 0 {
-            return Err(ConfigError::Invalid("suspicion multipliers must be at least 1"));
+            return Err(ConfigError::Invalid(
+                "suspicion multipliers must be at least 1",
+            ));
         }
         if self.retransmit_mult == 0 || self.gossip_fanout == 0 {
-            return Err(ConfigError::Invalid("retransmit_mult and gossip_fanout must be at least 1"));
+            return Err(ConfigError::Invalid(
+                "retransmit_mult and gossip_fanout must be at least 1",
+            ));
         }
         if self.packet_budget < 512 || self.packet_budget > self.max_packet_size {
             return Err(ConfigError::Invalid(
@@ -222,10 +230,14 @@ impl Config {
             ));
         }
         if self.max_packet_size > 65_507 {
-            return Err(ConfigError::Invalid("max_packet_size cannot exceed 65507 (UDP limit)"));
+            return Err(ConfigError::Invalid(
+                "max_packet_size cannot exceed 65507 (UDP limit)",
+            ));
         }
         if self.max_tags_size + 128 > self.packet_budget {
-            return Err(ConfigError::Invalid("max_tags_size must leave 128 bytes of packet_budget"));
+            return Err(ConfigError::Invalid(
+                "max_tags_size must leave 128 bytes of packet_budget",
+            ));
         }
         if self.max_members < 2 {
             return Err(ConfigError::Invalid("max_members must be at least 2"));

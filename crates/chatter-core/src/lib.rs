@@ -67,3 +67,9 @@ pub use member::{
 };
 pub use node::{Identity, Node, TagsError, Transmit};
 pub use stats::Stats;
+
+#[cfg(test)]
+mod node_tests;
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant for virtual time
+mod testkit;

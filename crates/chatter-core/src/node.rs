@@ -227,7 +227,9 @@ impl Node {
 
     /// Publishes new tags: bumps the incarnation and gossips them.
     pub fn set_tags(&mut self, now: Instant, tags: Tags) -> Result<(), TagsError> {
-        let size = postcard::to_allocvec(&tags).map(|b| b.len()).unwrap_or(usize::MAX);
+        let size = postcard::to_allocvec(&tags)
+            .map(|b| b.len())
+            .unwrap_or(usize::MAX);
         if size > self.config.max_tags_size {
             return Err(TagsError::TooLarge {
                 size,
@@ -448,7 +450,8 @@ impl Node {
             .table
             .random_members(self.config.gossip_fanout, &mut self.rng, |m| {
                 m.status.is_live()
-                    || (m.status == MemberStatus::Failed && now.duration_since(m.status_since) < recent)
+                    || (m.status == MemberStatus::Failed
+                        && now.duration_since(m.status_since) < recent)
             })
             .into_iter()
             .map(|m| m.addr)
@@ -478,8 +481,12 @@ impl Node {
             .table
             .iter()
             .filter(|m| match m.status {
-                MemberStatus::Failed => now.duration_since(m.status_since) >= self.config.failed_retention,
-                MemberStatus::Left => now.duration_since(m.status_since) >= self.config.left_retention,
+                MemberStatus::Failed => {
+                    now.duration_since(m.status_since) >= self.config.failed_retention
+                }
+                MemberStatus::Left => {
+                    now.duration_since(m.status_since) >= self.config.left_retention
+                }
                 _ => false,
             })
             .map(|m| m.name.clone())
@@ -493,7 +500,13 @@ impl Node {
         }
     }
 
-    pub(crate) fn note_conflict(&mut self, now: Instant, name: &str, other_addr: SocketAddr, other_generation: u64) -> bool {
+    pub(crate) fn note_conflict(
+        &mut self,
+        now: Instant,
+        name: &str,
+        other_addr: SocketAddr,
+        other_generation: u64,
+    ) -> bool {
         let key = (name.to_owned(), other_addr, other_generation);
         if self.conflicts_seen.contains(&key) {
             return false;
@@ -517,7 +530,8 @@ impl Node {
         if name == self.me.name {
             self.me.conflict = Some(conflict.clone());
         } else {
-            self.table.update(name, |m| m.conflict = Some(conflict.clone()));
+            self.table
+                .update(name, |m| m.conflict = Some(conflict.clone()));
         }
         self.emit(Event::Conflict(conflict));
         true

@@ -129,8 +129,12 @@ impl Node {
     /// The direct probe failed (timeout or ICMP): ask `k` members to probe the target.
     fn go_indirect(&mut self, now: Instant) {
         let Some(probe) = &self.probe else { return };
-        let (target, generation, addr, seq) =
-            (probe.target.clone(), probe.generation, probe.addr, probe.indirect_seq);
+        let (target, generation, addr, seq) = (
+            probe.target.clone(),
+            probe.generation,
+            probe.addr,
+            probe.indirect_seq,
+        );
         let via: Vec<(String, SocketAddr, Option<ProbeOutcome>)> = self
             .table
             .random_members(self.config.indirect_checks, &mut self.rng, |m| {
@@ -169,7 +173,9 @@ impl Node {
     /// No ack by the indirect deadline, or every intermediary answered `Nack`: suspect the
     /// target, with the evidence gathered.
     fn finish_failed_probe(&mut self, now: Instant) {
-        let Some(probe) = self.probe.take() else { return };
+        let Some(probe) = self.probe.take() else {
+            return;
+        };
         self.stats.probes_failed += 1;
         // Lifeguard: each missing nack hints that this node, not the target, is unwell. ICMP
         // from the target's host proves this node's network path works.
@@ -192,7 +198,13 @@ impl Node {
             outcome: outcome.unwrap_or(ProbeOutcome::Timeout),
         }));
         debug!(target = %probe.target, unreachable = probe.unreachable, "probe failed");
-        self.suspect_after_probe(now, &probe.target, probe.generation, probe.unreachable, records);
+        self.suspect_after_probe(
+            now,
+            &probe.target,
+            probe.generation,
+            probe.unreachable,
+            records,
+        );
     }
 
     pub(crate) fn on_ping(&mut self, now: Instant, from: SocketAddr, ping: wire::Ping) {

@@ -78,6 +78,7 @@ impl Suspicion {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant for virtual time
 mod tests {
     use super::*;
 

@@ -110,7 +110,10 @@ impl Node {
 
     /// Periodic anti-entropy with one random live member.
     pub(crate) fn sync_round(&mut self, now: Instant) {
-        let jitter = self.config.sync_interval.mul_f64(self.rng.random_range(0.0..0.2));
+        let jitter = self
+            .config
+            .sync_interval
+            .mul_f64(self.rng.random_range(0.0..0.2));
         self.next_sync = now + self.config.sync_interval + jitter;
         if self.leaving {
             return;
@@ -159,7 +162,12 @@ impl Node {
         self.send_sync_request(dst);
     }
 
-    pub(crate) fn on_sync_request(&mut self, _now: Instant, from: SocketAddr, req: wire::SyncRequest) {
+    pub(crate) fn on_sync_request(
+        &mut self,
+        _now: Instant,
+        from: SocketAddr,
+        req: wire::SyncRequest,
+    ) {
         if req.fingerprint == self.fingerprint() {
             self.stats.syncs_in_sync += 1;
             return;
@@ -226,7 +234,10 @@ impl Node {
     fn send_state(&mut self, dst: SocketAddr, reply: bool) {
         self.stats.sync_states_sent += 1;
         let fingerprint = self.fingerprint();
-        let budget = self.config.packet_budget.saturating_sub(SYNC_OVERHEAD + self.me.name.len());
+        let budget = self
+            .config
+            .packet_budget
+            .saturating_sub(SYNC_OVERHEAD + self.me.name.len());
         let mut rows: Vec<MemberState> = Vec::with_capacity(self.table.len() + 1);
         rows.push(MemberState {
             name: self.me.name.clone(),
@@ -248,7 +259,9 @@ impl Node {
         let mut size = 0;
         let mut chunks = Vec::new();
         for row in rows {
-            let row_size = postcard::to_allocvec(&row).map(|b| b.len()).unwrap_or(budget);
+            let row_size = postcard::to_allocvec(&row)
+                .map(|b| b.len())
+                .unwrap_or(budget);
             if !chunk.is_empty() && size + row_size > budget {
                 chunks.push(std::mem::take(&mut chunk));
                 size = 0;

@@ -147,7 +147,11 @@ impl Table {
             return out;
         }
         let start = rng.random_range(0..n);
-        let step = if n > 1 { 1 + rng.random_range(0..n - 1) } else { 1 };
+        let step = if n > 1 {
+            1 + rng.random_range(0..n - 1)
+        } else {
+            1
+        };
         let step = if gcd(step, n) == 1 { step } else { 1 };
         for i in 0..n {
             let name = &self.probe_order[(start + i * step) % n];
@@ -172,6 +176,7 @@ fn gcd(mut a: usize, mut b: usize) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant for virtual time
 mod tests {
     use std::collections::BTreeSet;
     use std::time::Instant;

@@ -178,7 +178,9 @@ impl Node {
         unreachable: bool,
         records: Vec<ProbeRecord>,
     ) {
-        let Some(known) = self.table.get(name) else { return };
+        let Some(known) = self.table.get(name) else {
+            return;
+        };
         if known.generation != generation {
             return;
         }
@@ -350,8 +352,7 @@ impl Node {
 
     pub(crate) fn on_failed(&mut self, now: Instant, failed: wire::Failed) {
         if failed.name == self.me.name {
-            if failed.generation == self.me.generation
-                && failed.incarnation >= self.me.incarnation
+            if failed.generation == self.me.generation && failed.incarnation >= self.me.incarnation
             {
                 self.refute(now, failed.incarnation);
             }

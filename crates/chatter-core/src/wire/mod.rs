@@ -97,7 +97,11 @@ pub fn encode_packet(cluster: u32, messages: &[Message]) -> Vec<u8> {
 ///
 /// `max_size` is the largest datagram accepted. The whole datagram is rejected if any message in
 /// it is malformed: a half-understood packet is more likely corrupt than useful.
-pub fn decode_packet(data: &[u8], cluster: u32, max_size: usize) -> Result<Vec<Message>, DecodeError> {
+pub fn decode_packet(
+    data: &[u8],
+    cluster: u32,
+    max_size: usize,
+) -> Result<Vec<Message>, DecodeError> {
     if data.len() > max_size {
         return Err(DecodeError::Oversize(data.len()));
     }

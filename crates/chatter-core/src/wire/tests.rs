@@ -30,22 +30,34 @@ fn status() -> impl Strategy<Value = WireStatus> {
 }
 
 fn member_state() -> impl Strategy<Value = MemberState> {
-    (".{0,16}", addr(), any::<u64>(), any::<u64>(), status(), tags()).prop_map(
-        |(name, addr, generation, incarnation, status, tags)| MemberState {
-            name,
-            addr,
-            generation,
-            incarnation,
-            status,
-            tags,
-        },
+    (
+        ".{0,16}",
+        addr(),
+        any::<u64>(),
+        any::<u64>(),
+        status(),
+        tags(),
     )
+        .prop_map(
+            |(name, addr, generation, incarnation, status, tags)| MemberState {
+                name,
+                addr,
+                generation,
+                incarnation,
+                status,
+                tags,
+            },
+        )
 }
 
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         (any::<u32>(), ".{0,16}", any::<u64>()).prop_map(|(seq, target, generation)| {
-            Message::Ping(Ping { seq, target, generation })
+            Message::Ping(Ping {
+                seq,
+                target,
+                generation,
+            })
         }),
         any::<u32>().prop_map(|seq| Message::Ack(Ack { seq })),
         (any::<u32>(), any::<bool>())
@@ -67,15 +79,22 @@ fn message() -> impl Strategy<Value = Message> {
                 tags
             })
         ),
-        (".{0,16}", any::<u64>(), any::<u64>(), ".{0,16}", any::<bool>()).prop_map(
-            |(name, generation, incarnation, from, unreachable)| Message::Suspect(Suspect {
-                name,
-                generation,
-                incarnation,
-                from,
-                unreachable
-            })
-        ),
+        (
+            ".{0,16}",
+            any::<u64>(),
+            any::<u64>(),
+            ".{0,16}",
+            any::<bool>()
+        )
+            .prop_map(|(name, generation, incarnation, from, unreachable)| {
+                Message::Suspect(Suspect {
+                    name,
+                    generation,
+                    incarnation,
+                    from,
+                    unreachable,
+                })
+            }),
         (".{0,16}", any::<u64>(), any::<u64>(), ".{0,16}").prop_map(
             |(name, generation, incarnation, from)| Message::Failed(Failed {
                 name,
@@ -85,17 +104,29 @@ fn message() -> impl Strategy<Value = Message> {
             })
         ),
         (".{0,16}", any::<u64>(), any::<u64>()).prop_map(|(name, generation, incarnation)| {
-            Message::Left(Left { name, generation, incarnation })
+            Message::Left(Left {
+                name,
+                generation,
+                incarnation,
+            })
         }),
-        (".{0,16}", any::<u64>())
-            .prop_map(|(from, fingerprint)| Message::SyncRequest(SyncRequest { from, fingerprint })),
-        (".{0,16}", any::<u64>(), any::<bool>(), proptest::collection::vec(member_state(), 0..4))
-            .prop_map(|(from, fingerprint, reply, members)| Message::SyncState(SyncState {
-                from,
-                fingerprint,
-                reply,
-                members
-            })),
+        (".{0,16}", any::<u64>()).prop_map(|(from, fingerprint)| Message::SyncRequest(
+            SyncRequest { from, fingerprint }
+        )),
+        (
+            ".{0,16}",
+            any::<u64>(),
+            any::<bool>(),
+            proptest::collection::vec(member_state(), 0..4)
+        )
+            .prop_map(|(from, fingerprint, reply, members)| Message::SyncState(
+                SyncState {
+                    from,
+                    fingerprint,
+                    reply,
+                    members
+                }
+            )),
     ]
 }
 
@@ -137,23 +168,45 @@ proptest! {
 #[test]
 fn rejects_foreign_cluster_magic_version_and_oversize() {
     let packet = encode_packet(CLUSTER, &[Message::Ack(Ack { seq: 7 })]);
-    assert_eq!(decode_packet(&packet, CLUSTER + 1, 65_507), Err(DecodeError::WrongCluster));
-    assert_eq!(decode_packet(&packet, CLUSTER, 4), Err(DecodeError::Oversize(packet.len())));
+    assert_eq!(
+        decode_packet(&packet, CLUSTER + 1, 65_507),
+        Err(DecodeError::WrongCluster)
+    );
+    assert_eq!(
+        decode_packet(&packet, CLUSTER, 4),
+        Err(DecodeError::Oversize(packet.len()))
+    );
     let mut bad = packet.clone();
     bad[0] = b'X';
-    assert_eq!(decode_packet(&bad, CLUSTER, 65_507), Err(DecodeError::BadMagic));
+    assert_eq!(
+        decode_packet(&bad, CLUSTER, 65_507),
+        Err(DecodeError::BadMagic)
+    );
     let mut bad = packet.clone();
     bad[2] = 99;
-    assert_eq!(decode_packet(&bad, CLUSTER, 65_507), Err(DecodeError::UnsupportedVersion(99)));
-    assert_eq!(decode_packet(&packet[..ENVELOPE_LEN], CLUSTER, 65_507), Err(DecodeError::Truncated));
-    assert_eq!(decode_packet(&packet[..3], CLUSTER, 65_507), Err(DecodeError::Truncated));
+    assert_eq!(
+        decode_packet(&bad, CLUSTER, 65_507),
+        Err(DecodeError::UnsupportedVersion(99))
+    );
+    assert_eq!(
+        decode_packet(&packet[..ENVELOPE_LEN], CLUSTER, 65_507),
+        Err(DecodeError::Truncated)
+    );
+    assert_eq!(
+        decode_packet(&packet[..3], CLUSTER, 65_507),
+        Err(DecodeError::Truncated)
+    );
 }
 
 #[test]
 fn a_ping_and_an_ack_are_small() {
     let ping = encode_packet(
         CLUSTER,
-        &[Message::Ping(Ping { seq: 1000, target: "node-17".into(), generation: 1_790_000_000_000 })],
+        &[Message::Ping(Ping {
+            seq: 1000,
+            target: "node-17".into(),
+            generation: 1_790_000_000_000,
+        })],
     );
     let ack = encode_packet(CLUSTER, &[Message::Ack(Ack { seq: 1000 })]);
     assert!(ping.len() <= 32, "ping is {} bytes", ping.len());

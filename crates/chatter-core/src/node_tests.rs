@@ -1,0 +1,262 @@
+//! Behaviours of one node against a few peers on a perfect in-memory network.
+
+use std::time::Duration;
+
+use crate::testkit::{addr, Net};
+use crate::wire::{self, Message};
+use crate::{Config, Event, MemberStatus, ProbeOutcome};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn send(net: &mut Net, to: usize, from: usize, messages: &[Message]) {
+    let packet = wire::encode_packet(wire::cluster_hash("chatter"), messages);
+    let now = net.now;
+    net.nodes[to].handle_datagram(now, addr(from), &packet);
+    net.flush();
+}
+
+#[test]
+fn nodes_join_through_a_seed_and_agree() {
+    let mut net = Net::new(5, Config::local());
+    net.run_until(secs(5), Net::all_see_alive);
+    assert_eq!(net.nodes[3].num_alive(), 4);
+}
+
+#[test]
+fn refutes_suspicion_with_higher_incarnation() {
+    let mut net = Net::new(3, Config::local());
+    net.run_until(secs(5), Net::all_see_alive);
+    let inc = net.nodes[1].local_member().incarnation;
+    let suspect = Message::Suspect(wire::Suspect {
+        name: "n1".into(),
+        generation: 1,
+        incarnation: inc,
+        from: "n2".into(),
+        unreachable: false,
+    });
+    send(&mut net, 0, 2, &[suspect]);
+    assert_eq!(net.status(0, 1), Some(MemberStatus::Suspect));
+    // The suspicion reaches n1 (gossip, or the buddy system on the next probe), which refutes.
+    net.run_until(secs(5), |n| n.status(0, 1) == Some(MemberStatus::Alive));
+    assert!(net.nodes[1].local_member().incarnation > inc);
+    assert_eq!(net.nodes[1].stats().suspicions_refuted, 1);
+    assert!(net
+        .events
+        .iter()
+        .any(|(i, e)| *i == 0 && matches!(e, Event::Recovered(m) if m.name == "n1")));
+}
+
+#[test]
+fn stale_alive_does_not_clear_a_suspicion_and_left_beats_failed() {
+    let mut net = Net::new(3, Config::local());
+    net.run_until(secs(5), Net::all_see_alive);
+    net.crashed[1] = true; // n1 stops answering and will not refute
+    let inc = net.member(0, 1).incarnation;
+    let suspect = |from: &str| {
+        Message::Suspect(wire::Suspect {
+            name: "n1".into(),
+            generation: 1,
+            incarnation: inc,
+            from: from.into(),
+            unreachable: false,
+        })
+    };
+    send(&mut net, 0, 2, &[suspect("n2")]);
+    let stale = Message::Alive(wire::Alive {
+        name: "n1".into(),
+        addr: addr(1),
+        generation: 1,
+        incarnation: inc,
+        tags: Default::default(),
+    });
+    send(&mut net, 0, 2, &[stale]);
+    assert_eq!(
+        net.status(0, 1),
+        Some(MemberStatus::Suspect),
+        "equal incarnation must not refute"
+    );
+    let failed = Message::Failed(wire::Failed {
+        name: "n1".into(),
+        generation: 1,
+        incarnation: inc,
+        from: "n2".into(),
+    });
+    send(&mut net, 0, 2, &[failed]);
+    assert_eq!(net.status(0, 1), Some(MemberStatus::Failed));
+    let evidence = net.member(0, 1).evidence.clone().unwrap();
+    assert_eq!(evidence.accuser, "n2");
+    assert_eq!(evidence.declared_by.as_deref(), Some("n2"));
+    let left = Message::Left(wire::Left {
+        name: "n1".into(),
+        generation: 1,
+        incarnation: inc,
+    });
+    send(&mut net, 0, 2, &[left]);
+    assert_eq!(net.status(0, 1), Some(MemberStatus::Left));
+}
+
+#[test]
+fn crash_with_icmp_evidence_is_failed_fast_with_explained_verdict() {
+    let config = Config::lan();
+    let mut net = Net::new(5, config.clone());
+    net.run_until(secs(20), Net::all_see_alive);
+    net.crashed[4] = true;
+    let took = net.run_until(secs(30), |n| {
+        (0..4).all(|i| n.status(i, 4) == Some(MemberStatus::Failed))
+    });
+    // Probed within about a round of 4 probers, then the strong suspicion timeout.
+    assert!(
+        took <= config.probe_interval * 4 + config.unreachable_suspicion_timeout * 2,
+        "took {took:?}"
+    );
+    let evidence = net.member(0, 4).evidence.clone().unwrap();
+    assert!(evidence.unreachable);
+    assert!(evidence.declared_by.is_some());
+    assert!(evidence.failed_at.is_some());
+    let prober_view = (0..4)
+        .map(|i| net.member(i, 4).evidence.clone().unwrap())
+        .find(|e| !e.probes.is_empty())
+        .expect("some prober recorded its probes");
+    assert!(prober_view
+        .probes
+        .iter()
+        .any(|p| p.via.is_none() && p.outcome == ProbeOutcome::Unreachable));
+    assert!(prober_view
+        .probes
+        .iter()
+        .any(|p| p.outcome == ProbeOutcome::NackUnreachable));
+}
+
+#[test]
+fn silent_crash_waits_for_the_lifeguard_timeout() {
+    let config = Config::lan();
+    let mut net = Net::new(5, config.clone());
+    net.run_until(secs(20), Net::all_see_alive);
+    net.silent[4] = true; // host down: no ack, no ICMP
+    let took = net.run_until(config.detection_bound(5), |n| {
+        (0..4).all(|i| n.status(i, 4) == Some(MemberStatus::Failed))
+    });
+    // Without ICMP evidence the verdict never comes before the minimum suspicion timeout,
+    // which is what gives a stalled process its pause tolerance.
+    assert!(took >= config.suspicion_min_timeout(5), "took {took:?}");
+    let evidence = net.member(0, 4).evidence.clone().unwrap();
+    assert!(!evidence.unreachable);
+    assert!(!evidence.confirmations.is_empty() || evidence.accuser == "n0");
+}
+
+#[test]
+fn graceful_leave_reads_left_everywhere() {
+    let mut net = Net::new(4, Config::local());
+    net.run_until(secs(5), Net::all_see_alive);
+    let now = net.now;
+    net.nodes[3].leave(now);
+    net.flush();
+    net.run_until(secs(5), |n| n.nodes[3].is_leave_complete());
+    net.crashed[3] = true;
+    net.run_until(secs(5), |n| {
+        (0..3).all(|i| n.status(i, 3) == Some(MemberStatus::Left))
+    });
+    net.run_for(secs(10));
+    assert!(
+        (0..3).all(|i| net.status(i, 3) == Some(MemberStatus::Left)),
+        "left must never turn failed"
+    );
+    assert!(!net
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Failed(_))));
+}
+
+#[test]
+fn restart_with_new_generation_replaces_previous_life() {
+    let mut net = Net::new(3, Config::local());
+    net.run_until(secs(5), Net::all_see_alive);
+    let now = net.now;
+    net.nodes[2] = crate::Node::new(
+        crate::Identity::new("n2", addr(2), 2),
+        Config::local(),
+        99,
+        now,
+    )
+    .unwrap();
+    net.nodes[2].join(now, vec![addr(0)]);
+    net.flush();
+    net.run_until(secs(5), |n| {
+        (0..2).all(|i| n.member(i, 2).generation == 2) && n.all_see_alive()
+    });
+    assert!(net
+        .events
+        .iter()
+        .any(|(i, e)| *i == 0
+            && matches!(e, Event::Joined(m) if m.name == "n2" && m.generation == 2)));
+}
+
+#[test]
+fn two_live_processes_with_one_name_are_a_conflict() {
+    let mut net = Net::new(3, Config::local());
+    net.run_until(secs(5), Net::all_see_alive);
+    // Another process at another address claims "n2" with a newer generation.
+    let impostor = Message::Alive(wire::Alive {
+        name: "n2".into(),
+        addr: addr(9),
+        generation: 5,
+        incarnation: 0,
+        tags: Default::default(),
+    });
+    send(&mut net, 0, 9, &[impostor]);
+    let m = net.member(0, 2);
+    assert_eq!(m.addr, addr(2), "the live member is kept");
+    assert_eq!(m.conflict.as_ref().map(|c| c.other_addr), Some(addr(9)));
+    assert!(net
+        .events
+        .iter()
+        .any(|(i, e)| *i == 0 && matches!(e, Event::Conflict(c) if c.name == "n2")));
+}
+
+#[test]
+fn junk_is_dropped_and_counted() {
+    let mut net = Net::new(2, Config::local());
+    let now = net.now;
+    net.nodes[0].handle_datagram(now, addr(7), b"hello");
+    net.nodes[0].handle_datagram(now, addr(7), &[b'C', b'H', 1, 0, 0, 0, 0, 0, 0xff]);
+    let foreign = wire::encode_packet(
+        wire::cluster_hash("other"),
+        &[Message::Ack(wire::Ack { seq: 1 })],
+    );
+    net.nodes[0].handle_datagram(now, addr(7), &foreign);
+    let s = net.nodes[0].stats();
+    assert_eq!(s.dropped_malformed, 1);
+    assert_eq!(s.dropped_wrong_cluster, 2);
+}
+
+#[test]
+fn oversize_tags_are_refused_without_change() {
+    let mut net = Net::new(1, Config::local());
+    let mut tags = crate::Tags::new();
+    tags.insert("k".into(), "v".repeat(2000));
+    let now = net.now;
+    let before = net.nodes[0].local_member().incarnation;
+    assert!(net.nodes[0].set_tags(now, tags).is_err());
+    assert_eq!(net.nodes[0].local_member().incarnation, before);
+    assert!(net.nodes[0].local_member().tags.is_empty());
+}
+
+#[test]
+fn tags_change_reaches_peers_as_update() {
+    let mut net = Net::new(3, Config::local());
+    net.run_until(secs(5), Net::all_see_alive);
+    let mut tags = crate::Tags::new();
+    tags.insert("role".into(), "db".into());
+    let now = net.now;
+    net.nodes[1].set_tags(now, tags).unwrap();
+    net.flush();
+    net.run_until(secs(2), |n| {
+        (0..3).all(|i| i == 1 || n.member(i, 1).tags.get("role").map(String::as_str) == Some("db"))
+    });
+    assert!(net
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Updated(m) if m.name == "n1")));
+}

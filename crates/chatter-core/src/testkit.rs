@@ -1,0 +1,143 @@
+//! A tiny perfect-network harness for the core's own unit tests: instant delivery, time in
+//! 10 ms steps, per-node "crashed" switch that answers with ICMP port-unreachable.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::{Config, Event, Identity, Member, MemberStatus, Node};
+
+pub(crate) struct Net {
+    pub(crate) now: Instant,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) crashed: Vec<bool>,
+    /// Crashed hosts that answer nothing (no ICMP either).
+    pub(crate) silent: Vec<bool>,
+    pub(crate) events: Vec<(usize, Event)>,
+}
+
+pub(crate) fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, i as u8 + 1], 7000))
+}
+
+impl Net {
+    pub(crate) fn new(n: usize, config: Config) -> Self {
+        let now = Instant::now();
+        let mut nodes: Vec<Node> = (0..n)
+            .map(|i| {
+                Node::new(
+                    Identity::new(format!("n{i}"), addr(i), 1),
+                    config.clone(),
+                    i as u64,
+                    now,
+                )
+                .unwrap()
+            })
+            .collect();
+        for node in nodes.iter_mut().skip(1) {
+            node.join(now, vec![addr(0)]);
+        }
+        let mut net = Self {
+            now,
+            nodes,
+            crashed: vec![false; n],
+            silent: vec![false; n],
+            events: Vec::new(),
+        };
+        net.flush();
+        net
+    }
+
+    fn index_of(&self, a: SocketAddr) -> Option<usize> {
+        self.nodes.iter().position(|n| n.local_addr() == a)
+    }
+
+    /// Delivers datagrams until none are left.
+    pub(crate) fn flush(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                if self.crashed[i] || self.silent[i] {
+                    while self.nodes[i].poll_transmit().is_some() {}
+                    continue;
+                }
+                while let Some(e) = self.nodes[i].poll_event() {
+                    self.events.push((i, e));
+                }
+                while let Some(t) = self.nodes[i].poll_transmit() {
+                    moved = true;
+                    match self.index_of(t.dst) {
+                        Some(j) if self.silent[j] => {}
+                        Some(j) if self.crashed[j] => {
+                            let now = self.now;
+                            self.nodes[i].handle_unreachable(now, t.dst)
+                        }
+                        Some(j) => {
+                            let (now, from) = (self.now, self.nodes[i].local_addr());
+                            self.nodes[j].handle_datagram(now, from, &t.payload)
+                        }
+                        None => {}
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("datagrams keep flowing: a message loop");
+    }
+
+    pub(crate) fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += Duration::from_millis(10);
+            for i in 0..self.nodes.len() {
+                if !self.crashed[i] && !self.silent[i] {
+                    let now = self.now;
+                    self.nodes[i].handle_timeout(now);
+                }
+            }
+            self.flush();
+        }
+    }
+
+    /// Runs until `cond` holds, or panics after `limit` of virtual time.
+    pub(crate) fn run_until(
+        &mut self,
+        limit: Duration,
+        mut cond: impl FnMut(&Net) -> bool,
+    ) -> Duration {
+        let start = self.now;
+        while !cond(self) {
+            assert!(
+                self.now - start < limit,
+                "condition not reached within {limit:?}"
+            );
+            self.run_for(Duration::from_millis(10));
+        }
+        self.now - start
+    }
+
+    pub(crate) fn status(&self, observer: usize, subject: usize) -> Option<MemberStatus> {
+        self.nodes[observer]
+            .member(&format!("n{subject}"))
+            .map(|m| m.status)
+    }
+
+    pub(crate) fn member(&self, observer: usize, subject: usize) -> &Member {
+        self.nodes[observer].member(&format!("n{subject}")).unwrap()
+    }
+
+    pub(crate) fn all_see_alive(&self) -> bool {
+        let n = self.nodes.len();
+        (0..n).all(|i| {
+            self.crashed[i]
+                || self.silent[i]
+                || (0..n).all(|j| {
+                    i == j
+                        || self.crashed[j]
+                        || self.silent[j]
+                        || self.status(i, j) == Some(MemberStatus::Alive)
+                })
+        })
+    }
+}
