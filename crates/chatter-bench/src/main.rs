@@ -1,0 +1,303 @@
+//! `chatter-bench`: figures from real `chatterd` processes on 127.0.0.1.
+//!
+//! ```text
+//! cargo build --release -p chatterd -p chatter-bench
+//! target/release/chatter-bench detection --nodes 5,20,50 --runs 5
+//! target/release/chatter-bench pause --nodes 5 --pauses 2,5,8,10
+//! target/release/chatter-bench idle --nodes 20,50 --seconds 60
+//! ```
+//!
+//! Every daemon is started by the harness, reached only on loopback, and killed by PID when a
+//! scenario ends (or the harness exits). Every wait has a deadline.
+
+mod cluster;
+
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use cluster::{cpu_seconds, find_number, rss_kib, unix_ms, Cluster};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks of real chatterd processes on loopback")]
+struct Args {
+    /// Path of the chatterd binary [default: next to this executable].
+    #[arg(long, global = true)]
+    chatterd: Option<PathBuf>,
+    /// Protocol profile passed to every daemon.
+    #[arg(long, global = true, default_value = "lan")]
+    profile: String,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Time from SIGKILL of one daemon until every survivor reports it failed.
+    Detection {
+        /// Cluster sizes.
+        #[arg(long, value_delimiter = ',', default_value = "5,20,50")]
+        nodes: Vec<usize>,
+        /// Kills per cluster size (the victim is restarted between kills).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// SIGSTOP one daemon for a while: was it ever reported failed?
+    Pause {
+        /// Cluster size.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Pause lengths in seconds.
+        #[arg(long, value_delimiter = ',', default_value = "2,5,8,10")]
+        pauses: Vec<f64>,
+        /// Repetitions of each pause.
+        #[arg(long, default_value_t = 2)]
+        runs: usize,
+    },
+    /// Idle CPU, RSS and traffic per daemon once the cluster has settled.
+    Idle {
+        /// Cluster sizes.
+        #[arg(long, value_delimiter = ',', default_value = "20,50")]
+        nodes: Vec<usize>,
+        /// Measurement window in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NAN, f64::max)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let chatterd = match args.chatterd {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .context("executable has no directory")?
+            .join("chatterd"),
+    };
+    if !chatterd.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release -p chatterd)",
+            chatterd.display()
+        );
+    }
+    match args.scenario {
+        Scenario::Detection { nodes, runs } => detection(&chatterd, &args.profile, &nodes, runs),
+        Scenario::Pause {
+            nodes,
+            pauses,
+            runs,
+        } => pause(&chatterd, &args.profile, nodes, &pauses, runs),
+        Scenario::Idle { nodes, seconds } => idle(&chatterd, &args.profile, &nodes, seconds),
+    }
+}
+
+/// Polls every survivor until all report `victim` failed; returns per-survivor detection
+/// times in seconds (from each survivor's own `status_since_ms`).
+fn wait_failed(c: &Cluster, victim: &str, killed_at_ms: f64, limit: Duration) -> Result<Vec<f64>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut times = Vec::new();
+        for d in c.live() {
+            let ms = c.members(&d.http)?;
+            if let Some((_, status, since)) = ms.iter().find(|(n, _, _)| n == victim) {
+                if status == "failed" {
+                    times.push((since - killed_at_ms) / 1000.0);
+                }
+            }
+        }
+        if times.len() == c.live().count() {
+            return Ok(times);
+        }
+        if Instant::now() > deadline {
+            bail!("{victim} not failed everywhere within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn detection(chatterd: &Path, profile: &str, sizes: &[usize], runs: usize) -> Result<()> {
+    println!("SIGKILL detection, profile {profile}, {runs} kills per size (seconds)");
+    println!(
+        "{:>5} | {:>13} | {:>11} | {:>15} | {:>12}",
+        "nodes", "all: median", "all: max", "first: median", "each: median"
+    );
+    for &n in sizes {
+        let mut c = Cluster::new(chatterd.to_path_buf(), profile, Vec::new());
+        c.start(n)?;
+        let (mut all, mut first, mut each) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..runs {
+            // Never the seed (index 0), so restarts can rejoin through it.
+            let victim_idx = 1 + run % (n - 1);
+            let victim = c.nodes[victim_idx]
+                .as_ref()
+                .map(|d| d.name.clone())
+                .context("victim not running")?;
+            let t0 = unix_ms();
+            c.kill(victim_idx)?;
+            let times = wait_failed(&c, &victim, t0, Duration::from_secs(120))?;
+            all.push(max(&times));
+            first.push(times.iter().copied().fold(f64::INFINITY, f64::min));
+            each.extend(times.iter().copied());
+            let daemon = c.spawn(victim_idx)?;
+            c.nodes[victim_idx] = Some(daemon);
+            c.wait_converged(Duration::from_secs(60))?;
+            // Let the restart's gossip settle so the next kill starts from a quiet cluster.
+            thread::sleep(Duration::from_secs(2));
+        }
+        println!(
+            "{:>5} | {:>13.2} | {:>11.2} | {:>15.2} | {:>12.2}",
+            n,
+            median(&mut all.clone()),
+            max(&all),
+            median(&mut first),
+            median(&mut each)
+        );
+    }
+    Ok(())
+}
+
+fn pause(chatterd: &Path, profile: &str, n: usize, pauses: &[f64], runs: usize) -> Result<()> {
+    println!("SIGSTOP pauses, {n} nodes, profile {profile}");
+    println!(
+        "{:>8} | {:>5} | {:>20} | {:>15}",
+        "pause s", "runs", "runs marked failed", "max suspects"
+    );
+    let mut c = Cluster::new(chatterd.to_path_buf(), profile, Vec::new());
+    c.start(n)?;
+    for &p in pauses {
+        let mut failed_runs = 0;
+        let mut max_suspects = 0;
+        for run in 0..runs {
+            let victim_idx = 1 + run % (n - 1);
+            let victim = c.nodes[victim_idx]
+                .as_ref()
+                .map(|d| d.name.clone())
+                .context("victim not running")?;
+            c.signal(victim_idx, libc::SIGSTOP)?;
+            let resume_at = Instant::now() + Duration::from_secs_f64(p);
+            let watch_until = resume_at + Duration::from_secs(5);
+            let mut seen_failed = false;
+            let mut resumed = false;
+            while Instant::now() < watch_until {
+                if !resumed && Instant::now() >= resume_at {
+                    c.signal(victim_idx, libc::SIGCONT)?;
+                    resumed = true;
+                }
+                let mut suspects = 0;
+                for (i, d) in c.nodes.iter().enumerate() {
+                    let Some(d) = d else { continue };
+                    if i == victim_idx {
+                        continue;
+                    }
+                    if let Ok(ms) = c.members(&d.http) {
+                        match ms.iter().find(|(m, _, _)| *m == victim) {
+                            Some((_, s, _)) if s == "failed" => seen_failed = true,
+                            Some((_, s, _)) if s == "suspect" => suspects += 1,
+                            _ => {}
+                        }
+                    }
+                }
+                max_suspects = max_suspects.max(suspects);
+                thread::sleep(Duration::from_millis(100));
+            }
+            if !resumed {
+                c.signal(victim_idx, libc::SIGCONT)?;
+            }
+            if seen_failed {
+                failed_runs += 1;
+            }
+            c.wait_converged(Duration::from_secs(60))?;
+            thread::sleep(Duration::from_secs(2));
+        }
+        println!(
+            "{:>8.1} | {:>5} | {:>20} | {:>15}",
+            p, runs, failed_runs, max_suspects
+        );
+    }
+    Ok(())
+}
+
+fn idle(chatterd: &Path, profile: &str, sizes: &[usize], seconds: u64) -> Result<()> {
+    println!("Idle cost per daemon over {seconds} s after settling, profile {profile}");
+    println!(
+        "{:>5} | {:>10} | {:>13} | {:>12} | {:>15} | {:>14}",
+        "nodes", "CPU %", "RSS MiB med", "RSS MiB max", "bytes/s sent", "packets/s sent"
+    );
+    for &n in sizes {
+        let mut c = Cluster::new(chatterd.to_path_buf(), profile, Vec::new());
+        c.start(n)?;
+        // Joins trigger gossip and full syncs; measure the steady state after they are over.
+        thread::sleep(Duration::from_secs(15));
+        let sample = |c: &Cluster| -> Vec<(f64, f64, f64)> {
+            c.live()
+                .map(|d| {
+                    let stats = c.get(&d.http, "/v1/self").ok();
+                    let bytes = stats
+                        .as_ref()
+                        .and_then(|v| find_number(v, "bytes_sent"))
+                        .unwrap_or(f64::NAN);
+                    let packets = stats
+                        .as_ref()
+                        .and_then(|v| find_number(v, "packets_sent"))
+                        .unwrap_or(f64::NAN);
+                    (cpu_seconds(d.pid()).unwrap_or(f64::NAN), bytes, packets)
+                })
+                .collect()
+        };
+        let start = Instant::now();
+        let before = sample(&c);
+        thread::sleep(Duration::from_secs(seconds));
+        let after = sample(&c);
+        let secs = start.elapsed().as_secs_f64();
+        let mut cpu: Vec<f64> = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a.0 - b.0) / secs * 100.0)
+            .collect();
+        let mut bytes: Vec<f64> = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a.1 - b.1) / secs)
+            .collect();
+        let mut packets: Vec<f64> = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a.2 - b.2) / secs)
+            .collect();
+        let mut rss: Vec<f64> = c
+            .live()
+            .map(|d| rss_kib(d.pid()).unwrap_or(f64::NAN) / 1024.0)
+            .collect();
+        println!(
+            "{:>5} | {:>10.3} | {:>13.2} | {:>12.2} | {:>15.1} | {:>14.2}",
+            n,
+            median(&mut cpu),
+            median(&mut rss.clone()),
+            max(&rss),
+            median(&mut bytes),
+            median(&mut packets)
+        );
+        rss.clear();
+    }
+    Ok(())
+}
