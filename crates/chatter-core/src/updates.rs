@@ -192,35 +192,46 @@ impl Node {
                 self.start_suspicion(now, name, incarnation, &me, unreachable, records);
             }
             MemberStatus::Suspect => {
+                // Our own failed probe of a member someone else suspects is an independent
+                // confirmation (Lifeguard): it shortens the timeout everywhere once gossiped.
+                let me = self.me.name.clone();
                 let strong_timeout = self.config.unreachable_suspicion_timeout;
-                let mut newly_strong = false;
-                if let Some(s) = self.suspicions.get_mut(name) {
-                    if unreachable && !s.is_strong() {
-                        s.make_strong(strong_timeout);
-                        newly_strong = true;
-                    }
+                let Some(s) = self.suspicions.get_mut(name) else {
+                    return;
+                };
+                let independent = s.confirm(&me);
+                let newly_strong = unreachable && !s.is_strong();
+                if newly_strong {
+                    s.make_strong(strong_timeout);
                 }
-                let timeout = self.suspicions.get(name).map(Suspicion::timeout);
+                let timeout = s.timeout();
                 let snapshot = self.table.update(name, |m| {
                     if let Some(e) = &mut m.evidence {
                         for r in records {
                             push_bounded(&mut e.probes, r);
                         }
-                        e.unreachable |= unreachable;
-                        if let Some(t) = timeout {
-                            e.timeout = t;
+                        if independent {
+                            push_bounded(
+                                &mut e.confirmations,
+                                Confirmation {
+                                    from: me.clone(),
+                                    at: now,
+                                },
+                            );
                         }
+                        e.unreachable |= unreachable;
+                        e.timeout = timeout;
                     }
                     m.clone()
                 });
-                if newly_strong {
+                if independent || newly_strong {
                     if let Some(m) = snapshot {
                         let msg = Message::Suspect(wire::Suspect {
                             name: m.name.clone(),
                             generation: m.generation,
                             incarnation: m.incarnation,
-                            from: self.me.name.clone(),
-                            unreachable: true,
+                            from: me,
+                            unreachable: m.evidence.as_ref().is_some_and(|e| e.unreachable),
                         });
                         self.enqueue_broadcast(now, &m.name, &msg);
                     }
