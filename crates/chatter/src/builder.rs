@@ -1,0 +1,216 @@
+//! Starting a node: [`Chatter::builder`] and [`Builder::spawn`].
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use chatter_core::{Config, Identity, Node, Tags};
+use tokio::sync::{broadcast, mpsc, watch};
+use tracing::Instrument;
+
+use crate::driver::Driver;
+use crate::handle::{Handle, IoStats};
+use crate::seeds::{self, Seeds};
+use crate::{socket, Error};
+
+/// The default gossip port.
+pub const DEFAULT_PORT: u16 = 2428;
+
+/// Commands waiting for the driver; handles wait (asynchronously) beyond it.
+const COMMAND_QUEUE: usize = 64;
+/// Events buffered per subscriber before a slow one starts skipping.
+const EVENT_QUEUE: usize = 1024;
+
+/// The entry point: `Chatter::builder("name")` configures a node, `.spawn()` starts it.
+#[derive(Debug)]
+pub struct Chatter;
+
+impl Chatter {
+    /// Starts configuring a node called `name` (unique in the cluster; the host name is a
+    /// common choice).
+    pub fn builder(name: impl Into<String>) -> Builder {
+        Builder {
+            name: name.into(),
+            bind: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), DEFAULT_PORT),
+            advertise: None,
+            seeds: Vec::new(),
+            tags: Tags::new(),
+            config: Config::lan(),
+            rng_seed: None,
+        }
+    }
+}
+
+/// The settings of a node to start; see [`Chatter::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until spawn() is awaited"]
+pub struct Builder {
+    name: String,
+    bind: SocketAddr,
+    advertise: Option<SocketAddr>,
+    seeds: Vec<String>,
+    tags: Tags,
+    config: Config,
+    rng_seed: Option<u64>,
+}
+
+impl Builder {
+    /// The local UDP address to bind. Default `0.0.0.0:2428`. Port 0 picks a free port (see
+    /// [`Handle::local_addr`]); an IPv6 address gives a dual-stack socket where the system
+    /// allows it.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// The address other members should send to (behind NAT, or when bound to a wildcard).
+    /// Default: the bound address; if that is a wildcard (`0.0.0.0`, `[::]`), the address of
+    /// the interface that routes to the first seed, else to the default route. Port 0 means the
+    /// bound port.
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.advertise = Some(addr);
+        self
+    }
+
+    /// Adds a seed, `host:port`: a member to contact at start. Host names are resolved with
+    /// the system resolver at start and every 30 s after, so a DNS name can follow moving
+    /// seeds. Seeds that do not answer are retried with backoff; one that does not resolve is
+    /// logged and retried.
+    pub fn seed(mut self, seed: impl Into<String>) -> Self {
+        self.seeds.push(seed.into());
+        self
+    }
+
+    /// Adds several seeds; see [`Builder::seed`].
+    pub fn seeds<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.seeds.extend(seeds.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds one tag published with this member (role, zone, version, ...).
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Replaces the tags published with this member.
+    pub fn tags(mut self, tags: Tags) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// The protocol configuration. Default [`Config::lan`]; [`Config::local`] for processes
+    /// on one machine (tests, demos), [`Config::wan`] across regions.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Seed of the node's random choices (probe order, gossip targets), for reproducible runs.
+    /// Default: random.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// Binds the socket, resolves the seeds, and starts the node's driver task on the current
+    /// Tokio runtime. The node starts contacting its seeds at once; `spawn` does not wait for
+    /// them to answer.
+    ///
+    /// Fails, with nothing left running, on an invalid configuration or seed
+    /// ([`Error::Config`], [`Error::InvalidSeed`]), tags over the size limit ([`Error::Tags`]),
+    /// a socket that cannot be bound ([`Error::Bind`]) or no address to advertise
+    /// ([`Error::Advertise`]). Seeds that do not resolve are not an error: they are logged and
+    /// retried.
+    pub async fn spawn(self) -> Result<Handle, Error> {
+        let Builder {
+            name,
+            bind,
+            advertise,
+            seeds: seed_list,
+            tags,
+            config,
+            rng_seed,
+        } = self;
+        config.validate()?;
+        for seed in &seed_list {
+            seeds::validate(seed)?;
+        }
+
+        let socket = socket::bind(bind)?;
+        let local_addr = socket
+            .local_addr()
+            .map_err(|source| Error::Bind { addr: bind, source })?;
+
+        let mut seeds = Seeds::new(seed_list.iter().cloned());
+        let mut io = IoStats::default();
+        for (seed, result) in seeds::resolve_all(seed_list, local_addr.is_ipv6()).await {
+            if seeds.record(seed, result) {
+                io.seed_resolution_failures += 1;
+            }
+        }
+        let next_resolve = tokio::time::Instant::now()
+            + if io.seed_resolution_failures > 0 {
+                seeds::RETRY_INTERVAL
+            } else {
+                seeds::REFRESH_INTERVAL
+            };
+
+        let advertise = match advertise {
+            Some(addr) if addr.port() == 0 => SocketAddr::new(addr.ip(), local_addr.port()),
+            Some(addr) => addr,
+            None => socket::advertise_addr(local_addr, &seeds.union())?,
+        };
+
+        let now = Instant::now();
+        let identity = Identity::new(name.clone(), advertise, generation());
+        let mut node = Node::new(identity, config, rng_seed.unwrap_or_else(rand::random), now)?;
+        if !tags.is_empty() {
+            // Through set_tags, which enforces the size limit.
+            node.set_tags(now, tags)?;
+        }
+        if let Some(addrs) = seeds.take_changed() {
+            node.join(now, addrs);
+        }
+
+        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (events_tx, _) = broadcast::channel(EVENT_QUEUE);
+        let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Driver::snapshot_of(&node, io)));
+        let handle = Handle::new(
+            name.clone(),
+            local_addr,
+            commands_tx,
+            snapshot_rx,
+            events_tx.downgrade(),
+        );
+        let driver = Driver::new(
+            node,
+            socket,
+            commands_rx,
+            events_tx,
+            snapshot_tx,
+            seeds,
+            next_resolve,
+            io,
+        );
+        tracing::info!(node = %name, bind = %local_addr, %advertise, "chatter node started");
+        tokio::spawn(
+            driver
+                .run()
+                .instrument(tracing::info_span!("chatter", node = %name)),
+        );
+        Ok(handle)
+    }
+}
+
+/// Milliseconds since the Unix epoch: a restarted process gets a higher generation than its
+/// previous life (unless the clock went back), which is what the core needs.
+fn generation() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,439 @@
+//! The driver task: the one owner of the protocol core and the socket.
+//!
+//! It waits on whichever comes first: the socket (a datagram, or an ICMP error on Linux), a
+//! command from a handle, the core's next deadline, the seed refresh, or the next snapshot due.
+//! After every input it drains the core's outputs in the order the core documents: datagrams to
+//! send, then membership events (fanned out to subscribers), then publishes a snapshot when
+//! something changed.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chatter_core::{Event, Node};
+use tokio::io::{Interest, Ready};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant as TokioInstant;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::handle::{Command, IoStats, Snapshot};
+use crate::seeds::{self, Seeds};
+use crate::socket;
+
+/// Receive buffer: the largest UDP payload fits.
+const RECV_BUFFER: usize = 65_536;
+/// Datagrams read per readiness before timers and commands get a turn.
+const MAX_BATCH: usize = 256;
+/// Longest time a changed state waits to be published when no event forces it.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
+/// Longest time a graceful leave keeps the node running to get the news out.
+pub(crate) const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Resolution = Vec<(String, io::Result<Vec<SocketAddr>>)>;
+
+/// What woke the driver up.
+enum Wake {
+    Command(Option<Command>),
+    Socket(io::Result<Ready>),
+    Timeout,
+    ResolveTick,
+    Resolved(Result<Resolution, oneshot::error::RecvError>),
+    Publish,
+    LeaveTimeout,
+}
+
+/// Everything the driver task owns.
+pub(crate) struct Driver {
+    pub(crate) node: Node,
+    pub(crate) socket: UdpSocket,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) snapshot: watch::Sender<Arc<Snapshot>>,
+    pub(crate) seeds: Seeds,
+    /// When to resolve the seeds again.
+    pub(crate) next_resolve: TokioInstant,
+    pub(crate) io: IoStats,
+    ipv6_socket: bool,
+    resolving: Option<oneshot::Receiver<Resolution>>,
+    /// Something changed since the last snapshot.
+    dirty: bool,
+    last_publish: Instant,
+    leave_deadline: Option<TokioInstant>,
+    /// Handles waiting for the node to stop.
+    waiters: Vec<oneshot::Sender<()>>,
+    buf: Box<[u8]>,
+    /// Scratch list of port-unreachable destinations, reused.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    unreachable: Vec<SocketAddr>,
+}
+
+impl Driver {
+    /// A driver for `node` on `socket`; `snapshot` should already hold [`Driver::snapshot_of`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        node: Node,
+        socket: UdpSocket,
+        commands: mpsc::Receiver<Command>,
+        events: broadcast::Sender<Event>,
+        snapshot: watch::Sender<Arc<Snapshot>>,
+        seeds: Seeds,
+        next_resolve: TokioInstant,
+        io: IoStats,
+    ) -> Self {
+        let ipv6_socket = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+        Self {
+            node,
+            socket,
+            commands,
+            events,
+            snapshot,
+            seeds,
+            next_resolve,
+            io,
+            ipv6_socket,
+            resolving: None,
+            dirty: false,
+            last_publish: Instant::now(),
+            leave_deadline: None,
+            waiters: Vec::new(),
+            buf: vec![0; RECV_BUFFER].into_boxed_slice(),
+            unreachable: Vec::new(),
+        }
+    }
+
+    /// A snapshot of `node` now.
+    pub(crate) fn snapshot_of(node: &Node, io: IoStats) -> Snapshot {
+        Snapshot {
+            local: node.local_member().clone(),
+            members: node.members().cloned().collect(),
+            stats: *node.stats(),
+            health_score: node.health_score(),
+            taken_at: Instant::now(),
+            io,
+        }
+    }
+
+    /// Runs until the node is shut down, has left, or every handle is gone.
+    pub(crate) async fn run(mut self) {
+        // The core's first outputs (its own `Alive`, datagrams to the seeds) are already queued.
+        self.flush(true);
+        loop {
+            let timeout = self.node.poll_timeout().map(TokioInstant::from_std);
+            let publish_at = self
+                .dirty
+                .then(|| TokioInstant::from_std(self.last_publish + PUBLISH_INTERVAL));
+            let resolve_at =
+                (self.resolving.is_none() && !self.seeds.is_empty()).then_some(self.next_resolve);
+            let wake = tokio::select! {
+                command = self.commands.recv() => Wake::Command(command),
+                ready = self.socket.ready(socket_interest()) => Wake::Socket(ready),
+                () = sleep_until(timeout) => Wake::Timeout,
+                () = sleep_until(resolve_at) => Wake::ResolveTick,
+                resolved = recv_if_some(&mut self.resolving) => Wake::Resolved(resolved),
+                () = sleep_until(publish_at) => Wake::Publish,
+                () = sleep_until(self.leave_deadline) => Wake::LeaveTimeout,
+            };
+            let mut publish = false;
+            match wake {
+                Wake::Command(None) => {
+                    debug!("every handle was dropped; stopping");
+                    break;
+                }
+                Wake::Command(Some(command)) => {
+                    // A command's effect (tags, leave) is visible in the snapshot at once.
+                    publish = true;
+                    if self.command(command).is_break() {
+                        break;
+                    }
+                }
+                Wake::Socket(Ok(ready)) => self.socket_ready(ready),
+                Wake::Socket(Err(error)) => {
+                    warn!(%error, "socket failed; stopping");
+                    break;
+                }
+                Wake::Timeout => {
+                    self.node.handle_timeout(Instant::now());
+                    self.dirty = true;
+                }
+                Wake::ResolveTick => self.start_resolution(),
+                Wake::Resolved(result) => {
+                    self.resolving = None;
+                    match result {
+                        Ok(resolution) => self.apply_resolution(resolution),
+                        // The resolver task panicked or was cancelled: try again later.
+                        Err(_) => self.next_resolve = TokioInstant::now() + seeds::RETRY_INTERVAL,
+                    }
+                }
+                Wake::Publish => publish = true,
+                Wake::LeaveTimeout => {
+                    debug!("leave not confirmed within {LEAVE_TIMEOUT:?}; stopping anyway");
+                    break;
+                }
+            }
+            self.flush(publish);
+            if self.leave_deadline.is_some() && self.node.is_leave_complete() {
+                debug!("leave announced");
+                break;
+            }
+        }
+        self.stop();
+    }
+
+    /// Publishes the final state, closes everything, then tells the waiting handles, so that
+    /// when `leave()`/`shutdown()` return the socket is closed and the streams have ended.
+    fn stop(mut self) {
+        self.publish();
+        let waiters = std::mem::take(&mut self.waiters);
+        let name = self.node.name().to_owned();
+        drop(self);
+        info!(node = %name, "stopped");
+        for waiter in waiters {
+            let _ = waiter.send(());
+        }
+    }
+
+    fn command(&mut self, command: Command) -> ControlFlow<()> {
+        let now = Instant::now();
+        match command {
+            Command::Join { seed, addrs, reply } => {
+                info!(%seed, ?addrs, "joining through seed");
+                self.seeds.record(seed, Ok(addrs));
+                // Always hand the list over: an explicit join contacts the seeds again now.
+                let union = self.seeds.union();
+                self.seeds.mark_joined(union.clone());
+                self.node.join(now, union);
+                let _ = reply.send(());
+            }
+            Command::SetTags { tags, reply } => {
+                let _ = reply.send(self.node.set_tags(now, tags));
+            }
+            Command::Leave { reply } => {
+                self.waiters.push(reply);
+                if self.leave_deadline.is_none() {
+                    info!("leaving the cluster");
+                    self.node.leave(now);
+                    self.leave_deadline = Some(TokioInstant::from_std(now + LEAVE_TIMEOUT));
+                }
+            }
+            Command::Shutdown { reply } => {
+                self.waiters.push(reply);
+                info!("shutting down without leaving");
+                return ControlFlow::Break(());
+            }
+        }
+        self.dirty = true;
+        ControlFlow::Continue(())
+    }
+
+    fn socket_ready(&mut self, ready: Ready) {
+        #[cfg(target_os = "linux")]
+        if ready.is_error() {
+            self.read_error_queue(true);
+        }
+        if ready.is_readable() {
+            self.receive_batch();
+        }
+    }
+
+    /// Reads datagrams until the socket has none left (or a batch is done: the readiness is
+    /// kept and the loop comes straight back).
+    fn receive_batch(&mut self) {
+        for _ in 0..MAX_BATCH {
+            match self.socket.try_recv_from(&mut self.buf) {
+                Ok((len, from)) => {
+                    let from = socket::normalize(from);
+                    self.node
+                        .handle_datagram(Instant::now(), from, &self.buf[..len]);
+                    self.dirty = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_icmp_report(&e) => {
+                    // An ICMP error for an earlier datagram, reported once through the socket's
+                    // pending error; on Linux the details wait in the error queue.
+                    #[cfg(target_os = "linux")]
+                    self.read_error_queue(false);
+                }
+                Err(error) => {
+                    self.io.recv_errors += 1;
+                    debug!(%error, "receive failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads the socket's error queue and hands every port-unreachable to the core.
+    ///
+    /// `clear_readiness`: go through tokio so that it forgets the error readiness once the
+    /// queue is empty (when woken by it); when called because a `recv`/`send` failed, tokio may
+    /// not know of the error yet, so the queue is read directly.
+    #[cfg(target_os = "linux")]
+    fn read_error_queue(&mut self, clear_readiness: bool) {
+        use std::os::fd::AsRawFd;
+
+        let fd = self.socket.as_raw_fd();
+        let mut found = std::mem::take(&mut self.unreachable);
+        let mut drain = || {
+            if let Err(error) = crate::recverr::drain(fd, &mut found) {
+                if error.kind() != io::ErrorKind::WouldBlock {
+                    debug!(%error, "reading the socket error queue failed");
+                }
+            }
+            // The queue is empty (or unreadable): tell tokio to wait for the next error.
+            Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+        };
+        let _ = if clear_readiness {
+            self.socket.try_io(Interest::ERROR, drain)
+        } else {
+            drain()
+        };
+        let now = Instant::now();
+        for dst in found.drain(..) {
+            let dst = socket::normalize(dst);
+            self.io.icmp_unreachable += 1;
+            debug!(%dst, "ICMP port unreachable");
+            self.node.handle_unreachable(now, dst);
+            self.dirty = true;
+        }
+        self.unreachable = found;
+    }
+
+    fn send(&mut self, dst: SocketAddr, payload: &[u8]) {
+        let to = socket::to_socket_family(self.ipv6_socket, dst);
+        let mut retried = false;
+        loop {
+            match self.socket.try_send_to(payload, to) {
+                Ok(_) => return,
+                // Linux fails one send with the pending ICMP error of an earlier datagram (with
+                // IP_RECVERR, from any destination): read it, and send again once.
+                Err(e)
+                    if !retried
+                        && (is_icmp_report(&e) || e.kind() == io::ErrorKind::Interrupted) =>
+                {
+                    retried = true;
+                    #[cfg(target_os = "linux")]
+                    if is_icmp_report(&e) {
+                        self.read_error_queue(false);
+                    }
+                }
+                // Lost like on a lossy network (a full send buffer included); the protocol
+                // retries what matters.
+                Err(error) => {
+                    self.io.send_errors += 1;
+                    debug!(%dst, %error, "send failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Drains the core's outputs: datagrams, then events, then the snapshot if due.
+    fn flush(&mut self, force_publish: bool) {
+        while let Some(transmit) = self.node.poll_transmit() {
+            self.send(transmit.dst, &transmit.payload);
+        }
+        let mut events = false;
+        while let Some(event) = self.node.poll_event() {
+            events = true;
+            log_event(&event);
+            // No subscriber is fine; a lagging one skips (broadcast overwrites its oldest).
+            let _ = self.events.send(event);
+        }
+        if events
+            || force_publish
+            || (self.dirty && self.last_publish.elapsed() >= PUBLISH_INTERVAL)
+        {
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        let snapshot = Self::snapshot_of(&self.node, self.io);
+        self.last_publish = snapshot.taken_at;
+        self.snapshot.send_replace(Arc::new(snapshot));
+        self.dirty = false;
+    }
+
+    /// Resolves the seeds in a task of its own, so a slow DNS server never stalls the protocol.
+    fn start_resolution(&mut self) {
+        let names = self.seeds.names();
+        let ipv6 = self.ipv6_socket;
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(
+            async move {
+                let _ = tx.send(seeds::resolve_all(names, ipv6).await);
+            }
+            .in_current_span(),
+        );
+        self.resolving = Some(rx);
+    }
+
+    fn apply_resolution(&mut self, resolution: Resolution) {
+        let mut failed = false;
+        for (seed, result) in resolution {
+            if self.seeds.record(seed, result) {
+                failed = true;
+                self.io.seed_resolution_failures += 1;
+            }
+        }
+        let delay = if failed {
+            seeds::RETRY_INTERVAL
+        } else {
+            seeds::REFRESH_INTERVAL
+        };
+        self.next_resolve = TokioInstant::now() + delay;
+        if let Some(addrs) = self.seeds.take_changed() {
+            info!(?addrs, "seed addresses changed");
+            self.node.join(Instant::now(), addrs);
+            self.dirty = true;
+        }
+    }
+}
+
+/// What to wait for on the socket: datagrams, and on Linux queued ICMP errors (`EPOLLERR`,
+/// which tokio reports as [`Ready::ERROR`] only to those who ask for [`Interest::ERROR`]).
+fn socket_interest() -> Interest {
+    if cfg!(target_os = "linux") {
+        Interest::READABLE | Interest::ERROR
+    } else {
+        Interest::READABLE
+    }
+}
+
+/// How an ICMP error for an earlier datagram surfaces in `recv`/`send` (Linux: ECONNREFUSED;
+/// Windows: WSAECONNRESET).
+fn is_icmp_report(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+    )
+}
+
+async fn sleep_until(deadline: Option<TokioInstant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_if_some<T>(
+    receiver: &mut Option<oneshot::Receiver<T>>,
+) -> Result<T, oneshot::error::RecvError> {
+    match receiver {
+        Some(receiver) => receiver.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The core logs membership changes itself (at `info`); the driver only notes the fan-out.
+fn log_event(event: &Event) {
+    debug!(
+        event = event.kind(),
+        member = event.member().map_or("", |m| m.name.as_str()),
+        "event published"
+    );
+}

@@ -1,0 +1,71 @@
+//! The errors of the runtime.
+
+use std::io;
+use std::net::SocketAddr;
+
+use chatter_core::{ConfigError, TagsError};
+
+/// Everything that can go wrong when starting or commanding a node.
+///
+/// Each variant says whether anything changed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The UDP socket could not be created or bound (address in use, permission denied, no such
+    /// local address). Nothing was started.
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A seed is not of the form `host:port` (`10.0.0.1:2428`, `[fd00::1]:2428`,
+    /// `seed.example.com:2428`). Nothing was started, or the seed was not added.
+    #[error("invalid seed {seed:?}: {reason}")]
+    InvalidSeed {
+        /// The seed as given.
+        seed: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A seed given to [`Handle::join`](crate::Handle::join) could not be resolved. The seed was
+    /// not added; the node is unchanged. (Seeds given to the builder never fail this way: they
+    /// are logged and retried.)
+    #[error("cannot resolve seed {seed:?}: {source}")]
+    Resolve {
+        /// The seed as given.
+        seed: String,
+        /// What the resolver said.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The socket is bound to a wildcard address (`0.0.0.0` or `[::]`) and no address to
+    /// advertise to other members could be found (no route to any seed nor a default route).
+    /// Nothing was started: set one with [`Builder::advertise`](crate::Builder::advertise).
+    #[error("cannot pick an address to advertise for {bind}: {source}; set one with advertise()")]
+    Advertise {
+        /// The bound address.
+        bind: SocketAddr,
+        /// Why no interface address was found.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The protocol configuration breaks a rule. Nothing was started.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// The tags are too large. Nothing was started, or the node's tags are unchanged.
+    #[error(transparent)]
+    Tags(#[from] TagsError),
+
+    /// The node has stopped (after [`Handle::leave`](crate::Handle::leave),
+    /// [`Handle::shutdown`](crate::Handle::shutdown), or once every handle was dropped); the
+    /// command was not carried out. The last snapshot stays readable.
+    #[error("the chatter node has stopped")]
+    Stopped,
+}
