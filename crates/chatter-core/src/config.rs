@@ -124,6 +124,60 @@ pub struct Config {
     /// Largest number of indirect probes this node runs for others at once; requests beyond it
     /// are dropped and counted. Default 256.
     pub max_pending_indirect: usize,
+
+    /// Longest key of the per-node key/value state, in bytes. Default 128.
+    pub max_key_len: usize,
+
+    /// Largest value of the per-node key/value state, in bytes. Default 1024, so that any
+    /// single write fits one datagram with room for piggybacked updates.
+    pub max_value_size: usize,
+
+    /// Most keys one node's state may hold (tombstones included). Default 1024. Writes beyond it
+    /// fail locally; replicated writes beyond it are dropped and counted.
+    pub max_keys_per_node: usize,
+
+    /// Most bytes (keys and values) one node's state may hold. Default 256 KiB, so a full
+    /// replica of a 1,000-node cluster stays under 256 MiB even if every node is at the limit.
+    pub max_state_bytes_per_node: usize,
+
+    /// How long a deleted key's tombstone is kept before it is collected. Default 1 h. A member
+    /// that was out of touch for longer receives the whole state of the node again (a reset).
+    pub kv_tombstone_grace: Duration,
+
+    /// Most datagrams of key/value deltas sent in answer to one digest. Default 8 (about 11 KB):
+    /// state larger than that converges over several anti-entropy rounds.
+    pub max_delta_packets: usize,
+
+    /// Longest tag of a user message, in bytes. Default 64.
+    pub max_tag_len: usize,
+
+    /// Largest payload of a user message, in bytes. Default 1024, so a message travels in one
+    /// datagram. Larger payloads are refused with an error.
+    pub max_message_size: usize,
+
+    /// Plumtree: neighbours each node keeps (eager or lazy links of the broadcast tree). Links
+    /// are symmetric, so the average degree is about twice this. Default 3: a random graph of
+    /// this degree is connected with high probability, and the first broadcasts prune it to a
+    /// tree.
+    pub broadcast_neighbours: usize,
+
+    /// Plumtree: upper bound on neighbours (links accepted from others included). Default 8.
+    pub max_broadcast_neighbours: usize,
+
+    /// Plumtree: how long to wait after an announcement of a missing message before asking the
+    /// announcer for it (and making the link eager). Default 100 ms: a message pushed along the
+    /// tree normally arrives within a few milliseconds, announcements ride later probes.
+    pub graft_timeout: Duration,
+
+    /// Plumtree: delay before asking the next announcer when a graft went unanswered.
+    /// Default 500 ms.
+    pub graft_retry: Duration,
+
+    /// Messages kept to answer grafts (and remembered as delivered). Default 1024 messages.
+    pub message_cache_size: usize,
+
+    /// How long a message is kept to answer grafts. Default 60 s.
+    pub message_cache_age: Duration,
 }
 
 impl Config {
@@ -153,6 +207,20 @@ impl Config {
             max_members: 100_000,
             max_tags_size: 512,
             max_pending_indirect: 256,
+            max_key_len: 128,
+            max_value_size: 1024,
+            max_keys_per_node: 1024,
+            max_state_bytes_per_node: 256 * 1024,
+            kv_tombstone_grace: Duration::from_secs(3600),
+            max_delta_packets: 8,
+            max_tag_len: 64,
+            max_message_size: 1024,
+            broadcast_neighbours: 3,
+            max_broadcast_neighbours: 8,
+            graft_timeout: Duration::from_millis(100),
+            graft_retry: Duration::from_millis(500),
+            message_cache_size: 1024,
+            message_cache_age: Duration::from_secs(60),
         }
     }
 
@@ -183,6 +251,8 @@ impl Config {
             reconnect_interval: Duration::from_secs(2),
             join_retry_initial: Duration::from_millis(200),
             join_retry_max: Duration::from_secs(5),
+            graft_timeout: Duration::from_millis(20),
+            graft_retry: Duration::from_millis(100),
             ..Self::lan()
         }
     }
@@ -237,6 +307,20 @@ impl Config {
         if self.max_tags_size + 128 > self.packet_budget {
             return Err(ConfigError::Invalid(
                 "max_tags_size must leave 128 bytes of packet_budget",
+            ));
+        }
+        if self.max_value_size + self.max_key_len + 128 > self.packet_budget
+            || self.max_message_size + self.max_tag_len + 160 > self.packet_budget
+        {
+            return Err(ConfigError::Invalid(
+                "a key/value write and a user message must each fit one packet_budget",
+            ));
+        }
+        if self.broadcast_neighbours == 0
+            || self.max_broadcast_neighbours < self.broadcast_neighbours
+        {
+            return Err(ConfigError::Invalid(
+                "broadcast_neighbours must be at least 1 and at most max_broadcast_neighbours",
             ));
         }
         if self.max_members < 2 {

@@ -1,6 +1,7 @@
 //! What the core tells its driver about membership changes.
 
 use crate::member::{Conflict, Member};
+use crate::plumtree::MessageId;
 
 /// A change in membership, drained with [`Node::poll_event`](crate::Node::poll_event).
 ///
@@ -25,6 +26,36 @@ pub enum Event {
     Reaped(Member),
     /// Two live processes claim the same name; the one in the table was kept.
     Conflict(Conflict),
+    /// A user message was delivered (exactly once per node, the origin included).
+    Message(Delivered),
+    /// A key of some node's state changed (set or deleted), as this node learned it.
+    KeyChanged(KeyChange),
+}
+
+/// A user message delivered to this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// Unique id: origin, its generation, its sequence number.
+    pub id: MessageId,
+    /// Tag naming the kind of message.
+    pub tag: String,
+    /// Payload bytes (JSON from `chatter-inject`, or a serde encoding from the library).
+    pub payload: Vec<u8>,
+    /// Hops from the origin (0 for a message this node broadcast).
+    pub hops: u32,
+}
+
+/// A change to one key of one node's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    /// Owner of the key.
+    pub node: String,
+    /// The key.
+    pub key: String,
+    /// The new value, or `None` when the key was deleted.
+    pub value: Option<Vec<u8>>,
+    /// Owner's version of the write.
+    pub version: u64,
 }
 
 impl Event {
@@ -39,6 +70,8 @@ impl Event {
             Event::Updated(_) => "member-updated",
             Event::Reaped(_) => "member-reaped",
             Event::Conflict(_) => "member-conflict",
+            Event::Message(_) => "message",
+            Event::KeyChanged(_) => "key-changed",
         }
     }
 
@@ -52,7 +85,7 @@ impl Event {
             | Event::Left(m)
             | Event::Updated(m)
             | Event::Reaped(m) => Some(m),
-            Event::Conflict(_) => None,
+            Event::Conflict(_) | Event::Message(_) | Event::KeyChanged(_) => None,
         }
     }
 }

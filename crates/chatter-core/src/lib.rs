@@ -50,9 +50,13 @@ mod awareness;
 mod broadcast;
 mod config;
 mod event;
+mod kv;
 mod member;
+mod messaging;
 mod node;
+mod plumtree;
 mod probe;
+mod state;
 mod stats;
 mod suspicion;
 mod sync;
@@ -61,11 +65,13 @@ mod updates;
 pub mod wire;
 
 pub use config::{Config, ConfigError};
-pub use event::Event;
+pub use event::{Delivered, Event, KeyChange};
 pub use member::{
     Confirmation, Conflict, Evidence, Member, MemberStatus, ProbeOutcome, ProbeRecord, Tags,
 };
 pub use node::{Identity, Node, TagsError, Transmit};
+pub use plumtree::{BroadcastError, MessageId};
+pub use state::{KeyValue, StateError};
 pub use stats::Stats;
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use crate::broadcast::BroadcastQueue;
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
 use crate::member::{Member, MemberStatus, Tags};
+use crate::plumtree::Plumtree;
 use crate::probe::{Probe, Relay};
+use crate::state::NodeState;
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::sync::SeedState;
@@ -99,6 +101,13 @@ pub struct Node {
     pub(crate) next_reap: Instant,
     pub(crate) leaving: bool,
     pub(crate) conflicts_seen: BTreeSet<(String, SocketAddr, u64)>,
+    pub(crate) plumtree: Plumtree,
+    /// This node's own key/value state.
+    pub(crate) my_state: NodeState,
+    /// Replicas of other members' state.
+    pub(crate) states: BTreeMap<String, NodeState>,
+    /// XOR of `digest_hash` of every replica, this node's included.
+    pub(crate) state_fingerprint: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pub(crate) stats: Stats,
@@ -132,7 +141,13 @@ impl Node {
         let next_probe = now + jitter(&mut rng, config.probe_interval);
         let next_sync = now + config.sync_interval / 2 + jitter(&mut rng, config.sync_interval / 2);
         let next_reconnect = now + config.reconnect_interval;
+        let my_state = NodeState::new(me.generation);
+        let state_fingerprint = my_state.digest_hash(&me.name);
         let mut node = Self {
+            plumtree: Plumtree::default(),
+            my_state,
+            states: BTreeMap::new(),
+            state_fingerprint,
             cluster: wire::cluster_hash(&config.cluster_name),
             awareness: Awareness::new(config.awareness_max),
             next_reap: now + config.probe_interval,
@@ -313,6 +328,13 @@ impl Node {
             Message::Left(left) => self.on_left(now, left),
             Message::SyncRequest(req) => self.on_sync_request(now, from, req),
             Message::SyncState(state) => self.on_sync_state(now, from, state),
+            Message::Gossip(gossip) => self.on_gossip(now, from, gossip),
+            Message::IHave(ihave) => self.on_ihave(now, from, ihave),
+            Message::Graft(graft) => self.on_graft(now, from, graft),
+            Message::Prune(prune) => self.on_prune(now, prune),
+            Message::StateUpdate(update) => self.on_state_update(now, update),
+            Message::StateDigest(digest) => self.on_state_digest(now, from, digest),
+            Message::StateDelta(delta) => self.on_state_delta(now, delta),
         }
     }
 
@@ -322,8 +344,10 @@ impl Node {
         self.relay_timers(now);
         self.suspicion_timers(now);
         if !self.leaving && now >= self.next_probe {
+            self.maintain_neighbours();
             self.start_probe(now);
         }
+        self.graft_timers(now);
         if self.next_gossip.is_some_and(|t| now >= t) {
             self.gossip_round(now);
         }
@@ -358,6 +382,7 @@ impl Node {
             self.next_gossip,
             (!self.leaving).then_some(self.next_probe),
             self.probe.as_ref().map(Probe::deadline),
+            self.next_graft(),
         ]
         .into_iter()
         .flatten()
@@ -394,7 +419,15 @@ impl Node {
     }
 
     pub(crate) fn emit(&mut self, event: Event) {
+        self.state_on_membership(&event);
+        self.messaging_on_membership(&event);
         self.events.push_back(event);
+    }
+
+    /// Queues an update to ride on datagrams sent anyway, without starting a gossip round:
+    /// for announcements whose delivery may wait for the next probe.
+    pub(crate) fn enqueue_lazy(&mut self, key: &str, message: &Message) {
+        self.broadcasts.push(key, wire::message_bytes(message));
     }
 
     /// Sends `messages` to `dst` in one datagram, filling the rest of the budget with queued
@@ -477,6 +510,7 @@ impl Node {
     /// Removes failed and left members whose retention has passed.
     fn reap(&mut self, now: Instant) {
         self.next_reap = now + self.config.probe_interval * 5;
+        self.collect_state_tombstones(now);
         let expired: Vec<String> = self
             .table
             .iter()

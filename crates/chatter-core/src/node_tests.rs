@@ -266,3 +266,160 @@ fn tags_change_reaches_peers_as_update() {
         .iter()
         .any(|(_, e)| matches!(e, Event::Updated(m) if m.name == "n1")));
 }
+
+fn messages_at(net: &Net, node: usize) -> Vec<(String, Vec<u8>)> {
+    net.events
+        .iter()
+        .filter(|(i, _)| *i == node)
+        .filter_map(|(_, e)| match e {
+            Event::Message(d) => Some((d.tag.clone(), d.payload.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_broadcast_is_delivered_once_everywhere_and_the_tree_settles_to_n_minus_1_pushes() {
+    let mut net = Net::new(12, Config::local());
+    net.run_until(secs(10), Net::all_see_alive);
+    net.run_for(secs(2)); // neighbours recruited on probe ticks
+    let mut pushes = Vec::new();
+    for round in 0..6u8 {
+        let before: u64 = net.nodes.iter().map(|n| n.stats().messages_sent).sum();
+        let now = net.now;
+        net.nodes[usize::from(round) % 12]
+            .broadcast(now, "DebugMessage", vec![round])
+            .unwrap();
+        net.flush();
+        for i in 0..12 {
+            let got = messages_at(&net, i);
+            assert_eq!(
+                got.iter().filter(|(_, p)| p == &vec![round]).count(),
+                1,
+                "node {i} round {round}"
+            );
+        }
+        let after: u64 = net.nodes.iter().map(|n| n.stats().messages_sent).sum();
+        pushes.push(after - before);
+        net.run_for(Duration::from_millis(200));
+    }
+    // The first broadcasts flood the neighbour graph and prune its cycles; then a spanning
+    // tree carries each message with exactly N - 1 pushes.
+    assert_eq!(
+        *pushes.last().unwrap(),
+        11,
+        "pushes per broadcast: {pushes:?}"
+    );
+}
+
+#[test]
+fn a_lost_push_is_repaired_through_announcements() {
+    let mut net = Net::new(8, Config::local());
+    net.run_until(secs(10), Net::all_see_alive);
+    net.run_for(secs(2));
+    // Node 7 is cut off while the message is pushed, then comes back: it learns of the
+    // message from piggybacked IHave announcements and grafts it.
+    net.silent[7] = true;
+    let now = net.now;
+    net.nodes[0].broadcast(now, "T", b"x".to_vec()).unwrap();
+    net.flush();
+    assert!(messages_at(&net, 7).is_empty());
+    net.silent[7] = false;
+    net.run_until(secs(10), |n| messages_at(n, 7).len() == 1);
+    net.run_for(secs(2));
+    assert_eq!(messages_at(&net, 7).len(), 1, "delivered exactly once");
+}
+
+#[test]
+fn key_value_writes_spread_and_deletes_are_tombstoned() {
+    let mut net = Net::new(6, Config::local());
+    net.run_until(secs(10), Net::all_see_alive);
+    let now = net.now;
+    let v = net.nodes[2].set(now, "role", b"db".to_vec()).unwrap();
+    net.run_for(Duration::from_millis(100)); // gossip rounds start on the next timer
+    for i in 0..6 {
+        assert_eq!(net.nodes[i].get("n2", "role"), Some(&b"db"[..]), "node {i}");
+        assert_eq!(net.nodes[i].state_version("n2"), Some(v));
+    }
+    let now = net.now;
+    assert!(net.nodes[2].delete(now, "role").unwrap().is_some());
+    assert_eq!(
+        net.nodes[2].delete(now, "role").unwrap(),
+        None,
+        "already deleted"
+    );
+    net.run_for(Duration::from_millis(100));
+    for i in 0..6 {
+        assert_eq!(net.nodes[i].get("n2", "role"), None, "node {i}");
+    }
+    assert!(net.events.iter().any(|(i, e)| *i == 4
+        && matches!(e, Event::KeyChanged(c) if c.node == "n2" && c.value.is_none())));
+}
+
+#[test]
+fn oversize_writes_and_messages_are_refused() {
+    let mut net = Net::new(1, Config::local());
+    let now = net.now;
+    assert!(matches!(
+        net.nodes[0].set(now, "k", vec![0; 5000]),
+        Err(crate::StateError::ValueTooLarge { .. })
+    ));
+    assert!(matches!(
+        net.nodes[0].set(now, "", vec![1]),
+        Err(crate::StateError::BadKey { .. })
+    ));
+    assert!(matches!(
+        net.nodes[0].broadcast(now, "t", vec![0; 5000]),
+        Err(crate::BroadcastError::TooLarge { .. })
+    ));
+    assert_eq!(net.nodes[0].state_version("n0"), Some(0));
+}
+
+#[test]
+fn anti_entropy_converges_state_larger_than_a_packet_after_loss_of_every_update() {
+    let mut net = Net::new(4, Config::local());
+    net.run_until(secs(10), Net::all_see_alive);
+    // Node 3 misses every piggybacked write (as if all were lost), then anti-entropy must
+    // bring all of them: 300 keys of 100 bytes, about 30 KB, many datagrams.
+    net.silent[3] = true;
+    let now = net.now;
+    for k in 0..300 {
+        net.nodes[1]
+            .set(now, &format!("key-{k:03}"), vec![b'v'; 100])
+            .unwrap();
+    }
+    net.flush();
+    net.run_for(secs(1));
+    net.silent[3] = false;
+    net.run_until(secs(60), |n| {
+        n.nodes[3].state_version("n1") == n.nodes[1].state_version("n1")
+    });
+    assert_eq!(net.nodes[3].node_state("n1").unwrap().count(), 300);
+}
+
+#[test]
+fn a_restart_replaces_the_previous_lifes_state() {
+    let mut net = Net::new(3, Config::local());
+    net.run_until(secs(5), Net::all_see_alive);
+    let now = net.now;
+    net.nodes[2].set(now, "old", b"1".to_vec()).unwrap();
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.nodes[0].get("n2", "old"), Some(&b"1"[..]));
+    let now = net.now;
+    net.nodes[2] = crate::Node::new(
+        crate::Identity::new("n2", addr(2), 2),
+        Config::local(),
+        77,
+        now,
+    )
+    .unwrap();
+    net.nodes[2].join(now, vec![addr(0)]);
+    net.nodes[2].set(now, "new", b"2".to_vec()).unwrap();
+    net.flush();
+    net.run_until(secs(10), |n| n.nodes[0].get("n2", "new") == Some(&b"2"[..]));
+    assert_eq!(
+        net.nodes[0].get("n2", "old"),
+        None,
+        "the old life's state is gone"
+    );
+}

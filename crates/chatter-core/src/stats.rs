@@ -49,4 +49,26 @@ pub struct Stats {
     pub syncs_in_sync: u64,
     /// Member table states sent in full (or in part) because fingerprints differed.
     pub sync_states_sent: u64,
+    /// Key/value writes received for a member this node does not know, dropped.
+    pub dropped_state_unknown: u64,
+    /// Key/value writes dropped because the owner's replica is at its size bounds.
+    pub dropped_state_full: u64,
+    /// Key/value writes applied to replicas of other members.
+    pub state_updates_applied: u64,
+    /// Key/value delta chunks sent in anti-entropy.
+    pub state_deltas_sent: u64,
+    /// User messages this node broadcast.
+    pub messages_broadcast: u64,
+    /// User messages delivered here (own broadcasts included), each once.
+    pub messages_delivered: u64,
+    /// Datagrams carrying a user message in full (eager pushes and graft answers).
+    pub messages_sent: u64,
+    /// User messages received again (each prunes a link of the tree).
+    pub messages_duplicate: u64,
+    /// User messages dropped for an oversize tag or payload.
+    pub dropped_message_oversize: u64,
+    /// Prunes sent.
+    pub prunes_sent: u64,
+    /// Grafts sent for missing messages.
+    pub grafts_sent: u64,
 }

@@ -104,6 +104,7 @@ impl Node {
         let req = Message::SyncRequest(wire::SyncRequest {
             from: self.me.name.clone(),
             fingerprint: self.fingerprint(),
+            state_fingerprint: self.state_fingerprint,
         });
         self.send(dst, &[req]);
     }
@@ -168,6 +169,9 @@ impl Node {
         from: SocketAddr,
         req: wire::SyncRequest,
     ) {
+        if req.state_fingerprint != self.state_fingerprint {
+            self.send_state_digest(from, true);
+        }
         if req.fingerprint == self.fingerprint() {
             self.stats.syncs_in_sync += 1;
             return;

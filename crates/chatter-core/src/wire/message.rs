@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::member::Tags;
+pub use crate::plumtree::MessageId;
+pub use crate::state::WireEntry;
 
 /// One protocol message; a datagram carries one or more after the envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +33,20 @@ pub enum Message {
     SyncRequest(SyncRequest),
     /// Anti-entropy answer: part or all of the sender's member table.
     SyncState(SyncState),
+    /// A user message pushed along the broadcast tree (Plumtree eager push).
+    Gossip(Gossip),
+    /// Announcement of a user message the sender holds (Plumtree lazy push).
+    IHave(IHave),
+    /// Request for missing messages; makes the link eager on both sides.
+    Graft(Graft),
+    /// A duplicate arrived over this link: make it lazy on both sides.
+    Prune(Prune),
+    /// One key/value write of a node, piggybacked.
+    StateUpdate(StateUpdate),
+    /// Key/value anti-entropy: `(generation, watermark)` per node.
+    StateDigest(StateDigest),
+    /// Key/value anti-entropy: one node's writes above the receiver's watermark.
+    StateDelta(StateDelta),
 }
 
 /// Direct probe.
@@ -136,6 +152,8 @@ pub struct SyncRequest {
     pub from: String,
     /// Fingerprint of the sender's member table; equal fingerprints skip the exchange.
     pub fingerprint: u64,
+    /// Fingerprint of the sender's key/value digest; equal fingerprints skip that exchange.
+    pub state_fingerprint: u64,
 }
 
 /// Part or all of a member table. Large tables are split over several datagrams, each of which
@@ -180,4 +198,96 @@ pub enum WireStatus {
     Failed,
     /// Left.
     Left,
+}
+
+/// A user message on the broadcast tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gossip {
+    /// Unique id.
+    pub id: MessageId,
+    /// The neighbour that pushed it (not the origin).
+    pub from: String,
+    /// Hops from the origin so far.
+    pub hops: u32,
+    /// Tag naming the kind of message.
+    pub tag: String,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// "I hold this message."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IHave {
+    /// Announcer.
+    pub from: String,
+    /// The message held.
+    pub id: MessageId,
+}
+
+/// "Send me these messages, and push future ones to me."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Graft {
+    /// Requester.
+    pub from: String,
+    /// Messages wanted; empty to only make the link eager (a new neighbour).
+    pub ids: Vec<MessageId>,
+}
+
+/// "Stop pushing messages to me; announce them instead."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prune {
+    /// Sender.
+    pub from: String,
+}
+
+/// One key/value write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateUpdate {
+    /// Owner of the key.
+    pub node: String,
+    /// Owner's generation.
+    pub generation: u64,
+    /// The write.
+    pub entry: WireEntry,
+}
+
+/// One row of a key/value digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestRow {
+    /// Owner.
+    pub node: String,
+    /// Owner's generation as the sender knows it.
+    pub generation: u64,
+    /// Sender's watermark for the owner.
+    pub watermark: u64,
+}
+
+/// Key/value digest (possibly one chunk of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateDigest {
+    /// Sender's name.
+    pub from: String,
+    /// Sender's key/value fingerprint.
+    pub fingerprint: u64,
+    /// The receiver should answer with its own digest too (the opening half of an exchange).
+    pub reply: bool,
+    /// Rows.
+    pub rows: Vec<DigestRow>,
+}
+
+/// One node's writes `(from_version, to_version]` as the sender holds them, in version order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateDelta {
+    /// Owner.
+    pub node: String,
+    /// Owner's generation.
+    pub generation: u64,
+    /// The receiver's watermark this delta starts from.
+    pub from_version: u64,
+    /// Every write of the owner up to here is in this delta or superseded.
+    pub to_version: u64,
+    /// The receiver must forget the owner's entries first (tombstones it lacks were collected).
+    pub reset: bool,
+    /// Writes.
+    pub entries: Vec<WireEntry>,
 }

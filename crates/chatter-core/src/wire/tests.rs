@@ -50,6 +50,27 @@ fn member_state() -> impl Strategy<Value = MemberState> {
         )
 }
 
+fn message_id() -> impl Strategy<Value = MessageId> {
+    (".{0,8}", any::<u64>(), any::<u64>()).prop_map(|(origin, generation, seq)| MessageId {
+        origin,
+        generation,
+        seq,
+    })
+}
+
+fn wire_entry() -> impl Strategy<Value = WireEntry> {
+    (
+        ".{0,8}",
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)),
+        any::<u64>(),
+    )
+        .prop_map(|(key, value, version)| WireEntry {
+            key,
+            value,
+            version,
+        })
+}
+
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         (any::<u32>(), ".{0,16}", any::<u64>()).prop_map(|(seq, target, generation)| {
@@ -110,9 +131,81 @@ fn message() -> impl Strategy<Value = Message> {
                 incarnation,
             })
         }),
-        (".{0,16}", any::<u64>()).prop_map(|(from, fingerprint)| Message::SyncRequest(
-            SyncRequest { from, fingerprint }
-        )),
+        (".{0,16}", any::<u64>(), any::<u64>()).prop_map(
+            |(from, fingerprint, state_fingerprint)| {
+                Message::SyncRequest(SyncRequest {
+                    from,
+                    fingerprint,
+                    state_fingerprint,
+                })
+            }
+        ),
+        (
+            message_id(),
+            ".{0,8}",
+            any::<u32>(),
+            ".{0,8}",
+            proptest::collection::vec(any::<u8>(), 0..32)
+        )
+            .prop_map(|(id, from, hops, tag, payload)| Message::Gossip(Gossip {
+                id,
+                from,
+                hops,
+                tag,
+                payload
+            })),
+        (".{0,8}", message_id()).prop_map(|(from, id)| Message::IHave(IHave { from, id })),
+        (".{0,8}", proptest::collection::vec(message_id(), 0..3))
+            .prop_map(|(from, ids)| Message::Graft(Graft { from, ids })),
+        ".{0,8}".prop_map(|from| Message::Prune(Prune { from })),
+        (".{0,8}", any::<u64>(), wire_entry()).prop_map(|(node, generation, entry)| {
+            Message::StateUpdate(StateUpdate {
+                node,
+                generation,
+                entry,
+            })
+        }),
+        (
+            ".{0,8}",
+            any::<u64>(),
+            any::<bool>(),
+            proptest::collection::vec((".{0,8}", any::<u64>(), any::<u64>()), 0..4)
+        )
+            .prop_map(|(from, fingerprint, reply, rows)| Message::StateDigest(
+                StateDigest {
+                    from,
+                    fingerprint,
+                    reply,
+                    rows: rows
+                        .into_iter()
+                        .map(|(node, generation, watermark)| DigestRow {
+                            node,
+                            generation,
+                            watermark
+                        })
+                        .collect(),
+                }
+            )),
+        (
+            ".{0,8}",
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<bool>(),
+            proptest::collection::vec(wire_entry(), 0..4)
+        )
+            .prop_map(
+                |(node, generation, from_version, to_version, reset, entries)| Message::StateDelta(
+                    StateDelta {
+                        node,
+                        generation,
+                        from_version,
+                        to_version,
+                        reset,
+                        entries
+                    }
+                )
+            ),
         (
             ".{0,16}",
             any::<u64>(),

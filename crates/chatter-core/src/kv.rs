@@ -1,0 +1,426 @@
+//! The node's side of key/value state: local writes, piggybacked updates, the Scuttlebutt
+//! digest/delta exchange, and keeping replicas in step with membership (see `state.rs`).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::Rng;
+use tracing::debug;
+
+use crate::event::{Event, KeyChange};
+use crate::node::Node;
+use crate::state::{Applied, KeyValue, NodeState, StateError, WireEntry};
+use crate::wire::{self, DigestRow, Message};
+
+/// Bytes reserved in a digest or delta datagram for the envelope and the message's own fields.
+const STATE_OVERHEAD: usize = 96;
+
+impl Node {
+    /// Sets `key` of this node's state to `value`, gossips the write, and returns its version.
+    ///
+    /// Fails without changing anything if the key or value is over its limit
+    /// (`Config::max_key_len`, `Config::max_value_size`), the node holds too many keys, or it
+    /// has left.
+    pub fn set(&mut self, now: Instant, key: &str, value: Vec<u8>) -> Result<u64, StateError> {
+        self.write(now, key, Some(value))
+    }
+
+    /// Deletes `key` of this node's state (a versioned tombstone, collected after
+    /// `Config::kv_tombstone_grace`). Returns the version of the delete, or `None` if the key
+    /// was not set.
+    pub fn delete(&mut self, now: Instant, key: &str) -> Result<Option<u64>, StateError> {
+        match self.my_state.entries.get(key) {
+            Some(kv) if kv.value.is_some() => self.write(now, key, None).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn write(
+        &mut self,
+        now: Instant,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<u64, StateError> {
+        if self.leaving {
+            return Err(StateError::Left);
+        }
+        if key.is_empty() || key.len() > self.config.max_key_len {
+            return Err(StateError::BadKey {
+                len: key.len(),
+                limit: self.config.max_key_len,
+            });
+        }
+        if let Some(v) = &value {
+            if v.len() > self.config.max_value_size {
+                return Err(StateError::ValueTooLarge {
+                    size: v.len(),
+                    limit: self.config.max_value_size,
+                });
+            }
+        }
+        let version = self.my_state.watermark + 1;
+        let entry = WireEntry {
+            key: key.to_owned(),
+            value,
+            version,
+        };
+        let before = self.my_state.digest_hash(&self.me.name);
+        match self.my_state.apply(
+            entry.clone(),
+            now,
+            self.config.max_keys_per_node,
+            self.config.max_state_bytes_per_node,
+        ) {
+            Applied::Changed => {}
+            Applied::Full | Applied::Stale => {
+                return Err(StateError::Full {
+                    max_keys: self.config.max_keys_per_node,
+                    max_bytes: self.config.max_state_bytes_per_node,
+                })
+            }
+        }
+        self.state_fingerprint ^= before ^ self.my_state.digest_hash(&self.me.name);
+        let node = self.me.name.clone();
+        self.emit(Event::KeyChanged(KeyChange {
+            node: node.clone(),
+            key: entry.key.clone(),
+            value: entry.value.clone(),
+            version,
+        }));
+        let update = Message::StateUpdate(wire::StateUpdate {
+            node,
+            generation: self.me.generation,
+            entry,
+        });
+        self.enqueue_broadcast(now, &kv_key(&self.me.name, key), &update);
+        Ok(version)
+    }
+
+    /// The value of `key` in the state of member `node` (this node included), if set.
+    pub fn get(&self, node: &str, key: &str) -> Option<&[u8]> {
+        self.state_of(node)?.entries.get(key)?.value.as_deref()
+    }
+
+    /// Every key currently set in the state of member `node`, in key order.
+    pub fn node_state(&self, node: &str) -> Option<impl Iterator<Item = (&str, &KeyValue)>> {
+        Some(
+            self.state_of(node)?
+                .entries
+                .iter()
+                .filter(|(_, kv)| kv.value.is_some())
+                .map(|(k, kv)| (k.as_str(), kv)),
+        )
+    }
+
+    /// Version up to which this node holds `node`'s writes (its Scuttlebutt watermark).
+    pub fn state_version(&self, node: &str) -> Option<u64> {
+        self.state_of(node).map(|s| s.watermark)
+    }
+
+    fn state_of(&self, node: &str) -> Option<&NodeState> {
+        if node == self.me.name {
+            Some(&self.my_state)
+        } else {
+            self.states.get(node)
+        }
+    }
+
+    /// Keeps replicas in step with the member table: a new life gets an empty replica, a
+    /// reaped member's replica goes.
+    pub(crate) fn state_on_membership(&mut self, event: &Event) {
+        match event {
+            Event::Joined(m) => {
+                let fresh = NodeState::new(m.generation);
+                let old = self.states.insert(m.name.clone(), fresh);
+                if let Some(old) = old {
+                    self.state_fingerprint ^= old.digest_hash(&m.name);
+                }
+                if let Some(new) = self.states.get(&m.name) {
+                    self.state_fingerprint ^= new.digest_hash(&m.name);
+                }
+            }
+            Event::Reaped(m) => {
+                if let Some(old) = self.states.remove(&m.name) {
+                    self.state_fingerprint ^= old.digest_hash(&m.name);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies writes to the replica of `node` (life `generation`), emitting an event for each
+    /// change. Returns the entries that changed the replica.
+    fn apply_entries(
+        &mut self,
+        now: Instant,
+        node: &str,
+        generation: u64,
+        entries: Vec<WireEntry>,
+        reset: bool,
+        range: Option<(u64, u64)>,
+    ) -> Vec<WireEntry> {
+        if node == self.me.name {
+            return Vec::new();
+        }
+        let Some(member) = self.table.get(node) else {
+            self.stats.dropped_state_unknown += 1;
+            return Vec::new();
+        };
+        if member.generation != generation {
+            return Vec::new();
+        }
+        let (max_keys, max_bytes) = (
+            self.config.max_keys_per_node,
+            self.config.max_state_bytes_per_node,
+        );
+        let replica = self
+            .states
+            .entry(node.to_owned())
+            .or_insert_with(|| NodeState::new(generation));
+        let before = replica.digest_hash(node);
+        if replica.generation != generation {
+            *replica = NodeState::new(generation);
+        }
+        let mut removed = Vec::new();
+        if reset {
+            removed = replica
+                .entries
+                .iter()
+                .filter(|(_, kv)| kv.value.is_some())
+                .map(|(k, _)| k.clone())
+                .collect();
+            replica.clear();
+        }
+        let mut changed = Vec::new();
+        let mut full = 0;
+        for entry in entries {
+            match replica.apply(entry.clone(), now, max_keys, max_bytes) {
+                Applied::Changed => changed.push(entry),
+                Applied::Stale => {}
+                Applied::Full => full += 1,
+            }
+        }
+        if let Some((from, to)) = range {
+            if full == 0 {
+                replica.advance(from, to);
+            }
+        }
+        let after = replica.digest_hash(node);
+        // Keys a reset removed and the delta did not bring back are deleted for readers.
+        let gone: Vec<String> = removed
+            .into_iter()
+            .filter(|k| !replica.entries.contains_key(k))
+            .collect();
+        self.state_fingerprint ^= before ^ after;
+        self.stats.dropped_state_full += full;
+        self.stats.state_updates_applied += changed.len() as u64;
+        for key in gone {
+            self.emit(Event::KeyChanged(KeyChange {
+                node: node.to_owned(),
+                key,
+                value: None,
+                version: 0,
+            }));
+        }
+        for entry in &changed {
+            self.emit(Event::KeyChanged(KeyChange {
+                node: node.to_owned(),
+                key: entry.key.clone(),
+                value: entry.value.clone(),
+                version: entry.version,
+            }));
+        }
+        changed
+    }
+
+    pub(crate) fn on_state_update(&mut self, now: Instant, update: wire::StateUpdate) {
+        let changed = self.apply_entries(
+            now,
+            &update.node,
+            update.generation,
+            vec![update.entry.clone()],
+            false,
+            None,
+        );
+        if !changed.is_empty() {
+            // Infect-style: pass fresh writes on at once; stale ones stop here.
+            let key = kv_key(&update.node, &update.entry.key);
+            self.enqueue_broadcast(now, &key, &Message::StateUpdate(update));
+        }
+    }
+
+    /// Digest of every replica this node holds, itself included, split to the packet budget.
+    pub(crate) fn send_state_digest(&mut self, dst: SocketAddr, reply: bool) {
+        let mut rows = Vec::with_capacity(self.states.len() + 1);
+        rows.push(DigestRow {
+            node: self.me.name.clone(),
+            generation: self.me.generation,
+            watermark: self.my_state.watermark,
+        });
+        rows.extend(self.states.iter().map(|(name, s)| DigestRow {
+            node: name.clone(),
+            generation: s.generation,
+            watermark: s.watermark,
+        }));
+        let budget = self.config.packet_budget.saturating_sub(STATE_OVERHEAD);
+        let fingerprint = self.state_fingerprint;
+        for chunk in chunk_by_size(rows, budget) {
+            let msg = Message::StateDigest(wire::StateDigest {
+                from: self.me.name.clone(),
+                fingerprint,
+                reply,
+                rows: chunk,
+            });
+            let payload = wire::encode_packet(self.cluster, &[msg]);
+            self.push_transmit(dst, payload);
+        }
+    }
+
+    pub(crate) fn on_state_digest(
+        &mut self,
+        _now: Instant,
+        from: SocketAddr,
+        digest: wire::StateDigest,
+    ) {
+        if digest.reply && digest.fingerprint != self.state_fingerprint {
+            self.send_state_digest(from, false);
+        }
+        self.send_state_deltas(from, &digest.rows);
+    }
+
+    /// Sends, for each row of a peer's digest, the writes the peer lacks, in version order,
+    /// within `max_delta_packets` datagrams. Rows are served from a random starting point so a
+    /// large backlog is worked through fairly over several rounds.
+    fn send_state_deltas(&mut self, dst: SocketAddr, rows: &[DigestRow]) {
+        if rows.is_empty() {
+            return;
+        }
+        let budget = self.config.packet_budget.saturating_sub(STATE_OVERHEAD);
+        let start = self.rng.random_range(0..rows.len());
+        let mut packets: Vec<Vec<Message>> = Vec::new();
+        let mut current: Vec<Message> = Vec::new();
+        let mut size = 0usize;
+        let max_packets = self.config.max_delta_packets;
+        'rows: for i in 0..rows.len() {
+            let row = &rows[(start + i) % rows.len()];
+            let Some(mine) = self.state_of(&row.node) else {
+                continue;
+            };
+            let generation = if row.node == self.me.name {
+                self.me.generation
+            } else {
+                mine.generation
+            };
+            if generation < row.generation
+                || (generation == row.generation && mine.watermark <= row.watermark)
+            {
+                continue;
+            }
+            let reset = generation > row.generation || row.watermark < mine.gc_floor;
+            let from = if reset { 0 } else { row.watermark };
+            let entries = mine.entries_above(from);
+            let watermark = mine.watermark;
+            let mut chunk_from = from;
+            let mut chunk: Vec<WireEntry> = Vec::new();
+            let mut chunk_reset = reset;
+            let mut iter = entries.into_iter().peekable();
+            loop {
+                let next = iter
+                    .peek()
+                    .map(|e| e.key.len() + e.value.as_ref().map_or(0, Vec::len) + 24);
+                let full = next.is_some_and(|n| size + n > budget);
+                if next.is_none() || full {
+                    // Close this node's chunk: up to the last entry included, or all of it.
+                    let to = if next.is_none() {
+                        watermark
+                    } else {
+                        chunk.last().map_or(chunk_from, |e| e.version)
+                    };
+                    if !chunk.is_empty() || chunk_reset || next.is_none() {
+                        current.push(Message::StateDelta(wire::StateDelta {
+                            node: row.node.clone(),
+                            generation,
+                            from_version: chunk_from,
+                            to_version: to,
+                            reset: chunk_reset,
+                            entries: std::mem::take(&mut chunk),
+                        }));
+                        size += 48 + row.node.len();
+                    }
+                    chunk_from = to;
+                    chunk_reset = false;
+                    if full {
+                        packets.push(std::mem::take(&mut current));
+                        size = 0;
+                        if packets.len() >= max_packets {
+                            break 'rows;
+                        }
+                        continue;
+                    }
+                    break;
+                }
+                if let Some(e) = iter.next() {
+                    size += e.key.len() + e.value.as_ref().map_or(0, Vec::len) + 24;
+                    chunk.push(e);
+                }
+            }
+        }
+        if !current.is_empty() && packets.len() < max_packets {
+            packets.push(current);
+        }
+        for messages in packets {
+            self.stats.state_deltas_sent += messages.len() as u64;
+            let payload = wire::encode_packet(self.cluster, &messages);
+            self.push_transmit(dst, payload);
+        }
+    }
+
+    pub(crate) fn on_state_delta(&mut self, now: Instant, delta: wire::StateDelta) {
+        debug!(node = %delta.node, from = delta.from_version, to = delta.to_version, n = delta.entries.len(), "state delta");
+        self.apply_entries(
+            now,
+            &delta.node,
+            delta.generation,
+            delta.entries,
+            delta.reset,
+            Some((delta.from_version, delta.to_version)),
+        );
+    }
+
+    /// Collects expired tombstones in every replica.
+    pub(crate) fn collect_state_tombstones(&mut self, now: Instant) {
+        let grace = self.config.kv_tombstone_grace;
+        let before = self.my_state.digest_hash(&self.me.name);
+        self.my_state.collect_tombstones(now, grace);
+        self.state_fingerprint ^= before ^ self.my_state.digest_hash(&self.me.name);
+        for (name, replica) in self.states.iter_mut() {
+            let before = replica.digest_hash(name);
+            replica.collect_tombstones(now, grace);
+            self.state_fingerprint ^= before ^ replica.digest_hash(name);
+        }
+    }
+}
+
+/// Broadcast-queue key of a write: one queued update per (node, key).
+fn kv_key(node: &str, key: &str) -> String {
+    format!("\u{2}{node}\u{0}{key}")
+}
+
+fn chunk_by_size(rows: Vec<DigestRow>, budget: usize) -> Vec<Vec<DigestRow>> {
+    let mut chunks = Vec::new();
+    let mut chunk = Vec::new();
+    let mut size = 0;
+    for row in rows {
+        let n = row.node.len() + 24;
+        if !chunk.is_empty() && size + n > budget {
+            chunks.push(std::mem::take(&mut chunk));
+            size = 0;
+        }
+        size += n;
+        chunk.push(row);
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
+}

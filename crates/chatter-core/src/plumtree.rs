@@ -1,0 +1,349 @@
+//! Plumtree epidemic broadcast trees (Leitão, Pereira, Rodrigues 2007) for user messages.
+//!
+//! Each node keeps a few *neighbours*, each either **eager** (messages are pushed to it in full)
+//! or **lazy** (it only hears announcements). Links are symmetric: a node that adds a neighbour
+//! tells it with a `Graft`, and both sides mark the link eager. A message is pushed along eager
+//! links; a duplicate arriving over a link proves a cycle, so the receiver prunes that link to
+//! lazy on both sides. After a few messages the eager links form a spanning tree and a broadcast
+//! costs about N datagrams and a few network hops.
+//!
+//! Announcements (`IHave`) ride piggyback on every datagram a node sends anyway (probes, acks,
+//! gossip), so the lazy side costs no datagrams of its own. A node that hears of a message it
+//! lacks waits `graft_timeout` for the tree to deliver it, then sends `Graft` to the announcer,
+//! which sends the message and makes the link eager: the tree repairs itself under loss and churn.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The unique id of a user message: its origin's name and life, and the origin's sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MessageId {
+    /// Name of the member that broadcast the message.
+    pub origin: String,
+    /// Generation of the origin when it broadcast it.
+    pub generation: u64,
+    /// The origin's sequence number, from 1.
+    pub seq: u64,
+}
+
+/// A message refused by [`Node::broadcast`](crate::Node::broadcast); nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BroadcastError {
+    /// The tag is empty or longer than `Config::max_tag_len`.
+    #[error("tag must be 1 to {limit} bytes long, got {len}")]
+    BadTag {
+        /// Length of the tag given.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The payload exceeds `Config::max_message_size`.
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the payload given.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The node has left the cluster.
+    #[error("the node has left the cluster")]
+    Left,
+}
+
+/// A received message kept to answer grafts.
+#[derive(Debug, Clone)]
+pub(crate) struct Cached {
+    pub(crate) tag: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) hops: u32,
+    pub(crate) at: Instant,
+}
+
+/// A message announced to us that has not arrived yet.
+#[derive(Debug, Clone)]
+pub(crate) struct Missing {
+    pub(crate) announcers: VecDeque<(String, SocketAddr)>,
+    pub(crate) graft_at: Instant,
+    pub(crate) tries: u32,
+}
+
+/// Which sequence numbers of one origin's life were seen: all up to `floor`, plus `above`.
+#[derive(Debug, Clone, Default)]
+struct SeenWindow {
+    generation: u64,
+    floor: u64,
+    above: BTreeSet<u64>,
+}
+
+/// Sequence numbers remembered above an origin's contiguous floor. Beyond it the floor jumps,
+/// treating very old stragglers as seen: memory stays bounded, delivery stays at most once.
+const MAX_SEEN_ABOVE: usize = 4096;
+/// Announcers remembered per missing message.
+const MAX_ANNOUNCERS: usize = 4;
+/// Grafts sent for one missing message before giving up on it.
+const MAX_GRAFT_TRIES: u32 = 4;
+
+/// Plumtree state of one node.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Plumtree {
+    /// Neighbour name -> is the link eager.
+    pub(crate) neighbours: BTreeMap<String, bool>,
+    seen: BTreeMap<String, SeenWindow>,
+    pub(crate) cache: BTreeMap<MessageId, Cached>,
+    cache_order: VecDeque<MessageId>,
+    pub(crate) missing: BTreeMap<MessageId, Missing>,
+    pub(crate) next_seq: u64,
+}
+
+impl Plumtree {
+    /// Marks `id` seen; returns false if it was seen before.
+    pub(crate) fn mark_seen(&mut self, id: &MessageId, max_origins: usize) -> bool {
+        if !self.seen.contains_key(&id.origin) && self.seen.len() >= max_origins {
+            // Bounded memory: forget the window of some origin (the first by name). A
+            // forgotten origin's old messages could be delivered twice only if they were still
+            // circulating, which the message cache's age bound makes unlikely.
+            self.seen.pop_first();
+        }
+        let w = self.seen.entry(id.origin.clone()).or_default();
+        if id.generation < w.generation {
+            return false;
+        }
+        if id.generation > w.generation {
+            *w = SeenWindow {
+                generation: id.generation,
+                ..SeenWindow::default()
+            };
+        }
+        if id.seq <= w.floor || w.above.contains(&id.seq) {
+            return false;
+        }
+        w.above.insert(id.seq);
+        while w.above.remove(&(w.floor + 1)) {
+            w.floor += 1;
+        }
+        if w.above.len() > MAX_SEEN_ABOVE {
+            if let Some(first) = w.above.pop_first() {
+                w.floor = first;
+                while w.above.remove(&(w.floor + 1)) {
+                    w.floor += 1;
+                }
+            }
+        }
+        true
+    }
+
+    pub(crate) fn has_seen(&self, id: &MessageId) -> bool {
+        self.seen.get(&id.origin).is_some_and(|w| {
+            id.generation < w.generation
+                || (id.generation == w.generation
+                    && (id.seq <= w.floor || w.above.contains(&id.seq)))
+        })
+    }
+
+    pub(crate) fn cache(&mut self, id: MessageId, msg: Cached, max: usize) {
+        while self.cache_order.len() >= max.max(1) {
+            if let Some(old) = self.cache_order.pop_front() {
+                self.cache.remove(&old);
+            }
+        }
+        self.cache_order.push_back(id.clone());
+        self.cache.insert(id, msg);
+    }
+
+    /// Drops cached messages older than `max_age`.
+    pub(crate) fn expire_cache(&mut self, now: Instant, max_age: Duration) {
+        while let Some(id) = self.cache_order.front() {
+            match self.cache.get(id) {
+                Some(c) if now.duration_since(c.at) < max_age => break,
+                _ => {
+                    if let Some(id) = self.cache_order.pop_front() {
+                        self.cache.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn eager_peers(&self) -> impl Iterator<Item = &String> {
+        self.neighbours
+            .iter()
+            .filter(|(_, eager)| **eager)
+            .map(|(n, _)| n)
+    }
+
+    pub(crate) fn set_eager(&mut self, name: &str, eager: bool, max_neighbours: usize) {
+        if let Some(link) = self.neighbours.get_mut(name) {
+            *link = eager;
+            return;
+        }
+        if self.neighbours.len() >= max_neighbours {
+            // Make room by dropping a lazy link; if all are eager, keep the tree as it is.
+            let lazy = self
+                .neighbours
+                .iter()
+                .find(|(_, e)| !**e)
+                .map(|(n, _)| n.clone());
+            match lazy {
+                Some(n) => {
+                    self.neighbours.remove(&n);
+                }
+                None => return,
+            }
+        }
+        self.neighbours.insert(name.to_owned(), eager);
+    }
+
+    pub(crate) fn remove_neighbour(&mut self, name: &str) {
+        self.neighbours.remove(name);
+    }
+
+    /// Remembers an announcement of a message we lack.
+    pub(crate) fn announced(
+        &mut self,
+        id: MessageId,
+        announcer: (String, SocketAddr),
+        graft_at: Instant,
+        max_missing: usize,
+    ) {
+        if let Some(m) = self.missing.get_mut(&id) {
+            if m.announcers.len() < MAX_ANNOUNCERS
+                && !m.announcers.iter().any(|a| a.0 == announcer.0)
+            {
+                m.announcers.push_back(announcer);
+            }
+            return;
+        }
+        if self.missing.len() >= max_missing {
+            return;
+        }
+        self.missing.insert(
+            id,
+            Missing {
+                announcers: VecDeque::from([announcer]),
+                graft_at,
+                tries: 0,
+            },
+        );
+    }
+
+    /// Missing messages whose graft time has come: `(id, announcer to graft from)`. Each is
+    /// rescheduled `retry` later with the next announcer, and dropped after a few tries.
+    pub(crate) fn due_grafts(
+        &mut self,
+        now: Instant,
+        retry: Duration,
+    ) -> Vec<(MessageId, (String, SocketAddr))> {
+        let mut due = Vec::new();
+        let mut dropped = Vec::new();
+        for (id, m) in self.missing.iter_mut() {
+            if now < m.graft_at {
+                continue;
+            }
+            if m.tries >= MAX_GRAFT_TRIES {
+                dropped.push(id.clone());
+                continue;
+            }
+            m.tries += 1;
+            m.graft_at = now + retry;
+            if let Some(a) = m.announcers.pop_front() {
+                m.announcers.push_back(a.clone());
+                due.push((id.clone(), a));
+            }
+        }
+        for id in dropped {
+            self.missing.remove(&id);
+        }
+        due
+    }
+
+    pub(crate) fn next_graft(&self) -> Option<Instant> {
+        self.missing.values().map(|m| m.graft_at).min()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant for virtual time
+mod tests {
+    use super::*;
+
+    fn id(origin: &str, generation: u64, seq: u64) -> MessageId {
+        MessageId {
+            origin: origin.into(),
+            generation,
+            seq,
+        }
+    }
+
+    #[test]
+    fn each_message_is_seen_once_and_old_lives_are_ignored() {
+        let mut p = Plumtree::default();
+        assert!(p.mark_seen(&id("a", 1, 2), 10));
+        assert!(!p.mark_seen(&id("a", 1, 2), 10));
+        assert!(p.mark_seen(&id("a", 1, 1), 10));
+        assert!(p.has_seen(&id("a", 1, 1)));
+        assert!(!p.has_seen(&id("a", 1, 3)));
+        assert!(
+            p.mark_seen(&id("a", 2, 1), 10),
+            "a restart starts a new window"
+        );
+        assert!(
+            !p.mark_seen(&id("a", 1, 5), 10),
+            "messages of a previous life are dropped"
+        );
+    }
+
+    #[test]
+    fn seen_memory_is_bounded() {
+        let mut p = Plumtree::default();
+        for seq in (2..20_000).step_by(2) {
+            p.mark_seen(&id("a", 1, seq), 10);
+        }
+        let w = &p.seen["a"];
+        assert!(w.above.len() <= MAX_SEEN_ABOVE);
+        assert!(w.floor > 0);
+        for i in 0..50 {
+            p.mark_seen(&id(&format!("o{i}"), 1, 1), 10);
+        }
+        assert!(p.seen.len() <= 10);
+    }
+
+    #[test]
+    fn neighbour_set_is_bounded_and_prefers_dropping_lazy_links() {
+        let mut p = Plumtree::default();
+        p.set_eager("a", true, 2);
+        p.set_eager("b", false, 2);
+        p.set_eager("c", true, 2);
+        assert_eq!(p.neighbours.len(), 2);
+        assert!(p.neighbours.contains_key("a") && p.neighbours.contains_key("c"));
+        p.set_eager("d", true, 2);
+        assert!(!p.neighbours.contains_key("d"), "all eager: keep the tree");
+    }
+
+    #[test]
+    fn grafts_rotate_announcers_and_give_up() {
+        let mut p = Plumtree::default();
+        let now = Instant::now();
+        let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
+        p.announced(id("a", 1, 1), ("x".into(), addr), now, 10);
+        p.announced(id("a", 1, 1), ("y".into(), addr), now, 10);
+        let first = p.due_grafts(now, Duration::from_millis(100));
+        assert_eq!(first[0].1 .0, "x");
+        assert!(
+            p.due_grafts(now, Duration::from_millis(100)).is_empty(),
+            "rescheduled"
+        );
+        let second = p.due_grafts(now + Duration::from_millis(100), Duration::from_millis(100));
+        assert_eq!(second[0].1 .0, "y");
+        for i in 2..=MAX_GRAFT_TRIES + 1 {
+            p.due_grafts(
+                now + Duration::from_millis(100 * u64::from(i)),
+                Duration::from_millis(100),
+            );
+        }
+        assert!(p.missing.is_empty());
+    }
+}
