@@ -70,6 +70,9 @@ pub enum TagsError {
         /// The limit.
         limit: usize,
     },
+    /// The node has left the cluster; its tags can no longer change.
+    #[error("the node has left the cluster")]
+    Left,
 }
 
 /// Conflicting claims remembered, so each is reported once.
@@ -252,7 +255,7 @@ impl Node {
             });
         }
         if self.leaving {
-            return Ok(());
+            return Err(TagsError::Left);
         }
         self.me.tags = tags;
         self.me.incarnation += 1;
