@@ -29,6 +29,9 @@ impl Node {
     /// `Config::kv_tombstone_grace`). Returns the version of the delete, or `None` if the key
     /// was not set.
     pub fn delete(&mut self, now: Instant, key: &str) -> Result<Option<u64>, StateError> {
+        if self.leaving {
+            return Err(StateError::Left);
+        }
         match self.my_state.entries.get(key) {
             Some(kv) if kv.value.is_some() => self.write(now, key, None).map(Some),
             _ => Ok(None),
@@ -127,25 +130,33 @@ impl Node {
 
     /// Keeps replicas in step with the member table: a new life gets an empty replica, a
     /// reaped member's replica goes.
-    pub(crate) fn state_on_membership(&mut self, event: &Event) {
-        match event {
-            Event::Joined(m) => {
-                let fresh = NodeState::new(m.generation);
-                let old = self.states.insert(m.name.clone(), fresh);
-                if let Some(old) = old {
-                    self.state_fingerprint ^= old.digest_hash(&m.name);
-                }
-                if let Some(new) = self.states.get(&m.name) {
-                    self.state_fingerprint ^= new.digest_hash(&m.name);
-                }
+    /// Keys of a previous life or of a reaped member are reported deleted, so a subscriber
+    /// mirroring state from `KeyChanged` events alone stays right.
+    pub(crate) fn state_on_membership(&mut self, event: &Event) -> Vec<KeyChange> {
+        let (name, fresh) = match event {
+            Event::Joined(m) => (&m.name, Some(NodeState::new(m.generation))),
+            Event::Reaped(m) => (&m.name, None),
+            _ => return Vec::new(),
+        };
+        let old = match fresh {
+            Some(fresh) => {
+                self.state_fingerprint ^= fresh.digest_hash(name);
+                self.states.insert(name.clone(), fresh)
             }
-            Event::Reaped(m) => {
-                if let Some(old) = self.states.remove(&m.name) {
-                    self.state_fingerprint ^= old.digest_hash(&m.name);
-                }
-            }
-            _ => {}
-        }
+            None => self.states.remove(name),
+        };
+        let Some(old) = old else { return Vec::new() };
+        self.state_fingerprint ^= old.digest_hash(name);
+        old.entries
+            .into_iter()
+            .filter(|(_, kv)| kv.value.is_some())
+            .map(|(key, _)| KeyChange {
+                node: name.clone(),
+                key,
+                value: None,
+                version: old.watermark,
+            })
+            .collect()
     }
 
     /// Applies writes to the replica of `node` (life `generation`), emitting an event for each
@@ -214,12 +225,15 @@ impl Node {
         self.state_fingerprint ^= before ^ after;
         self.stats.dropped_state_full += full;
         self.stats.state_updates_applied += changed.len() as u64;
+        // Their tombstones were collected at the owner; the delta's end is the version by which
+        // they were gone.
+        let gone_by = range.map_or(0, |(_, to)| to);
         for key in gone {
             self.emit(Event::KeyChanged(KeyChange {
                 node: node.to_owned(),
                 key,
                 value: None,
-                version: 0,
+                version: gone_by,
             }));
         }
         for entry in &changed {

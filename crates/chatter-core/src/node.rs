@@ -422,9 +422,11 @@ impl Node {
     }
 
     pub(crate) fn emit(&mut self, event: Event) {
-        self.state_on_membership(&event);
+        let removed = self.state_on_membership(&event);
         self.messaging_on_membership(&event);
         self.events.push_back(event);
+        self.events
+            .extend(removed.into_iter().map(Event::KeyChanged));
     }
 
     /// Queues an update to ride on datagrams sent anyway, without starting a gossip round:

@@ -422,4 +422,6 @@ fn a_restart_replaces_the_previous_lifes_state() {
         None,
         "the old life's state is gone"
     );
+    assert!(net.events.iter().any(|(i, e)| *i == 0
+        && matches!(e, Event::KeyChanged(c) if c.node == "n2" && c.key == "old" && c.value.is_none())));
 }

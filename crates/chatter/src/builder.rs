@@ -180,11 +180,13 @@ impl Builder {
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events_tx, _) = broadcast::channel(EVENT_QUEUE);
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Driver::snapshot_of(&node, io)));
+        let (live_tx, live_rx) = watch::channel(Arc::new(Driver::live_of(&node)));
         let handle = Handle::new(
             name.clone(),
             local_addr,
             commands_tx,
             snapshot_rx,
+            live_rx,
             events_tx.downgrade(),
         );
         let driver = Driver::new(
@@ -193,6 +195,7 @@ impl Builder {
             commands_rx,
             events_tx,
             snapshot_tx,
+            live_tx,
             seeds,
             next_resolve,
             io,

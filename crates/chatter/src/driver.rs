@@ -3,25 +3,30 @@
 //! It waits on whichever comes first: the socket (a datagram, or an ICMP error on Linux), a
 //! command from a handle, the core's next deadline, the seed refresh, or the next snapshot due.
 //! After every input it drains the core's outputs in the order the core documents: datagrams to
-//! send, then membership events (fanned out to subscribers), then publishes a snapshot when
-//! something changed.
+//! send, then events (fanned out to subscribers), then publishes a snapshot when something
+//! changed, and the set of live members when that changed.
+//!
+//! Queries about key/value state are commands answered from the core directly: exact, and no
+//! lock, since the driver is the core's only owner.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatter_core::{Event, Node};
+use chatter_core::{Event, Member, Node};
 use tokio::io::{Interest, Ready};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::handle::{Command, IoStats, Snapshot};
+use crate::handle::{Command, IoStats, LiveMembers, Snapshot};
 use crate::seeds::{self, Seeds};
 use crate::socket;
+use crate::state::NodeState;
 
 /// Receive buffer: the largest UDP payload fits.
 const RECV_BUFFER: usize = 65_536;
@@ -52,6 +57,7 @@ pub(crate) struct Driver {
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) snapshot: watch::Sender<Arc<Snapshot>>,
+    pub(crate) live: watch::Sender<LiveMembers>,
     pub(crate) seeds: Seeds,
     /// When to resolve the seeds again.
     pub(crate) next_resolve: TokioInstant,
@@ -79,6 +85,7 @@ impl Driver {
         commands: mpsc::Receiver<Command>,
         events: broadcast::Sender<Event>,
         snapshot: watch::Sender<Arc<Snapshot>>,
+        live: watch::Sender<LiveMembers>,
         seeds: Seeds,
         next_resolve: TokioInstant,
         io: IoStats,
@@ -90,6 +97,7 @@ impl Driver {
             commands,
             events,
             snapshot,
+            live,
             seeds,
             next_resolve,
             io,
@@ -114,6 +122,15 @@ impl Driver {
             taken_at: Instant::now(),
             io,
         }
+    }
+
+    /// The members of `node` that are alive or suspect, itself included unless it has left.
+    pub(crate) fn live_of(node: &Node) -> BTreeMap<String, Member> {
+        std::iter::once(node.local_member())
+            .chain(node.members())
+            .filter(|m| m.status.is_live())
+            .map(|m| (m.name.clone(), m.clone()))
+            .collect()
     }
 
     /// Runs until the node is shut down, has left, or every handle is gone.
@@ -142,13 +159,11 @@ impl Driver {
                     debug!("every handle was dropped; stopping");
                     break;
                 }
-                Wake::Command(Some(command)) => {
+                Wake::Command(Some(command)) => match self.command(command) {
+                    ControlFlow::Break(()) => break,
                     // A command's effect (tags, leave) is visible in the snapshot at once.
-                    publish = true;
-                    if self.command(command).is_break() {
-                        break;
-                    }
-                }
+                    ControlFlow::Continue(changed) => publish = changed,
+                },
                 Wake::Socket(Ok(ready)) => self.socket_ready(ready),
                 Wake::Socket(Err(error)) => {
                     warn!(%error, "socket failed; stopping");
@@ -195,7 +210,9 @@ impl Driver {
         }
     }
 
-    fn command(&mut self, command: Command) -> ControlFlow<()> {
+    /// Carries out a command. `Continue(true)` when its effect shows in the snapshot and
+    /// should be published at once.
+    fn command(&mut self, command: Command) -> ControlFlow<(), bool> {
         let now = Instant::now();
         match command {
             Command::Join { seed, addrs, reply } => {
@@ -223,9 +240,42 @@ impl Driver {
                 info!("shutting down without leaving");
                 return ControlFlow::Break(());
             }
+            // Writes and broadcasts change only counters in the snapshot: published in time.
+            Command::Set { key, value, reply } => {
+                let _ = reply.send(self.node.set(now, &key, value));
+                self.dirty = true;
+                return ControlFlow::Continue(false);
+            }
+            Command::Delete { key, reply } => {
+                let _ = reply.send(self.node.delete(now, &key));
+                self.dirty = true;
+                return ControlFlow::Continue(false);
+            }
+            Command::Broadcast {
+                tag,
+                payload,
+                reply,
+            } => {
+                let _ = reply.send(self.node.broadcast(now, &tag, payload));
+                self.dirty = true;
+                return ControlFlow::Continue(false);
+            }
+            // Queries change nothing.
+            Command::Get { node, key, reply } => {
+                let _ = reply.send(self.node.get(&node, &key).map(<[u8]>::to_vec));
+                return ControlFlow::Continue(false);
+            }
+            Command::NodeState { node, reply } => {
+                let _ = reply.send(NodeState::of(&self.node, &node));
+                return ControlFlow::Continue(false);
+            }
+            Command::ClusterState { reply } => {
+                let _ = reply.send(NodeState::all(&self.node));
+                return ControlFlow::Continue(false);
+            }
         }
         self.dirty = true;
-        ControlFlow::Continue(())
+        ControlFlow::Continue(true)
     }
 
     fn socket_ready(&mut self, ready: Ready) {
@@ -338,7 +388,9 @@ impl Driver {
         }
         let mut events = false;
         while let Some(event) = self.node.poll_event() {
-            events = true;
+            // Key changes and messages leave the member table as it was: the snapshot (whose
+            // counters they move) follows within PUBLISH_INTERVAL.
+            events |= is_membership(&event);
             log_event(&event);
             // No subscriber is fine; a lagging one skips (broadcast overwrites its oldest).
             let _ = self.events.send(event);
@@ -356,6 +408,31 @@ impl Driver {
         self.last_publish = snapshot.taken_at;
         self.snapshot.send_replace(Arc::new(snapshot));
         self.dirty = false;
+        self.publish_live();
+    }
+
+    /// Publishes the live members if the set, or an address, generation or tags in it, changed
+    /// since the last time. Called with every snapshot (after every batch of membership
+    /// events), so a change is published at once; costs one pass over the members.
+    fn publish_live(&mut self) {
+        let live = Self::live_of(&self.node);
+        let same = {
+            let current = self.live.borrow();
+            current.len() == live.len()
+                && current
+                    .iter()
+                    .zip(&live)
+                    .all(|((name, old), (new_name, new))| {
+                        name == new_name
+                            && old.addr == new.addr
+                            && old.generation == new.generation
+                            && old.tags == new.tags
+                    })
+        };
+        if !same {
+            debug!(live = live.len(), "live members changed");
+            self.live.send_replace(Arc::new(live));
+        }
     }
 
     /// Resolves the seeds in a task of its own, so a slow DNS server never stalls the protocol.
@@ -429,11 +506,32 @@ async fn recv_if_some<T>(
     }
 }
 
+/// Whether `event` changes the member table (as opposed to key changes and user messages).
+fn is_membership(event: &Event) -> bool {
+    !matches!(event, Event::Message(_) | Event::KeyChanged(_))
+}
+
 /// The core logs membership changes itself (at `info`); the driver only notes the fan-out.
 fn log_event(event: &Event) {
-    debug!(
-        event = event.kind(),
-        member = event.member().map_or("", |m| m.name.as_str()),
-        "event published"
-    );
+    match event {
+        Event::Message(m) => debug!(
+            event = event.kind(),
+            origin = %m.id.origin,
+            seq = m.id.seq,
+            tag = %m.tag,
+            "event published"
+        ),
+        Event::KeyChanged(k) => debug!(
+            event = event.kind(),
+            node = %k.node,
+            key = %k.key,
+            version = k.version,
+            "event published"
+        ),
+        _ => debug!(
+            event = event.kind(),
+            member = event.member().map_or("", |m| m.name.as_str()),
+            "event published"
+        ),
+    }
 }

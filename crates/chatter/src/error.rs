@@ -3,7 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use chatter_core::{ConfigError, TagsError};
+use chatter_core::{BroadcastError, ConfigError, StateError, TagsError};
 
 /// Everything that can go wrong when starting or commanding a node.
 ///
@@ -62,6 +62,22 @@ pub enum Error {
     /// The tags are too large. Nothing was started, or the node's tags are unchanged.
     #[error(transparent)]
     Tags(#[from] TagsError),
+
+    /// A key/value write was refused (key empty or too long, value too large, state full, node
+    /// leaving). The node's state is unchanged and nothing was gossiped.
+    #[error(transparent)]
+    State(#[from] StateError),
+
+    /// A user message was refused (tag empty or too long, payload too large, node leaving).
+    /// Nothing was sent, and the message was not delivered locally either.
+    #[error(transparent)]
+    Broadcast(#[from] BroadcastError),
+
+    /// A value given to [`Handle::broadcast`](crate::Handle::broadcast) could not be encoded as
+    /// JSON (a map with non-string keys, a `Serialize` implementation that failed). Nothing was
+    /// sent.
+    #[error("cannot encode the message as JSON: {0}")]
+    Encode(#[source] serde_json::Error),
 
     /// The node has stopped (after [`Handle::leave`](crate::Handle::leave),
     /// [`Handle::shutdown`](crate::Handle::shutdown), or once every handle was dropped); the

@@ -1,19 +1,26 @@
 //! What the application holds: [`Handle`] (commands and reads), [`Snapshot`] (the state the
-//! driver last published) and [`EventStream`] (membership changes as they happen).
+//! driver last published) and [`EventStream`] (membership changes, key changes and user
+//! messages as they happen).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use chatter_core::{Event, Member, Stats, Tags, TagsError};
+use chatter_core::{BroadcastError, Event, Member, MessageId, StateError, Stats, Tags, TagsError};
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::message::{self, Tagged};
+use crate::state::NodeState;
 use crate::{seeds, Error};
+
+/// The live members as [`Handle::live_members`] publishes them, keyed by name.
+pub(crate) type LiveMembers = Arc<BTreeMap<String, Member>>;
 
 /// A command from a handle to the driver task; each carries the channel for its answer.
 #[derive(Debug)]
@@ -33,6 +40,38 @@ pub(crate) enum Command {
     Leave { reply: oneshot::Sender<()> },
     /// Stop at once; answered once stopped.
     Shutdown { reply: oneshot::Sender<()> },
+    /// Set a key of this node's state.
+    Set {
+        key: String,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, StateError>>,
+    },
+    /// Delete a key of this node's state.
+    Delete {
+        key: String,
+        reply: oneshot::Sender<Result<Option<u64>, StateError>>,
+    },
+    /// Read one key of one member's state.
+    Get {
+        node: String,
+        key: String,
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
+    /// Copy one member's state.
+    NodeState {
+        node: String,
+        reply: oneshot::Sender<Option<NodeState>>,
+    },
+    /// Copy every known member's state.
+    ClusterState {
+        reply: oneshot::Sender<Vec<NodeState>>,
+    },
+    /// Broadcast a user message.
+    Broadcast {
+        tag: String,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<MessageId, BroadcastError>>,
+    },
 }
 
 /// Counters of the runtime itself (the socket and the driver), next to the core's [`Stats`].
@@ -91,8 +130,10 @@ impl Snapshot {
 ///
 /// Reads ([`snapshot`](Handle::snapshot), [`members`](Handle::members), ...) never wait: they
 /// return the state the driver last published. Commands ([`join`](Handle::join),
-/// [`set_tags`](Handle::set_tags), [`leave`](Handle::leave), ...) are sent to the driver task and
-/// answered once carried out. Once the node has stopped, commands return [`Error::Stopped`] and
+/// [`set_tags`](Handle::set_tags), [`set`](Handle::set), [`broadcast`](Handle::broadcast),
+/// [`leave`](Handle::leave), ...) and key/value queries ([`get`](Handle::get),
+/// [`node_state`](Handle::node_state), ...) are sent to the driver task and answered once
+/// carried out. Once the node has stopped, commands return [`Error::Stopped`] and
 /// reads return the final state.
 ///
 /// The node stops when [`leave`](Handle::leave) or [`shutdown`](Handle::shutdown) is called, or
@@ -108,6 +149,7 @@ struct Inner {
     local_addr: SocketAddr,
     commands: mpsc::Sender<Command>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
+    live: watch::Receiver<LiveMembers>,
     /// Weak so that event streams end when the driver stops.
     events: broadcast::WeakSender<Event>,
     ipv6_socket: bool,
@@ -119,6 +161,7 @@ impl Handle {
         local_addr: SocketAddr,
         commands: mpsc::Sender<Command>,
         snapshot: watch::Receiver<Arc<Snapshot>>,
+        live: watch::Receiver<LiveMembers>,
         events: broadcast::WeakSender<Event>,
     ) -> Self {
         Self {
@@ -127,6 +170,7 @@ impl Handle {
                 local_addr,
                 commands,
                 snapshot,
+                live,
                 events,
                 ipv6_socket: local_addr.is_ipv6(),
             }),
@@ -170,11 +214,43 @@ impl Handle {
         self.inner.snapshot.borrow().local.clone()
     }
 
-    /// A stream of the membership events that happen from now on.
+    /// The members that are alive or suspect, this node included (while it has not left),
+    /// keyed by name: a watch that changes only when a member enters or leaves that set (joins;
+    /// fails, leaves or is reaped; recovers from failed) or when one of them changes its
+    /// address, generation (a restart) or tags. Suspicions that are refuted, probes and
+    /// key/value or message traffic do not wake its receivers.
+    ///
+    /// Each [`Member`] is as it was when the set last changed: its `status` (alive or suspect),
+    /// `incarnation`, `rtt` and `evidence` may have moved on since; read
+    /// [`Handle::member`] for the current ones. After the node stops, `changed` returns an
+    /// error and `borrow` the last set.
+    ///
+    /// ```no_run
+    /// # async fn run(handle: chatter::Handle) {
+    /// let mut live = handle.live_members();
+    /// loop {
+    ///     let names: Vec<String> = live.borrow_and_update().keys().cloned().collect();
+    ///     println!("live: {names:?}"); // e.g. rebuild a consistent-hash ring
+    ///     if live.changed().await.is_err() {
+    ///         break; // the node stopped
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn live_members(&self) -> watch::Receiver<Arc<BTreeMap<String, Member>>> {
+        self.inner.live.clone()
+    }
+
+    /// A stream of the events that happen from now on: membership changes, changes of any
+    /// member's key/value state ([`Event::KeyChanged`], this node's own writes included) and
+    /// user messages ([`Event::Message`], this node's own broadcasts included; decode them
+    /// with [`DeliveredExt`](crate::DeliveredExt)).
     ///
     /// A subscriber that falls behind by more than 1024 events skips the oldest ones (counted
-    /// by [`EventStream::skipped`]) rather than slowing the node down. The stream ends when the
-    /// node stops; subscribing to a stopped node gives a stream that ends at once.
+    /// by [`EventStream::skipped`]) rather than slowing the node down; a node that receives a
+    /// whole replica at once (a member with many keys joins) emits one event per key. The
+    /// stream ends when the node stops; subscribing to a stopped node gives a stream that ends
+    /// at once.
     pub fn subscribe(&self) -> EventStream {
         EventStream {
             inner: self
@@ -232,6 +308,128 @@ impl Handle {
         self.request(|reply| Command::Shutdown { reply }).await
     }
 
+    /// Sets `key` of this node's state to `value` and gossips the write; returns the write's
+    /// version (this node's state version after it).
+    ///
+    /// The write is visible at once here ([`Handle::get`], an [`Event::KeyChanged`]) and
+    /// within milliseconds on the other members; anti-entropy repairs what gossip lost.
+    /// Returns [`Error::State`] without changing anything when the key is empty or longer than
+    /// `Config::max_key_len`, the value larger than `Config::max_value_size`, the state full,
+    /// or the node leaving; [`Error::Stopped`] once the node has stopped.
+    ///
+    /// ```no_run
+    /// # async fn run(handle: chatter::Handle) -> Result<(), chatter::Error> {
+    /// let version = handle.set("status", "ready").await?;
+    /// let value = handle.get(handle.name(), "status").await?;
+    /// assert_eq!(value.as_deref(), Some(&b"ready"[..]));
+    /// # let _ = version;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn set(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<u64, Error> {
+        let (key, value) = (key.into(), value.into());
+        self.request(|reply| Command::Set { key, value, reply })
+            .await?
+            .map_err(Error::from)
+    }
+
+    /// Deletes `key` of this node's state and gossips the delete; returns its version, or
+    /// `None` (nothing changed) if the key was not set.
+    ///
+    /// Returns [`Error::State`] (nothing changed) while the node is leaving, and
+    /// [`Error::Stopped`] once it has stopped.
+    pub async fn delete(&self, key: impl Into<String>) -> Result<Option<u64>, Error> {
+        let key = key.into();
+        self.request(|reply| Command::Delete { key, reply })
+            .await?
+            .map_err(Error::from)
+    }
+
+    /// The value of `key` in the state of member `node` (this node's name for its own state),
+    /// as this node holds it now; `None` if the key is not set or the member is unknown.
+    ///
+    /// Asks the driver, so the answer is exact, including this node's own writes just made.
+    /// Returns [`Error::Stopped`] once the node has stopped.
+    pub async fn get(&self, node: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let (node, key) = (node.to_owned(), key.to_owned());
+        self.request(|reply| Command::Get { node, key, reply })
+            .await
+    }
+
+    /// A copy of the key/value state of member `node` (this node included), with its status
+    /// and state version; `None` if the member is unknown (never seen, or reaped).
+    ///
+    /// Returns [`Error::Stopped`] once the node has stopped.
+    pub async fn node_state(&self, node: &str) -> Result<Option<NodeState>, Error> {
+        let node = node.to_owned();
+        self.request(|reply| Command::NodeState { node, reply })
+            .await
+    }
+
+    /// Copies of the key/value state of every member this node knows, this node included,
+    /// ordered by name. Failed and left members are listed (with their status) until they are
+    /// reaped.
+    ///
+    /// Returns [`Error::Stopped`] once the node has stopped.
+    pub async fn cluster_state(&self) -> Result<Vec<NodeState>, Error> {
+        self.request(|reply| Command::ClusterState { reply }).await
+    }
+
+    /// Broadcasts `value` as a user message to every live member, this node included: each
+    /// delivers it once, as an [`Event::Message`] tagged [`T::TAG`](Tagged::TAG) whose payload
+    /// is `value` encoded as JSON. Returns the message's id.
+    ///
+    /// Returns [`Error::Encode`] if `value` cannot be encoded as JSON, [`Error::Broadcast`]
+    /// (nothing sent) when the tag or payload is over its limit (`Config::max_tag_len`,
+    /// `Config::max_message_size`) or the node is leaving, and [`Error::Stopped`] once the node
+    /// has stopped.
+    ///
+    /// ```no_run
+    /// use chatter::Tagged;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Deploy {
+    ///     service: String,
+    ///     version: u32,
+    /// }
+    /// impl Tagged for Deploy {
+    ///     const TAG: &'static str = "Deploy";
+    /// }
+    ///
+    /// # async fn run(handle: chatter::Handle) -> Result<(), chatter::Error> {
+    /// let id = handle
+    ///     .broadcast(&Deploy { service: "web".into(), version: 42 })
+    ///     .await?;
+    /// println!("sent {}#{}", id.origin, id.seq);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn broadcast<T: Tagged>(&self, value: &T) -> Result<MessageId, Error> {
+        let payload = message::encode(value).map_err(Error::Encode)?;
+        self.broadcast_raw(T::TAG, payload).await
+    }
+
+    /// Broadcasts a user message with any tag and payload, like [`Handle::broadcast`]. Use JSON
+    /// payloads to interoperate with `chatter-inject` and [`Tagged`] types.
+    ///
+    /// Returns [`Error::Broadcast`] (nothing sent) when the tag or payload is over its limit or
+    /// the node is leaving, and [`Error::Stopped`] once the node has stopped.
+    pub async fn broadcast_raw(&self, tag: &str, payload: Vec<u8>) -> Result<MessageId, Error> {
+        let tag = tag.to_owned();
+        self.request(|reply| Command::Broadcast {
+            tag,
+            payload,
+            reply,
+        })
+        .await?
+        .map_err(Error::from)
+    }
+
     /// Whether the node has stopped.
     pub fn is_stopped(&self) -> bool {
         self.inner.commands.is_closed()
@@ -256,7 +454,8 @@ impl Handle {
     }
 }
 
-/// Membership events of one node, from the moment of [`Handle::subscribe`].
+/// Events of one node (membership, key changes, user messages), from the moment of
+/// [`Handle::subscribe`].
 ///
 /// Read with [`recv`](EventStream::recv) or as a [`Stream`]. Ends (`None`) when the node stops.
 #[derive(Debug)]

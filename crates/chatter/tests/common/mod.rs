@@ -98,3 +98,26 @@ pub fn describe(snapshot: &Snapshot) -> String {
     out += &format!("  stats {:?}\n  io {:?}\n", snapshot.stats, snapshot.io);
     out
 }
+
+/// The next event of `events` that satisfies `cond`, or a panic at `deadline`.
+pub async fn next_event(
+    events: &mut chatter::EventStream,
+    deadline: Instant,
+    what: &str,
+    cond: impl Fn(&chatter::Event) -> bool,
+) -> chatter::Event {
+    let found = tokio::time::timeout_at(deadline, async {
+        while let Some(event) = events.recv().await {
+            if cond(&event) {
+                return Some(event);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(event)) => event,
+        Ok(None) => panic!("event stream ended before {what}"),
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
