@@ -1,0 +1,225 @@
+//! From the protocol's types (with monotonic [`Instant`]s) to the API's JSON types (with Unix
+//! milliseconds).
+//!
+//! A monotonic instant has no calendar meaning, so each response takes one [`Clock`] reading,
+//! an (`Instant`, `SystemTime`) pair, and places every instant relative to it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chatter::{Evidence, IoStats, Member, Stats};
+use chatter_api::{ConfirmationView, ConflictView, EvidenceView, MemberView, ProbeView, Status};
+
+/// One reading of both clocks, taken once per response.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// The monotonic clock.
+    pub instant: Instant,
+    /// The wall clock at (about) the same moment.
+    pub system: SystemTime,
+}
+
+impl Clock {
+    /// Reads both clocks now.
+    pub fn now() -> Self {
+        Self {
+            instant: Instant::now(),
+            system: SystemTime::now(),
+        }
+    }
+
+    /// The wall-clock time of `t` in Unix milliseconds (0 if before 1970).
+    pub fn unix_ms(&self, t: Instant) -> u64 {
+        let wall = if t <= self.instant {
+            self.system.checked_sub(self.instant - t)
+        } else {
+            self.system.checked_add(t - self.instant)
+        };
+        wall.and_then(|w| w.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, millis)
+    }
+
+    /// Time elapsed since `t`, in milliseconds (0 for an instant in the future).
+    pub fn age_ms(&self, t: Instant) -> u64 {
+        millis(self.instant.saturating_duration_since(t))
+    }
+}
+
+/// A duration in whole milliseconds, saturating.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The API status of a protocol status.
+pub fn status(s: chatter::MemberStatus) -> Status {
+    match s {
+        chatter::MemberStatus::Alive => Status::Alive,
+        chatter::MemberStatus::Suspect => Status::Suspect,
+        chatter::MemberStatus::Failed => Status::Failed,
+        chatter::MemberStatus::Left => Status::Left,
+    }
+}
+
+/// The API view of a member.
+pub fn member_view(m: &Member, clock: &Clock, is_local: bool) -> MemberView {
+    MemberView {
+        name: m.name.clone(),
+        addr: m.addr.to_string(),
+        status: status(m.status),
+        incarnation: m.incarnation,
+        generation: m.generation,
+        tags: m.tags.clone(),
+        status_since_ms: clock.unix_ms(m.status_since),
+        last_update_ms: clock.unix_ms(m.last_update),
+        age_ms: Some(clock.age_ms(m.status_since)),
+        rtt_ms: m.rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+        evidence: m.evidence.as_ref().map(|e| evidence_view(e, clock)),
+        conflict: m.conflict.as_ref().map(|c| ConflictView {
+            name: c.name.clone(),
+            other_addr: c.other_addr.to_string(),
+            other_generation: c.other_generation,
+            seen_at_ms: clock.unix_ms(c.seen_at),
+        }),
+        is_local,
+    }
+}
+
+/// The API view of the evidence behind a verdict.
+pub fn evidence_view(e: &Evidence, clock: &Clock) -> EvidenceView {
+    EvidenceView {
+        accuser: e.accuser.clone(),
+        suspected_at_ms: clock.unix_ms(e.suspected_at),
+        confirmations: e
+            .confirmations
+            .iter()
+            .map(|c| ConfirmationView {
+                from: c.from.clone(),
+                at_ms: clock.unix_ms(c.at),
+            })
+            .collect(),
+        probes: e
+            .probes
+            .iter()
+            .map(|p| ProbeView {
+                at_ms: clock.unix_ms(p.at),
+                via: p.via.clone(),
+                outcome: p.outcome.as_str().to_owned(),
+            })
+            .collect(),
+        unreachable: e.unreachable,
+        timeout_ms: millis(e.timeout),
+        declared_by: e.declared_by.clone(),
+        failed_at_ms: e.failed_at.map(|t| clock.unix_ms(t)),
+    }
+}
+
+/// The node's counters as a name → value map (names as the fields of [`Stats`]).
+pub fn stats_map(s: &Stats) -> BTreeMap<String, u64> {
+    let Stats {
+        packets_sent,
+        bytes_sent,
+        packets_received,
+        bytes_received,
+        dropped_malformed,
+        dropped_version,
+        dropped_wrong_cluster,
+        dropped_oversize,
+        dropped_table_full,
+        dropped_indirect_overload,
+        probes_sent,
+        probes_acked,
+        probes_failed,
+        indirect_probes_sent,
+        indirect_probes_served,
+        unreachable_reports,
+        suspicions_raised,
+        suspicions_refuted,
+        failures_declared,
+        gossip_sent,
+        syncs_started,
+        syncs_in_sync,
+        sync_states_sent,
+        ..
+    } = *s;
+    [
+        ("packets_sent", packets_sent),
+        ("bytes_sent", bytes_sent),
+        ("packets_received", packets_received),
+        ("bytes_received", bytes_received),
+        ("dropped_malformed", dropped_malformed),
+        ("dropped_version", dropped_version),
+        ("dropped_wrong_cluster", dropped_wrong_cluster),
+        ("dropped_oversize", dropped_oversize),
+        ("dropped_table_full", dropped_table_full),
+        ("dropped_indirect_overload", dropped_indirect_overload),
+        ("probes_sent", probes_sent),
+        ("probes_acked", probes_acked),
+        ("probes_failed", probes_failed),
+        ("indirect_probes_sent", indirect_probes_sent),
+        ("indirect_probes_served", indirect_probes_served),
+        ("unreachable_reports", unreachable_reports),
+        ("suspicions_raised", suspicions_raised),
+        ("suspicions_refuted", suspicions_refuted),
+        ("failures_declared", failures_declared),
+        ("gossip_sent", gossip_sent),
+        ("syncs_started", syncs_started),
+        ("syncs_in_sync", syncs_in_sync),
+        ("sync_states_sent", sync_states_sent),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}
+
+/// The runtime's counters as a name → value map (names as the fields of [`IoStats`]).
+pub fn io_stats_map(s: &IoStats) -> BTreeMap<String, u64> {
+    let IoStats {
+        send_errors,
+        recv_errors,
+        icmp_unreachable,
+        seed_resolution_failures,
+        ..
+    } = *s;
+    [
+        ("send_errors", send_errors),
+        ("recv_errors", recv_errors),
+        ("icmp_unreachable", icmp_unreachable),
+        ("seed_resolution_failures", seed_resolution_failures),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_map_to_wall_clock_relative_to_the_reading() {
+        let clock = Clock {
+            instant: Instant::now(),
+            system: UNIX_EPOCH + Duration::from_secs(1_000),
+        };
+        assert_eq!(clock.unix_ms(clock.instant), 1_000_000);
+        assert_eq!(
+            clock.unix_ms(clock.instant - Duration::from_millis(1500)),
+            998_500
+        );
+        assert_eq!(
+            clock.unix_ms(clock.instant + Duration::from_millis(20)),
+            1_000_020
+        );
+        assert_eq!(clock.age_ms(clock.instant - Duration::from_secs(2)), 2_000);
+        assert_eq!(clock.age_ms(clock.instant + Duration::from_secs(2)), 0);
+    }
+
+    #[test]
+    fn instants_before_the_epoch_saturate_to_zero() {
+        let clock = Clock {
+            instant: Instant::now(),
+            system: UNIX_EPOCH + Duration::from_millis(10),
+        };
+        assert_eq!(clock.unix_ms(clock.instant - Duration::from_secs(1)), 0);
+    }
+}

@@ -1,0 +1,284 @@
+//! One daemon: the gossip node, the HTTP API, the event log and the signal handling.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use chatter::{Chatter, Event, Handle};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::cli::{Args, Profile};
+use crate::http::{self, AppState};
+
+/// How long a graceful leave may take before the daemon exits anyway.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The message of an IO error without Rust's ` (os error N)` suffix.
+pub fn io_message(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+/// A running daemon: the gossip node, its HTTP API and its event log.
+///
+/// [`run`] is what the binary does; [`Daemon::start`] and [`Daemon::stop`] let a test or a
+/// tool run daemons in-process.
+pub struct Daemon {
+    name: String,
+    handle: Handle,
+    gossip_addr: SocketAddr,
+    http_addr: SocketAddr,
+    leaving: Arc<AtomicBool>,
+    stop_http: tokio::sync::oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+    events: JoinHandle<()>,
+}
+
+impl Daemon {
+    /// Binds the HTTP socket, then starts the gossip node (so that an HTTP bind failure has no
+    /// effect on the cluster), the HTTP server and the event log.
+    pub async fn start(args: &Args) -> Result<Daemon> {
+        let started = Instant::now();
+        let name = match args.node_name.clone() {
+            Some(name) => name,
+            None => crate::cli::hostname()
+                .ok_or_else(|| anyhow!("cannot determine the host name; pass --node-name"))?,
+        };
+        let profile = args.profile.unwrap_or(Profile::Lan);
+        let mut config = profile.config();
+        config.cluster_name = args.cluster.clone();
+
+        let listener = TcpListener::bind(args.http)
+            .await
+            .map_err(|e| anyhow!("cannot bind HTTP {}: {}", args.http, io_message(&e)))?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|e| anyhow!("cannot read the HTTP address: {}", io_message(&e)))?;
+
+        let mut builder = Chatter::builder(name.clone())
+            .bind(args.listen)
+            .config(config)
+            .seeds(args.seeds.iter().cloned());
+        if let Some(advertise) = args.advertise {
+            builder = builder.advertise(advertise);
+        }
+        for (key, value) in &args.tags {
+            builder = builder.tag(key.clone(), value.clone());
+        }
+        let handle = builder
+            .spawn()
+            .await
+            .map_err(|e| spawn_error(e, args.listen))?;
+        let gossip_addr = handle.local_addr();
+
+        info!(
+            name = %name,
+            gossip = %gossip_addr,
+            advertised = %handle.local().addr,
+            http = %http_addr,
+            profile = profile.as_str(),
+            cluster = %args.cluster,
+            seeds = ?args.seeds,
+            "chatterd started"
+        );
+
+        let leaving = Arc::new(AtomicBool::new(false));
+        let state = AppState {
+            handle: handle.clone(),
+            leaving: leaving.clone(),
+            started,
+            cluster: args.cluster.clone(),
+        };
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async {
+            let _ = http_stopped.await;
+        });
+        let server = tokio::spawn(async move { server.await });
+        let events = tokio::spawn(log_events(handle.clone()));
+        Ok(Daemon {
+            name,
+            handle,
+            gossip_addr,
+            http_addr,
+            leaving,
+            stop_http,
+            server,
+            events,
+        })
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The gossip node.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// The bound gossip (UDP) address.
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.gossip_addr
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// `chatterd ready name=NAME gossip=ADDR http=ADDR pid=PID`.
+    pub fn ready_line(&self) -> String {
+        format!(
+            "chatterd ready name={} gossip={} http={} pid={}",
+            self.name,
+            self.gossip_addr,
+            self.http_addr,
+            std::process::id()
+        )
+    }
+
+    /// Waits until the HTTP server or the gossip node stops by itself: always an error.
+    pub async fn failure(&mut self) -> anyhow::Error {
+        tokio::select! {
+            res = &mut self.server => match res {
+                Ok(Ok(())) => anyhow!("the HTTP server stopped unexpectedly"),
+                Ok(Err(e)) => anyhow!("the HTTP server failed: {}", io_message(&e)),
+                Err(e) => anyhow!("the HTTP server task failed: {e}"),
+            },
+            () = self.handle.stopped() => anyhow!("the gossip node stopped unexpectedly"),
+        }
+    }
+
+    /// Leaves the cluster gracefully (bounded by 5 s), then stops the HTTP server.
+    /// `/health` answers 503 `leaving` meanwhile.
+    pub async fn stop(self) {
+        self.leaving.store(true, Ordering::Relaxed);
+        match tokio::time::timeout(LEAVE_TIMEOUT, self.handle.leave()).await {
+            Ok(Ok(())) => info!("left the cluster"),
+            Ok(Err(e)) => warn!(error = %e, "graceful leave failed"),
+            Err(_) => warn!(timeout = ?LEAVE_TIMEOUT, "graceful leave timed out"),
+        }
+        self.shutdown_http().await;
+    }
+
+    /// Stops the node without leaving (the others will see it fail) and the HTTP server.
+    pub async fn abort(self) {
+        let _ = self.handle.shutdown().await;
+        self.shutdown_http().await;
+    }
+
+    async fn shutdown_http(self) {
+        let _ = self.stop_http.send(());
+        match tokio::time::timeout(Duration::from_secs(1), self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %io_message(&e), "HTTP server error at shutdown"),
+            Ok(Err(e)) => warn!(error = %e, "HTTP server task failed at shutdown"),
+            Err(_) => debug!("HTTP connections still open at exit"),
+        }
+        self.events.abort();
+    }
+}
+
+/// Runs one daemon until SIGINT/SIGTERM, then leaves the cluster gracefully.
+///
+/// Prints `chatterd ready name=NAME gossip=ADDR http=ADDR pid=PID` on standard output once both
+/// sockets are bound (with the actual ports when 0 was asked for). A second signal during the
+/// leave exits at once (with an error).
+pub async fn run(args: Args) -> Result<()> {
+    // Signals first, so that a signal during start-up is not lost to the default handler.
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+
+    let mut daemon = Daemon::start(&args).await?;
+    announce_ready(&daemon.ready_line())?;
+
+    let signal_name = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+        err = daemon.failure() => {
+            daemon.abort().await;
+            return Err(err);
+        }
+    };
+    info!(signal = signal_name, "leaving the cluster");
+    tokio::select! {
+        () = daemon.stop() => {}
+        _ = sigterm.recv() => return Err(anyhow!("second SIGTERM: exiting before the leave completed")),
+        _ = sigint.recv() => return Err(anyhow!("second SIGINT: exiting before the leave completed")),
+    }
+    info!("chatterd stopped");
+    Ok(())
+}
+
+fn spawn_error(err: chatter::Error, listen: SocketAddr) -> anyhow::Error {
+    match err {
+        chatter::Error::Bind { source, .. } => {
+            anyhow!("cannot bind UDP {listen}: {}", io_message(&source))
+        }
+        chatter::Error::Advertise { bind, source } => anyhow!(
+            "cannot pick an address to advertise for {bind}: {}; pass --advertise ADDR",
+            io_message(&source)
+        ),
+        other => anyhow::Error::new(other).context("cannot start the gossip node"),
+    }
+}
+
+/// Prints the machine-readable ready line and flushes it.
+fn announce_ready(line: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write the ready line to standard output")
+}
+
+/// Logs membership events from the daemon's point of view. The library already logs each
+/// change at info; the daemon adds the evidence behind a failure (warn) and name conflicts
+/// (warn), and repeats the rest at debug with the member's details.
+async fn log_events(handle: Handle) {
+    let mut events = handle.subscribe();
+    while let Some(event) = events.recv().await {
+        match &event {
+            Event::Failed(m) => {
+                let evidence = m.evidence.as_ref();
+                warn!(
+                    member = %m.name,
+                    addr = %m.addr,
+                    accuser = evidence.map(|e| e.accuser.as_str()).unwrap_or("?"),
+                    declared_by = evidence.and_then(|e| e.declared_by.as_deref()).unwrap_or("?"),
+                    confirmations = evidence.map_or(0, |e| e.confirmations.len()),
+                    unreachable = evidence.is_some_and(|e| e.unreachable),
+                    "member failed"
+                )
+            }
+            Event::Conflict(c) => warn!(
+                member = %c.name,
+                other_addr = %c.other_addr,
+                other_generation = c.other_generation,
+                "another process claims this member's name"
+            ),
+            other => match other.member() {
+                Some(m) => debug!(
+                    kind = other.kind(),
+                    member = %m.name,
+                    addr = %m.addr,
+                    status = %m.status,
+                    incarnation = m.incarnation,
+                    generation = m.generation,
+                    tags = ?m.tags,
+                    "membership event"
+                ),
+                None => debug!(kind = other.kind(), "event"),
+            },
+        }
+    }
+}

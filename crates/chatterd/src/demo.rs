@@ -1,0 +1,375 @@
+//! `chatterd --demo N`: a cluster of N local daemons to watch failure detection at work.
+//!
+//! The demo starts N copies of this executable on 127.0.0.1 with free ports (`--listen
+//! 127.0.0.1:0 --http 127.0.0.1:0`), the first one the seed of the others, learns their
+//! addresses from their ready lines, prints how to reach them, forwards their logs prefixed with
+//! their names, and on Ctrl-C/SIGTERM stops them with SIGTERM (a graceful leave each).
+//!
+//! The children run in their own process group, so a Ctrl-C in the terminal reaches only the
+//! demo, which then stops them in order; on Linux they also get SIGTERM if the demo dies.
+
+use std::net::SocketAddr;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::cli::{Args, Profile};
+
+/// How long a child may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the children may take to leave after SIGTERM before they are killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// What a daemon's ready line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    /// Node name.
+    pub name: String,
+    /// Bound gossip address.
+    pub gossip: SocketAddr,
+    /// Bound HTTP address.
+    pub http: SocketAddr,
+    /// Process id.
+    pub pid: u32,
+}
+
+/// Parses `chatterd ready name=NAME gossip=ADDR http=ADDR pid=PID`.
+pub fn parse_ready_line(line: &str) -> Option<Ready> {
+    let rest = line.trim().strip_prefix("chatterd ready ")?;
+    let (mut name, mut gossip, mut http, mut pid) = (None, None, None, None);
+    for field in rest.split_whitespace() {
+        let (key, value) = field.split_once('=')?;
+        match key {
+            "name" => name = Some(value.to_owned()),
+            "gossip" => gossip = value.parse().ok(),
+            "http" => http = value.parse().ok(),
+            "pid" => pid = value.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(Ready {
+        name: name?,
+        gossip: gossip?,
+        http: http?,
+        pid: pid?,
+    })
+}
+
+struct DemoChild {
+    ready: Ready,
+    signals: mpsc::UnboundedSender<i32>,
+    monitor: JoinHandle<()>,
+}
+
+struct Started {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    stderr: ChildStderr,
+}
+
+/// Runs the demo until Ctrl-C or SIGTERM.
+pub async fn run(nodes: u32, args: &Args) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the chatterd executable")?;
+    let profile = args.profile.unwrap_or(Profile::Local);
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+
+    let mut children: Vec<DemoChild> = Vec::new();
+    let mut pending = Vec::new();
+    let mut seed: Option<SocketAddr> = None;
+    let result: Result<()> = async {
+        for i in 1..=nodes {
+            let name = format!("demo-{i}");
+            let mut started = start_child(&exe, &name, profile, args, seed)?;
+            if seed.is_none() {
+                // The first node must be up before the others can use it as their seed.
+                let ready = read_ready(&name, &mut started).await?;
+                seed = Some(ready.gossip);
+                pending.push((ready, started));
+            } else {
+                pending.push((
+                    Ready {
+                        name,
+                        gossip: SocketAddr::from(([0, 0, 0, 0], 0)),
+                        http: SocketAddr::from(([0, 0, 0, 0], 0)),
+                        pid: 0,
+                    },
+                    started,
+                ));
+            }
+        }
+        for (ready, started) in pending.iter_mut() {
+            if ready.pid == 0 {
+                *ready = read_ready(&ready.name.clone(), started).await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(err) = result {
+        // Dropping the children kills them (kill_on_drop).
+        for (_, mut started) in pending {
+            let _ = started.child.start_kill();
+            let _ = started.child.wait().await;
+        }
+        return Err(err);
+    }
+
+    print_table(&pending, profile, nodes);
+
+    for (ready, started) in pending {
+        let Started {
+            child,
+            stdout,
+            stderr,
+        } = started;
+        forward_lines(ready.name.clone(), stdout);
+        forward_lines(ready.name.clone(), BufReader::new(stderr));
+        let (signals, rx) = mpsc::unbounded_channel();
+        let monitor = tokio::spawn(monitor_child(ready.name.clone(), child, rx));
+        children.push(DemoChild {
+            ready,
+            signals,
+            monitor,
+        });
+    }
+
+    tokio::select! {
+        _ = sigterm.recv() => {}
+        _ = sigint.recv() => {}
+    }
+    eprintln!(
+        "demo: stopping {} nodes (SIGTERM: each leaves the cluster)",
+        children.len()
+    );
+    for child in &children {
+        let _ = child.signals.send(libc::SIGTERM);
+    }
+    let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
+    for child in children {
+        let DemoChild {
+            ready,
+            signals,
+            mut monitor,
+        } = child;
+        if tokio::time::timeout_at(deadline, &mut monitor)
+            .await
+            .is_err()
+        {
+            eprintln!("demo: {} did not stop in time, killing it", ready.name);
+            let _ = signals.send(libc::SIGKILL);
+            let _ = monitor.await;
+        }
+    }
+    eprintln!("demo: stopped");
+    Ok(())
+}
+
+fn start_child(
+    exe: &std::path::Path,
+    name: &str,
+    profile: Profile,
+    args: &Args,
+    seed: Option<SocketAddr>,
+) -> Result<Started> {
+    let mut cmd = Command::new(exe);
+    cmd.args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--node-name", name])
+        .args(["--profile", profile.as_str()])
+        .args(["--cluster", &args.cluster]);
+    for (key, value) in &args.tags {
+        cmd.arg("--tag").arg(format!("{key}={value}"));
+    }
+    if let Some(seed) = seed {
+        cmd.arg("--seed").arg(seed.to_string());
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent; this runs in
+        // the forked child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no stdout pipe for {name}"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow!("no stderr pipe for {name}"))?;
+    Ok(Started {
+        child,
+        stdout: BufReader::new(stdout),
+        stderr,
+    })
+}
+
+async fn read_ready(name: &str, started: &mut Started) -> Result<Ready> {
+    let mut line = String::new();
+    let read = tokio::time::timeout(READY_TIMEOUT, started.stdout.read_line(&mut line)).await;
+    match read {
+        Ok(Ok(n)) if n > 0 => parse_ready_line(&line)
+            .ok_or_else(|| anyhow!("{name} printed an unexpected first line: {}", line.trim())),
+        Ok(Ok(_)) => {
+            let status = started.child.wait().await.ok();
+            let mut stderr = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut started.stderr, &mut stderr).await;
+            bail!(
+                "{name} exited before it was ready ({}): {}",
+                status.map_or_else(|| "unknown status".to_owned(), describe_exit),
+                stderr.trim()
+            )
+        }
+        Ok(Err(e)) => Err(anyhow!("cannot read the ready line of {name}: {e}")),
+        Err(_) => bail!("{name} was not ready within {READY_TIMEOUT:?}"),
+    }
+}
+
+fn print_table(nodes: &[(Ready, Started)], profile: Profile, count: u32) {
+    let bound = profile.config().detection_bound(count as usize);
+    let name_width = nodes
+        .iter()
+        .map(|(r, _)| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!();
+    println!(
+        "Chatter demo: {count} nodes on 127.0.0.1, profile {} (a crash is detected within ~{:.1} s)",
+        profile.as_str(),
+        bound.as_secs_f64()
+    );
+    println!();
+    println!(
+        "  {:name_width$}  {:>7}  {:21}  HTTP",
+        "NAME", "PID", "GOSSIP"
+    );
+    for (ready, _) in nodes {
+        println!(
+            "  {:name_width$}  {:>7}  {:21}  http://{}",
+            ready.name, ready.pid, ready.gossip, ready.http
+        );
+    }
+    if let (Some((first, _)), Some((victim, _))) = (nodes.first(), nodes.last()) {
+        println!();
+        println!("Try, in another terminal:");
+        println!(
+            "  chatter members --http {}    (or: cargo run -p chatter-cli -- members --http {})",
+            first.http, first.http
+        );
+        println!("  curl -s http://{}/v1/members", first.http);
+        println!(
+            "  kill -9 {}       crash {}: the others declare it failed",
+            victim.pid, victim.name
+        );
+        println!(
+            "  kill -STOP {}    freeze {} (kill -CONT {} to resume): suspected, then failed if frozen too long",
+            victim.pid, victim.name, victim.pid
+        );
+    }
+    println!();
+    println!("Ctrl-C stops the demo: every node leaves the cluster gracefully.");
+    println!();
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
+fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(name: String, reader: BufReader<R>) {
+    tokio::spawn(async move {
+        let mut lines = reader.lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("[{name}] {line}");
+        }
+    });
+}
+
+async fn monitor_child(name: String, mut child: Child, mut signals: mpsc::UnboundedReceiver<i32>) {
+    let pid = child.id();
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let what = match status {
+                    Ok(status) => describe_exit(status),
+                    Err(e) => format!("unknown status ({e})"),
+                };
+                let pid = pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+                if stopping {
+                    eprintln!("demo: {name} (pid {pid}) stopped: {what}");
+                } else {
+                    eprintln!("demo: {name} (pid {pid}) died: {what}; the demo keeps running");
+                }
+                return;
+            }
+            Some(sig) = signals.recv() => {
+                stopping = true;
+                // `id()` is None once the child has been reaped, so a recycled pid is never hit.
+                if let Some(pid) = child.id().and_then(|p| libc::pid_t::try_from(p).ok()) {
+                    // SAFETY: kill has no memory-safety preconditions.
+                    unsafe { libc::kill(pid, sig) };
+                }
+            }
+        }
+    }
+}
+
+/// "exit code 0", "killed by signal 9 (SIGKILL)", ...
+pub fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("exit code {code}");
+    }
+    match status.signal() {
+        Some(sig) => {
+            let name = match sig {
+                libc::SIGKILL => " (SIGKILL)",
+                libc::SIGTERM => " (SIGTERM)",
+                libc::SIGINT => " (SIGINT)",
+                libc::SIGSEGV => " (SIGSEGV)",
+                libc::SIGABRT => " (SIGABRT)",
+                _ => "",
+            };
+            format!("killed by signal {sig}{name}")
+        }
+        None => "unknown status".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_ready_line() {
+        let ready = parse_ready_line(
+            "chatterd ready name=n1 gossip=127.0.0.1:4000 http=127.0.0.1:4001 pid=42\n",
+        )
+        .unwrap();
+        assert_eq!(ready.name, "n1");
+        assert_eq!(ready.gossip, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(ready.http, "127.0.0.1:4001".parse().unwrap());
+        assert_eq!(ready.pid, 42);
+        assert!(parse_ready_line("hello").is_none());
+        assert!(parse_ready_line("chatterd ready name=n1").is_none());
+    }
+}

@@ -1,0 +1,21 @@
+//! The Chatter daemon as a library: flags, HTTP API, conversions and the `--demo` supervisor.
+//!
+//! The `chatterd` binary is a thin `main` over [`run`]; the modules are public so that tests
+//! and tools can reuse the flag parsers, the ready-line parser and the API conversions.
+
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod convert;
+pub mod daemon;
+pub mod demo;
+pub mod http;
+
+/// Runs what the flags ask for: one daemon, or a demo cluster with `--demo`.
+pub async fn run(args: cli::Args) -> anyhow::Result<()> {
+    match args.demo {
+        Some(nodes) => demo::run(nodes, &args).await,
+        None => daemon::run(args).await,
+    }
+}

@@ -1,0 +1,65 @@
+//! `chatterd`: see `chatterd --help` and the README.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let parsed = chatterd::cli::Args::command()
+        .try_get_matches()
+        .and_then(|matches| chatterd::cli::Args::from_arg_matches(&matches).map(|a| (a, matches)));
+    let (mut args, matches) = match parsed {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            return match err.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = err.print();
+                    ExitCode::SUCCESS
+                }
+                _ => {
+                    eprintln!("chatterd: {}", chatterd::cli::one_line_error(&err));
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+
+    if let Some(path) = args.config.clone() {
+        if let Err(err) = chatterd::config::apply(&mut args, &matches, &path) {
+            eprintln!("chatterd: {err:#}");
+            return ExitCode::from(2);
+        }
+    }
+
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("chatterd: cannot start the Tokio runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(chatterd::run(args));
+    // Do not wait for a blocking task (a DNS lookup) that is stuck.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("chatterd: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The HTTP API of one daemon, and the daemon's refusals: bad flags and busy ports.
+
+mod common;
+
+use std::net::{TcpListener, UdpSocket};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use chatter_api::{ErrorBody, HealthView, MemberView, MembersResponse, SelfView, Status};
+use common::{Daemon, CHATTERD};
+
+/// Runs chatterd with `args`, expecting it to exit by itself within 10 s.
+fn run_to_exit(args: &[&str]) -> Output {
+    let mut child = Command::new(CHATTERD)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chatterd {args:?} did not exit within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn assert_one_line_error(args: &[&str], expected: &str) {
+    let out = run_to_exit(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "chatterd {args:?} succeeded");
+    assert!(
+        !stderr.contains("panicked"),
+        "chatterd {args:?} panicked:\n{stderr}"
+    );
+    assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "chatterd {args:?}: expected one line:\n{stderr}"
+    );
+    let last = lines[0];
+    assert!(
+        last.starts_with("chatterd: "),
+        "chatterd {args:?}: {stderr}"
+    );
+    assert!(
+        last.contains(expected),
+        "chatterd {args:?}: expected {expected:?} in {stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no ready line expected: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn bad_flags_are_refused_in_one_line() {
+    for (args, expected) in [
+        (&["--tag", "nonsense"][..], "--tag"),
+        (&["--listen", "notanaddr"][..], "--listen"),
+        (&["--http", "localhost"][..], "--http"),
+        (&["--profile", "fast"][..], "--profile"),
+        (&["--seed", "no-port"][..], "--seed"),
+        (&["--node-name", ""][..], "--node-name"),
+        (&["--bogus"][..], "--bogus"),
+    ] {
+        assert_one_line_error(args, expected);
+    }
+}
+
+#[test]
+fn busy_udp_port_is_refused() {
+    let busy = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    assert_one_line_error(
+        &[
+            "--listen",
+            &addr,
+            "--http",
+            "127.0.0.1:0",
+            "--node-name",
+            "busy",
+        ],
+        &format!("cannot bind UDP {addr}"),
+    );
+}
+
+#[test]
+fn busy_http_port_is_refused() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    assert_one_line_error(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            &addr,
+            "--node-name",
+            "busy",
+        ],
+        &format!("cannot bind HTTP {addr}"),
+    );
+}
+
+#[test]
+fn http_api_answers_json() {
+    let daemon = Daemon::start_with(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--node-name",
+            "api-1",
+            "--profile",
+            "local",
+            "--tag",
+            "role=test",
+            "--tag",
+            "zone=a",
+        ]
+        .map(String::from),
+    );
+
+    let (code, body) = daemon.get("/health").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let health: HealthView = serde_json::from_str(&body).unwrap();
+    assert_eq!(health.name, "api-1");
+    assert_eq!(health.members_alive, 1);
+
+    let (code, body) = daemon.get("/v1/members").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let members: MembersResponse = serde_json::from_str(&body).unwrap();
+    assert_eq!(members.members.len(), 1);
+    let me = &members.members[0];
+    assert_eq!(me.name, "api-1");
+    assert!(me.is_local);
+    assert_eq!(me.status, Status::Alive);
+    assert_eq!(me.addr, daemon.gossip.to_string());
+    assert_eq!(me.tags.get("role").map(String::as_str), Some("test"));
+    assert_eq!(me.tags.get("zone").map(String::as_str), Some("a"));
+    // The raw JSON carries the documented field names.
+    let raw: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for field in [
+        "name",
+        "addr",
+        "status",
+        "incarnation",
+        "generation",
+        "tags",
+    ] {
+        assert!(
+            raw["members"][0].get(field).is_some(),
+            "missing {field}: {body}"
+        );
+    }
+
+    let (code, body) = daemon.get("/v1/members?status=failed").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(serde_json::from_str::<MembersResponse>(&body)
+        .unwrap()
+        .members
+        .is_empty());
+    let (code, body) = daemon.get("/v1/members?status=alive,suspect").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<MembersResponse>(&body)
+            .unwrap()
+            .members
+            .len(),
+        1
+    );
+    let (code, body) = daemon.get("/v1/members?status=bogus").unwrap();
+    assert_eq!(code, 400, "{body}");
+    assert!(serde_json::from_str::<ErrorBody>(&body)
+        .unwrap()
+        .error
+        .contains("bogus"));
+
+    let (code, body) = daemon.get("/v1/members/api-1").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<MemberView>(&body).unwrap().name,
+        "api-1"
+    );
+
+    let (code, body) = daemon.get("/v1/members/unknown").unwrap();
+    assert_eq!(code, 404, "{body}");
+    let error: ErrorBody = serde_json::from_str(&body).unwrap();
+    assert!(error.error.contains("unknown"), "{body}");
+
+    let (code, body) = daemon.get("/v1/self").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let me: SelfView = serde_json::from_str(&body).unwrap();
+    assert_eq!(me.member.name, "api-1");
+    assert!(me.member.is_local);
+    assert!(me.stats.contains_key("packets_sent"), "{body}");
+    assert!(me.io.contains_key("send_errors"), "{body}");
+
+    let (code, body) = common::http_request(daemon.http, "POST", "/v1/members").unwrap();
+    assert_eq!(code, 405, "{body}");
+    serde_json::from_str::<ErrorBody>(&body).unwrap();
+
+    let (code, body) = daemon.get("/no/such/route").unwrap();
+    assert_eq!(code, 404, "{body}");
+    serde_json::from_str::<ErrorBody>(&body).unwrap();
+}
+
+/// A config file in the temp directory, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("chatterd-test-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn config_file_is_merged_under_the_flags() {
+    let file = TempFile::new(
+        "good.toml",
+        "listen = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nnode-name = \"from-file\"\n\
+         profile = \"local\"\ncluster = \"test-cluster\"\n[tag]\nrole = \"file\"\nzone = \"a\"\n",
+    );
+    let daemon =
+        Daemon::start_with(&["--config", &file.path(), "--tag", "zone=cli"].map(String::from));
+    assert_eq!(daemon.name, "from-file");
+    let (code, body) = daemon.get("/v1/self").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let me: SelfView = serde_json::from_str(&body).unwrap();
+    assert_eq!(me.cluster, "test-cluster");
+    assert_eq!(me.member.tags.get("role").map(String::as_str), Some("file"));
+    assert_eq!(me.member.tags.get("zone").map(String::as_str), Some("cli"));
+}
+
+#[test]
+fn bad_config_file_is_refused_in_one_line() {
+    let file = TempFile::new("typo.toml", "node-name = \"x\"\nlisen = \"127.0.0.1:0\"\n");
+    assert_one_line_error(&["--config", &file.path()], "line 2: unknown field `lisen`");
+    assert_one_line_error(
+        &["--config", "/nonexistent/chatterd.toml"],
+        "cannot read config /nonexistent/chatterd.toml",
+    );
+}

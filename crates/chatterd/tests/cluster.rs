@@ -1,0 +1,173 @@
+//! Real `chatterd` processes on loopback, crashed with SIGKILL, stopped with SIGTERM, paused
+//! with SIGSTOP, and observed through the HTTP API.
+//!
+//! The tests in this file start several daemons each; they run one at a time (a shared lock) so
+//! that the two cores of a CI machine are not shared by twelve daemons with tight timers.
+
+mod common;
+
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chatter_api::Status;
+use common::{wait_until, Cluster};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn sigkilled_node_is_declared_failed_by_every_survivor_with_evidence() {
+    let _serial = serial();
+    let mut cluster = Cluster::start("kill", 5, "local");
+    cluster.wait_all_alive(Duration::from_secs(20));
+
+    let victim = 2;
+    let victim_name = cluster.nodes[victim].name.clone();
+    let killed_at = Instant::now();
+    cluster.nodes[victim].kill();
+    let survivors = cluster.running();
+    assert_eq!(survivors.len(), 4);
+
+    // Local profile, 5 members: the detection bound is about 7.5 s without any confirmation.
+    wait_until(
+        &format!("every survivor sees {victim_name} failed"),
+        Duration::from_secs(20),
+        || cluster.all_see(&survivors, &victim_name, Status::Failed),
+    );
+    eprintln!(
+        "{victim_name} failed everywhere {:.2} s after SIGKILL",
+        killed_at.elapsed().as_secs_f64()
+    );
+    for &i in &survivors {
+        let node = &cluster.nodes[i];
+        let (code, body) = node.get(&format!("/v1/members/{victim_name}")).unwrap();
+        assert_eq!(code, 200, "{body}");
+        let member: chatter_api::MemberView = serde_json::from_str(&body).unwrap();
+        assert_eq!(member.status, Status::Failed);
+        let evidence = member.evidence.unwrap_or_else(|| {
+            panic!(
+                "{} shows {victim_name} failed without evidence: {body}",
+                node.name
+            )
+        });
+        assert!(!evidence.accuser.is_empty(), "{body}");
+        assert!(evidence.failed_at_ms.is_some(), "{body}");
+        // No one else was declared failed (a transient suspicion on a loaded machine is fine).
+        let members = node.members().unwrap();
+        for m in &members {
+            if m.name != victim_name {
+                assert!(
+                    matches!(m.status, Status::Alive | Status::Suspect),
+                    "{} sees:\n{}",
+                    node.name,
+                    common::table(&members)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn sigterm_leaves_gracefully_and_exits_zero() {
+    let _serial = serial();
+    let mut cluster = Cluster::start("leave", 4, "local");
+    cluster.wait_all_alive(Duration::from_secs(20));
+
+    let leaver = 1;
+    let leaver_name = cluster.nodes[leaver].name.clone();
+    cluster.nodes[leaver].signal(libc::SIGTERM);
+    let status = cluster.nodes[leaver]
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| {
+            panic!(
+                "{leaver_name} did not exit within 10 s of SIGTERM; stderr:\n{}",
+                cluster.nodes[leaver].logs()
+            )
+        });
+    assert!(
+        status.success(),
+        "{leaver_name} exited with {status:?}; stderr:\n{}",
+        cluster.nodes[leaver].logs()
+    );
+    let logs = cluster.nodes[leaver].logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+
+    let survivors = cluster.running();
+    assert_eq!(survivors.len(), 3);
+    wait_until(
+        &format!("every survivor sees {leaver_name} left"),
+        Duration::from_secs(10),
+        || cluster.all_see(&survivors, &leaver_name, Status::Left),
+    );
+}
+
+#[test]
+fn paused_node_is_not_declared_failed_and_recovers() {
+    let _serial = serial();
+    // LAN profile: the minimum suspicion timeout is 5 s, so a 2.5 s pause must be tolerated.
+    // (The local profile is ten times faster and would rightly fail a 2.5 s pause.)
+    let mut cluster = Cluster::start("pause", 4, "lan");
+    cluster.wait_all_alive(Duration::from_secs(20));
+
+    let paused = 3;
+    let paused_name = cluster.nodes[paused].name.clone();
+    let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != paused).collect();
+    let suspected = std::cell::Cell::new(false);
+    let never_failed = |cluster: &Cluster, observers: &[usize]| {
+        for &i in observers {
+            let members = cluster.nodes[i].members().unwrap();
+            let seen = members
+                .iter()
+                .find(|m| m.name == paused_name)
+                .map(|m| m.status);
+            if seen == Some(Status::Suspect) {
+                suspected.set(true);
+            }
+            assert!(
+                matches!(seen, Some(Status::Alive | Status::Suspect)),
+                "{} sees {paused_name} as {seen:?}:\n{}",
+                cluster.nodes[i].name,
+                common::table(&members)
+            );
+        }
+    };
+
+    cluster.nodes[paused].signal(libc::SIGSTOP);
+    let stopped_at = Instant::now();
+    while stopped_at.elapsed() < Duration::from_millis(2500) {
+        never_failed(&cluster, &others);
+        thread::sleep(Duration::from_millis(100));
+    }
+    cluster.nodes[paused].signal(libc::SIGCONT);
+
+    let everyone: Vec<usize> = (0..cluster.nodes.len()).collect();
+    let start = Instant::now();
+    wait_until(
+        &format!("every node sees {paused_name} alive again"),
+        Duration::from_secs(15),
+        || {
+            never_failed(&cluster, &others);
+            cluster.all_see(&everyone, &paused_name, Status::Alive)
+        },
+    );
+    eprintln!(
+        "{paused_name} alive everywhere {:.2} s after SIGCONT",
+        start.elapsed().as_secs_f64()
+    );
+    // And it stays that way for a while: no late verdict.
+    let calm = Instant::now();
+    while calm.elapsed() < Duration::from_secs(2) {
+        never_failed(&cluster, &others);
+        thread::sleep(Duration::from_millis(100));
+    }
+    cluster.wait_all_alive(Duration::from_secs(10));
+    // Whether the pause was long enough to be noticed depends on the probe schedule; say so.
+    eprintln!(
+        "{paused_name} was seen suspect through the API: {}",
+        suspected.get()
+    );
+}
