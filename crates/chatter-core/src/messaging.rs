@@ -57,6 +57,21 @@ impl Node {
         Ok(id)
     }
 
+    /// A message handed in from outside (`chatter-inject`): broadcast it as our own. Refused
+    /// messages (oversize, bad tag) are counted and logged; nothing else changes.
+    pub(crate) fn on_inject(&mut self, now: Instant, from: SocketAddr, inject: wire::Inject) {
+        match self.broadcast(now, &inject.tag, inject.payload) {
+            Ok(id) => {
+                self.stats.messages_injected += 1;
+                info!(%from, tag = %inject.tag, seq = id.seq, "injected message broadcast");
+            }
+            Err(err) => {
+                self.stats.dropped_message_oversize += 1;
+                debug!(%from, error = %err, "injected message refused");
+            }
+        }
+    }
+
     /// A message seen for the first time: remember, deliver, push to eager neighbours (except
     /// the one it came from) and announce it lazily.
     fn accept_message(&mut self, now: Instant, gossip: wire::Gossip, sender: Option<&str>) {

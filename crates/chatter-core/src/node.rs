@@ -338,6 +338,7 @@ impl Node {
             Message::StateUpdate(update) => self.on_state_update(now, update),
             Message::StateDigest(digest) => self.on_state_digest(now, from, digest),
             Message::StateDelta(delta) => self.on_state_delta(now, delta),
+            Message::Inject(inject) => self.on_inject(now, from, inject),
         }
     }
 

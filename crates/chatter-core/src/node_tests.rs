@@ -425,3 +425,25 @@ fn a_restart_replaces_the_previous_lifes_state() {
     assert!(net.events.iter().any(|(i, e)| *i == 0
         && matches!(e, Event::KeyChanged(c) if c.node == "n2" && c.key == "old" && c.value.is_none())));
 }
+
+#[test]
+fn an_injected_message_is_broadcast_to_the_whole_cluster() {
+    let mut net = Net::new(4, Config::local());
+    net.run_until(secs(5), Net::all_see_alive);
+    net.run_for(secs(1));
+    let packet = wire::encode_inject("chatter", "DebugMessage", br#"{"text":"hello world"}"#);
+    let now = net.now;
+    net.nodes[2].handle_datagram(now, addr(50), &packet);
+    net.flush();
+    net.run_until(secs(5), |n| (0..4).all(|i| messages_at(n, i).len() == 1));
+    for i in 0..4 {
+        assert_eq!(
+            messages_at(&net, i)[0],
+            (
+                "DebugMessage".to_owned(),
+                br#"{"text":"hello world"}"#.to_vec()
+            )
+        );
+    }
+    assert_eq!(net.nodes[2].stats().messages_injected, 1);
+}

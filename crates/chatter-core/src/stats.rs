@@ -71,4 +71,6 @@ pub struct Stats {
     pub prunes_sent: u64,
     /// Grafts sent for missing messages.
     pub grafts_sent: u64,
+    /// Messages injected from outside (`chatter-inject`) and broadcast.
+    pub messages_injected: u64,
 }

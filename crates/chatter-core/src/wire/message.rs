@@ -47,6 +47,9 @@ pub enum Message {
     StateDigest(StateDigest),
     /// Key/value anti-entropy: one node's writes above the receiver's watermark.
     StateDelta(StateDelta),
+    /// A user message handed to this node from outside (`chatter-inject`), to broadcast to the
+    /// cluster as if it had been broadcast here.
+    Inject(Inject),
 }
 
 /// Direct probe.
@@ -290,4 +293,13 @@ pub struct StateDelta {
     pub reset: bool,
     /// Writes.
     pub entries: Vec<WireEntry>,
+}
+
+/// A user message to broadcast on the receiver's behalf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inject {
+    /// Tag naming the kind of message.
+    pub tag: String,
+    /// Payload.
+    pub payload: Vec<u8>,
 }

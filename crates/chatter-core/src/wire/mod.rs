@@ -93,6 +93,29 @@ pub fn encode_packet(cluster: u32, messages: &[Message]) -> Vec<u8> {
     buf
 }
 
+/// A datagram asking the daemon that receives it to broadcast `tag` and `payload` to its cluster
+/// (what `chatter-inject` sends).
+///
+/// ```
+/// let packet = chatter_core::wire::encode_inject("chatter", "DebugMessage", br#"{"text":"hi"}"#);
+/// let decoded = chatter_core::wire::decode_packet(
+///     &packet,
+///     chatter_core::wire::cluster_hash("chatter"),
+///     65_507,
+/// )
+/// .unwrap();
+/// assert!(matches!(&decoded[0], chatter_core::wire::Message::Inject(i) if i.tag == "DebugMessage"));
+/// ```
+pub fn encode_inject(cluster_name: &str, tag: &str, payload: &[u8]) -> Vec<u8> {
+    encode_packet(
+        cluster_hash(cluster_name),
+        &[Message::Inject(Inject {
+            tag: tag.to_owned(),
+            payload: payload.to_vec(),
+        })],
+    )
+}
+
 /// Decodes a whole datagram into its messages.
 ///
 /// `max_size` is the largest datagram accepted. The whole datagram is rejected if any message in

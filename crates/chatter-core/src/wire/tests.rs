@@ -158,6 +158,8 @@ fn message() -> impl Strategy<Value = Message> {
         (".{0,8}", proptest::collection::vec(message_id(), 0..3))
             .prop_map(|(from, ids)| Message::Graft(Graft { from, ids })),
         ".{0,8}".prop_map(|from| Message::Prune(Prune { from })),
+        (".{0,8}", proptest::collection::vec(any::<u8>(), 0..32))
+            .prop_map(|(tag, payload)| Message::Inject(Inject { tag, payload })),
         (".{0,8}", any::<u64>(), wire_entry()).prop_map(|(node, generation, entry)| {
             Message::StateUpdate(StateUpdate {
                 node,
