@@ -11,6 +11,7 @@
 //! scenario ends (or the harness exits). Every wait has a deadline.
 
 mod cluster;
+mod propagation;
 
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -56,6 +57,25 @@ enum Scenario {
         /// Repetitions of each pause.
         #[arg(long, default_value_t = 2)]
         runs: usize,
+    },
+    /// Latency from one `POST /v1/messages` until every node's event stream shows the message,
+    /// and datagrams per broadcast.
+    Broadcast {
+        /// Cluster sizes.
+        #[arg(long, value_delimiter = ',', default_value = "20,50")]
+        nodes: Vec<usize>,
+        /// Messages per cluster size (after 5 warm-up messages).
+        #[arg(long, default_value_t = 20)]
+        count: usize,
+    },
+    /// Latency from one `PUT /v1/kv/KEY` until every node's event stream shows the change.
+    Kv {
+        /// Cluster sizes.
+        #[arg(long, value_delimiter = ',', default_value = "20,50")]
+        nodes: Vec<usize>,
+        /// Writes per cluster size.
+        #[arg(long, default_value_t = 20)]
+        count: usize,
     },
     /// Idle CPU, RSS and traffic per daemon once the cluster has settled.
     Idle {
@@ -108,6 +128,10 @@ fn main() -> Result<()> {
             runs,
         } => pause(&chatterd, &args.profile, nodes, &pauses, runs),
         Scenario::Idle { nodes, seconds } => idle(&chatterd, &args.profile, &nodes, seconds),
+        Scenario::Broadcast { nodes, count } => {
+            propagation::broadcast(&chatterd, &args.profile, &nodes, count)
+        }
+        Scenario::Kv { nodes, count } => propagation::kv(&chatterd, &args.profile, &nodes, count),
     }
 }
 
