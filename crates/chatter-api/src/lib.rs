@@ -1,9 +1,10 @@
 //! The JSON types of the `chatterd` HTTP API, shared by the daemon and the `chatter` CLI.
 //!
-//! This crate is plain data: serde structs and nothing else (no IO, no runtime, no dependency on
-//! the protocol crates), so that any client can use it. Times are absolute Unix milliseconds
-//! (`*_ms` fields that name an instant) or durations in milliseconds (`age_ms`, `timeout_ms`,
-//! `rtt_ms`). Absolute times are computed by the daemon from its own clock; the `age_ms` fields
+//! This crate is plain data: serde structs, and the pure functions that define how bytes appear
+//! in them ([`encode_bytes`], [`payload_view`], [`compact_json`]); no IO, no runtime, no
+//! dependency on the protocol crates, so that any client can use it. Times are absolute Unix
+//! milliseconds (`*_ms` fields that name an instant, and the `timestamp` of an event) or
+//! durations in milliseconds (`age_ms`, `timeout_ms`, `rtt_ms`). Absolute times are computed by the daemon from its own clock; the `age_ms` fields
 //! are measured by the daemon at response time, so clients need not trust their own clock.
 //!
 //! | endpoint | body |
@@ -12,6 +13,11 @@
 //! | `GET /v1/members/{name}` | [`MemberView`] (404 with [`ErrorBody`] when unknown) |
 //! | `GET /v1/self` | [`SelfView`] |
 //! | `GET /health` | [`HealthView`] |
+//! | `GET /v1/kv[?node=NAME][&prefix=P]` | an array of [`NodeStateView`] |
+//! | `PUT /v1/kv/{key}` (body: the value's bytes) | [`KvWriteResponse`] |
+//! | `DELETE /v1/kv/{key}` | [`KvWriteResponse`] (404 when the key is not set) |
+//! | `POST /v1/messages` ([`BroadcastRequest`]) | 202 [`BroadcastResponse`] |
+//! | `GET /v1/events` | Server-Sent Events, each `data` an [`EventView`] |
 //!
 //! Every error is an [`ErrorBody`]: `{"error": "..."}`.
 //!
@@ -25,6 +31,16 @@
 //! ```
 
 #![deny(missing_docs)]
+
+mod events;
+mod kv;
+mod messages;
+
+pub use events::{payload_view, EventData, EventView, PayloadEncoding};
+pub use kv::{
+    decode_bytes, encode_bytes, Encoding, InvalidBase64, KvEntry, KvWriteResponse, NodeStateView,
+};
+pub use messages::{compact_json, BroadcastRequest, BroadcastResponse, MessageIdView};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -3,6 +3,11 @@
 //! ```text
 //! chatter members [--json] [--status failed,suspect]   # the member table
 //! chatter member NAME [--json]                         # one member, with the evidence
+//! chatter kv get [NODE [KEY]] [--json]                 # key/value state of the cluster
+//! chatter kv set KEY VALUE                             # set a key of the daemon's node
+//! chatter kv delete KEY                                # delete it
+//! chatter broadcast TAG JSON                           # send a message to every node
+//! chatter events                                       # follow the event stream (JSON lines)
 //! ```
 //!
 //! `--http ADDR` (or `CHATTER_HTTP`) says where the daemon's API is; default
@@ -13,21 +18,25 @@
 //! almost nothing to build, and it handles the parts of HTTP a hand-written client would get
 //! wrong (chunked bodies, keep-alive, timeouts). `ureq` would be one more HTTP stack to build.
 
+mod client;
 mod render;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use chatter_api::{ErrorBody, MemberView, MembersResponse};
+use chatter_api::{
+    BroadcastRequest, BroadcastResponse, KvWriteResponse, MemberView, MembersResponse,
+    NodeStateView,
+};
 use clap::{Parser, Subcommand};
-use serde::de::DeserializeOwned;
+use reqwest::Method;
+use serde_json::value::RawValue;
+
+use crate::client::{encode_path, encode_query, Client};
 
 /// Address of chatterd's HTTP API when neither `--http` nor `CHATTER_HTTP` is given.
 const DEFAULT_HTTP: &str = "127.0.0.1:8428";
-/// How long one request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +71,48 @@ enum Command {
         /// Print the API's JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Key/value state: every node publishes a small map that every other node replicates.
+    Kv {
+        #[command(subcommand)]
+        command: KvCommand,
+    },
+    /// Broadcast a message to every live node: `chatter broadcast Deploy '{"version":42}'`.
+    Broadcast {
+        /// The message's tag (1 to 64 bytes), e.g. the name of its type.
+        tag: String,
+        /// The payload: any JSON value.
+        #[arg(value_name = "JSON")]
+        payload: String,
+    },
+    /// Follow the daemon's event stream: one JSON object per line (membership changes, key
+    /// changes, messages) until Ctrl-C or until the daemon goes away.
+    Events,
+}
+
+#[derive(Debug, Subcommand)]
+enum KvCommand {
+    /// Show the state of every node, of one NODE, or the value of one KEY of NODE.
+    Get {
+        /// Only this node's state.
+        node: Option<String>,
+        /// Only this key: prints its value alone (the bytes as they are).
+        key: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a key of the daemon's own node; every node sees the change within moments.
+    Set {
+        /// The key (1 to 128 bytes).
+        key: String,
+        /// The value (at most 1024 bytes).
+        value: String,
+    },
+    /// Delete a key of the daemon's own node.
+    Delete {
+        /// The key.
+        key: String,
     },
 }
 
@@ -113,118 +164,99 @@ async fn run(cli: Cli) -> Result<()> {
                 write!(out, "{}", render::member_detail(&member))?;
             }
         }
+        Command::Kv { command } => kv(&client, command, &mut out).await?,
+        Command::Broadcast { tag, payload } => {
+            let payload = RawValue::from_string(payload)
+                .map_err(|e| anyhow!("the payload is not valid JSON: {e}"))?;
+            let body = serde_json::to_vec(&BroadcastRequest { tag, payload })?;
+            let response: BroadcastResponse = client
+                .request(Method::POST, "/v1/messages", Some(body))
+                .await?;
+            let id = response.id;
+            writeln!(
+                out,
+                "broadcast message {}/{}/{} (origin/generation/seq)",
+                id.origin, id.generation, id.seq
+            )?;
+        }
+        Command::Events => {
+            drop(out);
+            return events(&client).await;
+        }
     }
     out.flush()?;
     Ok(())
 }
 
-struct Client {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Client {
-    fn new(addr: &str) -> Result<Self> {
-        let addr = addr.trim().trim_end_matches('/');
-        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
-        };
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("cannot create the HTTP client")?;
-        Ok(Self { base, http })
-    }
-
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let url = format!("{}{path}", self.base);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach chatterd at {}: {}", self.base, describe(&e)))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| anyhow!("cannot read the answer of {url}: {}", describe(&e)))?;
-        if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorBody>(&body) {
-                Ok(err) => anyhow!("{}", err.error),
-                Err(_) => anyhow!("{url} answered {status}"),
-            });
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| anyhow!("unexpected answer from {url} (is it chatterd?): {e}"))
-    }
-}
-
-/// A short reason for a failed request: `connection refused`, `timed out`, ...
-fn describe(err: &reqwest::Error) -> String {
-    if err.is_timeout() {
-        return format!("timed out after {REQUEST_TIMEOUT:?}");
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-                _ => {
-                    let text = io.to_string();
-                    text.split(" (os error ").next().unwrap_or(&text).to_owned()
+async fn kv(client: &Client, command: KvCommand, out: &mut impl Write) -> Result<()> {
+    match command {
+        KvCommand::Get { node, key, json } => {
+            let mut path = "/v1/kv".to_owned();
+            if let Some(node) = &node {
+                path.push_str(&format!("?node={}", encode_query(node)));
+                if let Some(key) = &key {
+                    path.push_str(&format!("&prefix={}", encode_query(key)));
                 }
-            };
+            }
+            let states: Vec<NodeStateView> = client.get(&path).await?;
+            match (node, key) {
+                (Some(node), Some(key)) => {
+                    let entry = states
+                        .iter()
+                        .flat_map(|s| &s.entries)
+                        .find(|e| e.key == key)
+                        .ok_or_else(|| anyhow!("key {key:?} is not set on node {node:?}"))?;
+                    if json {
+                        serde_json::to_writer_pretty(&mut *out, entry)?;
+                        writeln!(out)?;
+                    } else {
+                        let bytes = entry.bytes()?;
+                        out.write_all(&bytes)?;
+                        if entry.encoding.is_none() && !bytes.ends_with(b"\n") {
+                            writeln!(out)?;
+                        }
+                    }
+                }
+                _ if json => {
+                    serde_json::to_writer_pretty(&mut *out, &states)?;
+                    writeln!(out)?;
+                }
+                _ => write!(out, "{}", render::kv_table(&states))?,
+            }
         }
-        source = e.source();
-    }
-    // No IO error underneath: the innermost message is the most specific.
-    let mut last = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        last = e.to_string();
-        source = e.source();
-    }
-    last
-}
-
-/// Percent-encodes a path segment (a member name may contain `/`, `?`, `#`, `%`, ...).
-fn encode_path(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
+        KvCommand::Set { key, value } => {
+            let path = format!("/v1/kv/{}", encode_path(&key));
+            let response: KvWriteResponse = client
+                .request(Method::PUT, &path, Some(value.into_bytes()))
+                .await?;
+            writeln!(out, "set {} (version {})", response.key, response.version)?;
+        }
+        KvCommand::Delete { key } => {
+            let path = format!("/v1/kv/{}", encode_path(&key));
+            let response: KvWriteResponse = client.request(Method::DELETE, &path, None).await?;
+            writeln!(
+                out,
+                "deleted {} (version {})",
+                response.key, response.version
+            )?;
         }
     }
-    out
+    out.flush()?;
+    Ok(())
 }
 
-/// Percent-encodes a query value, keeping the commas of a status list readable.
-fn encode_query(value: &str) -> String {
-    encode_path(value).replace("%2C", ",")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_get_a_scheme() {
-        assert_eq!(
-            Client::new("127.0.0.1:8428").unwrap().base,
-            "http://127.0.0.1:8428"
-        );
-        assert_eq!(Client::new("http://h:1/").unwrap().base, "http://h:1");
-    }
-
-    #[test]
-    fn names_are_percent_encoded() {
-        assert_eq!(encode_path("web-1.eu"), "web-1.eu");
-        assert_eq!(encode_path("a/b c"), "a%2Fb%20c");
-        assert_eq!(encode_query("failed,suspect"), "failed,suspect");
-    }
+/// Prints each event's JSON on its own line until the stream ends. A closed standard output
+/// (`chatter events | head`) ends it quietly.
+async fn events(client: &Client) -> Result<()> {
+    let result = client
+        .follow_events(|data| {
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{data}").and_then(|()| out.flush()) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+                Err(e) => Err(e).context("cannot write to standard output"),
+            }
+        })
+        .await;
+    result
 }

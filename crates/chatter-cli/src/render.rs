@@ -1,11 +1,11 @@
-//! Text output: the member table and the detail of one member.
+//! Text output: the member table, the detail of one member, and the key/value table.
 //!
 //! Ages are computed from the daemon's own clock (`status_since_ms + age_ms` is the daemon's
 //! "now"), so a skewed client clock does not distort them.
 
 use std::fmt::Write;
 
-use chatter_api::{EvidenceView, MemberView, Status};
+use chatter_api::{Encoding, EvidenceView, MemberView, NodeStateView, Status};
 
 /// The daemon's clock at response time, in Unix ms, if the member says.
 fn daemon_now_ms(m: &MemberView) -> Option<u64> {
@@ -264,10 +264,115 @@ fn evidence_detail(e: &EvidenceView, now: Option<u64>) -> String {
     out
 }
 
+/// Longest value shown in the key/value table, in characters (`chatter kv get NODE KEY` or
+/// `--json` show it whole).
+const VALUE_WIDTH: usize = 60;
+
+/// A value as one short line: control characters escaped, cut at [`VALUE_WIDTH`] with `...`.
+fn short_value(value: &str, encoding: Option<Encoding>) -> String {
+    let mut text = match encoding {
+        Some(Encoding::Base64) => format!("base64:{value}"),
+        None => value
+            .chars()
+            .flat_map(char::escape_debug)
+            .collect::<String>(),
+    };
+    if text.chars().count() > VALUE_WIDTH {
+        text = text.chars().take(VALUE_WIDTH - 3).collect::<String>() + "...";
+    }
+    text
+}
+
+/// Lines of cells aligned in columns (the last column unpadded).
+fn aligned(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (i, cell) in cells.enumerate() {
+            let _ = write!(text, "{cell:<width$}  ", width = widths[i]);
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// The key/value table: one row per key, with its node and the node's status, and a summary.
+pub fn kv_table(states: &[NodeStateView]) -> String {
+    let rows: Vec<Vec<String>> = states
+        .iter()
+        .flat_map(|state| {
+            state.entries.iter().map(move |entry| {
+                vec![
+                    state.node.clone(),
+                    state.status.as_str().to_owned(),
+                    entry.key.clone(),
+                    entry.version.to_string(),
+                    short_value(&entry.value, entry.encoding),
+                ]
+            })
+        })
+        .collect();
+    let mut out = aligned(&["NODE", "STATUS", "KEY", "VERSION", "VALUE"], &rows);
+    let with_keys = states.iter().filter(|s| !s.entries.is_empty()).count();
+    let _ = writeln!(
+        out,
+        "\n{} on {} of {}",
+        plural(rows.len(), "key"),
+        with_keys,
+        plural(states.len(), "node")
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatter_api::ConfirmationView;
+    use chatter_api::{ConfirmationView, KvEntry};
+
+    #[test]
+    fn kv_table_escapes_and_cuts_values() {
+        let states = vec![
+            NodeStateView {
+                node: "n1".into(),
+                status: Status::Alive,
+                generation: 1,
+                version: 3,
+                entries: vec![
+                    KvEntry::new("role", b"web\nfront", 1),
+                    KvEntry::new("blob", &[0xff, 0xfe], 2),
+                    KvEntry::new("long", "x".repeat(100).as_bytes(), 3),
+                ],
+            },
+            NodeStateView {
+                node: "n2".into(),
+                status: Status::Failed,
+                generation: 1,
+                version: 0,
+                entries: vec![],
+            },
+        ];
+        let table = kv_table(&states);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "NODE  STATUS  KEY   VERSION  VALUE");
+        assert!(lines[1].ends_with("web\\nfront"), "{table}");
+        assert!(lines[2].ends_with("base64://4="), "{table}");
+        assert!(
+            lines[3].ends_with(&format!("{}...", "x".repeat(57))),
+            "{table}"
+        );
+        assert!(table.contains("3 keys on 1 of 2 nodes"), "{table}");
+    }
 
     fn member(name: &str, status: Status) -> MemberView {
         MemberView {

@@ -142,3 +142,127 @@ fn unreachable_daemon_is_one_line_and_exit_1() {
         format!("chatter: cannot reach chatterd at http://{addr}: connection refused")
     );
 }
+
+#[test]
+fn kv_and_broadcast_against_a_live_daemon() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = start(&rt, "kv-a", None);
+    let b = start(&rt, "kv-b", Some(a.gossip_addr()));
+    let http = a.http_addr();
+    let ok = |out: &Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    let out = ok(&chatter(http, &["kv", "set", "role", "web"]));
+    assert_eq!(out.trim(), "set role (version 1)");
+    ok(&chatter(
+        http,
+        &["kv", "set", "checks/disk", "ok: 12% used"],
+    ));
+
+    // Visible on the other daemon too, through its own API.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = chatter(b.http_addr(), &["kv", "get", "kv-a", "role"]);
+        if out.status.success() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "web\n");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let table = ok(&chatter(http, &["kv", "get"]));
+    let header = table.lines().next().unwrap();
+    for column in ["NODE", "STATUS", "KEY", "VERSION", "VALUE"] {
+        assert!(header.contains(column), "{table}");
+    }
+    assert!(table.contains("checks/disk"), "{table}");
+    assert!(table.contains("ok: 12% used"), "{table}");
+    assert!(table.contains("2 keys on 1 of 2 nodes"), "{table}");
+
+    let json = ok(&chatter(http, &["kv", "get", "kv-a", "--json"]));
+    let states: Vec<chatter_api::NodeStateView> = serde_json::from_str(&json).unwrap();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].node, "kv-a");
+    assert_eq!(states[0].entries.len(), 2);
+    let json = ok(&chatter(
+        http,
+        &["kv", "get", "kv-a", "checks/disk", "--json"],
+    ));
+    let entry: chatter_api::KvEntry = serde_json::from_str(&json).unwrap();
+    assert_eq!(entry.value, "ok: 12% used");
+
+    let out = ok(&chatter(http, &["kv", "delete", "role"]));
+    assert_eq!(out.trim(), "deleted role (version 3)");
+    for args in [
+        &["kv", "delete", "role"][..],
+        &["kv", "get", "kv-a", "role"][..],
+    ] {
+        let out = chatter(http, args);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("\"role\" is not set"), "{stderr}");
+    }
+    let out = chatter(http, &["kv", "set", "big", &"x".repeat(2000)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exceeds the limit"));
+
+    // Broadcast: delivered on both daemons.
+    let mut events_a = a.handle().subscribe();
+    let mut events_b = b.handle().subscribe();
+    let out = ok(&chatter(
+        http,
+        &[
+            "broadcast",
+            "Deploy",
+            r#"{"service": "web", "version": 42}"#,
+        ],
+    ));
+    assert!(out.starts_with("broadcast message kv-a/"), "{out}");
+    for events in [&mut events_a, &mut events_b] {
+        let payload = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while let Some(event) = events.recv().await {
+                    if let chatter::Event::Message(message) = event {
+                        if message.tag == "Deploy" {
+                            return Some(message.payload);
+                        }
+                    }
+                }
+                None
+            })
+            .await
+        });
+        assert_eq!(
+            payload.ok().flatten().as_deref(),
+            Some(&br#"{"service":"web","version":42}"#[..])
+        );
+    }
+    let out = chatter(http, &["broadcast", "Deploy", "{not json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("chatter: the payload is not valid JSON"),
+        "{stderr}"
+    );
+
+    rt.block_on(async {
+        b.stop().await;
+        a.stop().await;
+    });
+}

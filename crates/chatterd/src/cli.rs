@@ -191,13 +191,21 @@ pub fn hostname() -> Option<String> {
 /// Turns a clap error into one line (`invalid value 'x' for '--tag <KEY=VALUE>': ...`), without
 /// the usage block that clap prints after it.
 pub fn one_line_error(err: &clap::Error) -> String {
+    // The first paragraph ("error: ..." and, for a missing argument, the lines naming it).
     let rendered = err.render().to_string();
-    let first = rendered
+    let paragraph: Vec<&str> = rendered
         .lines()
         .map(str::trim)
-        .find(|line| !line.is_empty())
-        .unwrap_or("invalid arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
+        .skip_while(|line| line.is_empty())
+        .take_while(|line| !line.is_empty())
+        .collect();
+    let first = paragraph.join(" ");
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
+    let first = if first.is_empty() {
+        "invalid arguments"
+    } else {
+        first
+    };
     format!("{first} (see chatterd --help)")
 }
 

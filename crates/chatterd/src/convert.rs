@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chatter::{Evidence, IoStats, Member, Stats};
+use chatter::{Conflict, Evidence, IoStats, Member, Stats};
 use chatter_api::{ConfirmationView, ConflictView, EvidenceView, MemberView, ProbeView, Status};
 
 /// One reading of both clocks, taken once per response.
@@ -74,13 +74,18 @@ pub fn member_view(m: &Member, clock: &Clock, is_local: bool) -> MemberView {
         age_ms: Some(clock.age_ms(m.status_since)),
         rtt_ms: m.rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
         evidence: m.evidence.as_ref().map(|e| evidence_view(e, clock)),
-        conflict: m.conflict.as_ref().map(|c| ConflictView {
-            name: c.name.clone(),
-            other_addr: c.other_addr.to_string(),
-            other_generation: c.other_generation,
-            seen_at_ms: clock.unix_ms(c.seen_at),
-        }),
+        conflict: m.conflict.as_ref().map(|c| conflict_view(c, clock)),
         is_local,
+    }
+}
+
+/// The API view of a name conflict.
+pub fn conflict_view(c: &Conflict, clock: &Clock) -> ConflictView {
+    ConflictView {
+        name: c.name.clone(),
+        other_addr: c.other_addr.to_string(),
+        other_generation: c.other_generation,
+        seen_at_ms: clock.unix_ms(c.seen_at),
     }
 }
 
@@ -139,6 +144,18 @@ pub fn stats_map(s: &Stats) -> BTreeMap<String, u64> {
         syncs_started,
         syncs_in_sync,
         sync_states_sent,
+        dropped_state_unknown,
+        dropped_state_full,
+        state_updates_applied,
+        state_deltas_sent,
+        messages_broadcast,
+        messages_delivered,
+        messages_sent,
+        messages_duplicate,
+        dropped_message_oversize,
+        prunes_sent,
+        grafts_sent,
+        messages_injected,
         ..
     } = *s;
     [
@@ -165,6 +182,18 @@ pub fn stats_map(s: &Stats) -> BTreeMap<String, u64> {
         ("syncs_started", syncs_started),
         ("syncs_in_sync", syncs_in_sync),
         ("sync_states_sent", sync_states_sent),
+        ("dropped_state_unknown", dropped_state_unknown),
+        ("dropped_state_full", dropped_state_full),
+        ("state_updates_applied", state_updates_applied),
+        ("state_deltas_sent", state_deltas_sent),
+        ("messages_broadcast", messages_broadcast),
+        ("messages_delivered", messages_delivered),
+        ("messages_sent", messages_sent),
+        ("messages_duplicate", messages_duplicate),
+        ("dropped_message_oversize", dropped_message_oversize),
+        ("prunes_sent", prunes_sent),
+        ("grafts_sent", grafts_sent),
+        ("messages_injected", messages_injected),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))

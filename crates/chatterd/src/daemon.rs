@@ -241,9 +241,10 @@ fn announce_ready(line: &str) -> Result<()> {
         .context("cannot write the ready line to standard output")
 }
 
-/// Logs membership events from the daemon's point of view. The library already logs each
+/// Logs events from the daemon's point of view. The library already logs each membership
 /// change at info; the daemon adds the evidence behind a failure (warn) and name conflicts
-/// (warn), and repeats the rest at debug with the member's details.
+/// (warn), logs every user message delivered here at info (tag, origin, payload as text), key
+/// changes at debug, and repeats the rest at debug with the member's details.
 async fn log_events(handle: Handle) {
     let mut events = handle.subscribe();
     while let Some(event) = events.recv().await {
@@ -260,6 +261,21 @@ async fn log_events(handle: Handle) {
                     "member failed"
                 )
             }
+            Event::Message(message) => info!(
+                tag = %message.tag,
+                origin = %message.id.origin,
+                seq = message.id.seq,
+                hops = message.hops,
+                payload = %String::from_utf8_lossy(&message.payload),
+                "message received"
+            ),
+            Event::KeyChanged(change) => debug!(
+                node = %change.node,
+                key = %change.key,
+                value = ?change.value.as_deref().map(String::from_utf8_lossy),
+                version = change.version,
+                "key changed"
+            ),
             Event::Conflict(c) => warn!(
                 member = %c.name,
                 other_addr = %c.other_addr,

@@ -280,6 +280,18 @@ fn print_table(nodes: &[(Ready, Started)], profile: Profile, count: u32) {
         );
         println!("  curl -s http://{}/v1/members", first.http);
         println!(
+            "  chatter events --http {}     follow membership, key/value and message events",
+            first.http
+        );
+        println!(
+            "  chatter-inject {} '{{\"DebugMessage\":{{\"text\":\"hello world\"}}}}'",
+            first.gossip
+        );
+        println!(
+            "  chatter kv set role web --http {}    then: chatter kv get --http {}",
+            first.http, victim.http
+        );
+        println!(
             "  kill -9 {}       crash {}: the others declare it failed",
             victim.pid, victim.name
         );

@@ -1,17 +1,18 @@
 //! The HTTP API (JSON): `GET /v1/members`, `GET /v1/members/{name}`, `GET /v1/self`,
-//! `GET /health`. Every error is `{"error": "..."}`.
+//! `GET /health`, the key/value state ([`crate::kv`]), user messages ([`crate::messages`]) and
+//! the event stream ([`crate::events`]). Every error is `{"error": "..."}`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use chatter::{Handle, MemberStatus, Snapshot};
+use chatter::{BroadcastError, Handle, MemberStatus, Snapshot, StateError};
 use chatter_api::{
     ErrorBody, HealthStatus, HealthView, MemberView, MembersResponse, SelfView, Status,
 };
@@ -35,6 +36,10 @@ pub struct AppState {
     pub cluster: String,
 }
 
+/// Largest request body read, in bytes. Values and payloads are limited to 1 KiB by the
+/// protocol (and refused with 413 and the limit); bodies beyond this are not even buffered.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
 /// The router of the API.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -42,6 +47,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/members/{name}", get(member))
         .route("/v1/self", get(self_view))
         .route("/health", get(health))
+        .route("/v1/kv", get(crate::kv::list))
+        .route(
+            "/v1/kv/",
+            put(crate::kv::missing_key).delete(crate::kv::missing_key),
+        )
+        .route(
+            "/v1/kv/{*key}",
+            put(crate::kv::set).delete(crate::kv::delete),
+        )
+        .route("/v1/messages", post(crate::messages::broadcast))
+        .route("/v1/events", get(crate::events::stream))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -55,11 +72,43 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    /// An error with this status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
         }
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<chatter::Error> for ApiError {
+    /// The status of a refused command: 400 for a bad key or tag, 413 for a value or payload
+    /// over its limit, 507 for a full state, 503 while leaving or stopped.
+    fn from(err: chatter::Error) -> Self {
+        let status = match &err {
+            chatter::Error::State(StateError::BadKey { .. })
+            | chatter::Error::Broadcast(BroadcastError::BadTag { .. }) => StatusCode::BAD_REQUEST,
+            chatter::Error::State(StateError::ValueTooLarge { .. })
+            | chatter::Error::Broadcast(BroadcastError::TooLarge { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            chatter::Error::State(StateError::Full { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            chatter::Error::State(StateError::Left)
+            | chatter::Error::Broadcast(BroadcastError::Left)
+            | chatter::Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, err.to_string())
     }
 }
 

@@ -10,7 +10,10 @@ pub mod config;
 pub mod convert;
 pub mod daemon;
 pub mod demo;
+pub mod events;
 pub mod http;
+pub mod kv;
+pub mod messages;
 
 /// Runs what the flags ask for: one daemon, or a demo cluster with `--demo`.
 pub async fn run(args: cli::Args) -> anyhow::Result<()> {

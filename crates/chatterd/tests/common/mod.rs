@@ -211,6 +211,16 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
 
 /// A minimal HTTP/1.1 request without a body; see [`http_get`].
 pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
+    http_send(addr, method, path, b"")
+}
+
+/// A minimal HTTP/1.1 request with a body; see [`http_get`].
+pub fn http_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
         .map_err(|e| format!("connect {addr}: {e}"))?;
     stream
@@ -219,8 +229,10 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, 
         .map_err(|e| e.to_string())?;
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nContent-Length: 0\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n\r\n",
+        body.len()
     )
+    .and_then(|()| stream.write_all(body))
     .map_err(|e| format!("write to {addr}: {e}"))?;
     let mut raw = Vec::new();
     stream
@@ -358,4 +370,122 @@ pub fn table(members: &[MemberView]) -> String {
             )
         })
         .collect()
+}
+
+/// A client of one daemon's `GET /v1/events` (Server-Sent Events), read by a thread.
+///
+/// The request is HTTP/1.0, so the answer is not chunked: the body is the event stream as is.
+/// Dropping the client shuts the connection down (which ends the thread).
+pub struct EventClient {
+    pub node: String,
+    events: mpsc::Receiver<serde_json::Value>,
+    seen: Vec<serde_json::Value>,
+    stream: TcpStream,
+}
+
+impl EventClient {
+    /// Connects and waits (at most 10 s) for the stream's `connected` event, after which every
+    /// event of the daemon is in the stream.
+    pub fn connect(addr: SocketAddr) -> EventClient {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        write!(
+            stream,
+            "GET /v1/events HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .unwrap_or_else(|e| panic!("write to {addr}: {e}"));
+        let reader = stream.try_clone().expect("cannot clone a TCP stream");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(reader).lines();
+            // Status line and headers.
+            let mut head = Vec::new();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { return };
+                if line.is_empty() {
+                    break;
+                }
+                head.push(line);
+            }
+            let ok = head.first().is_some_and(|status| status.contains(" 200 "))
+                && head.iter().any(|h| {
+                    h.to_ascii_lowercase()
+                        .starts_with("content-type: text/event-stream")
+                });
+            if !ok {
+                let _ = tx.send(serde_json::json!({ "type": "bad-response", "head": head }));
+                return;
+            }
+            for line in lines {
+                let Ok(line) = line else { return };
+                if let Some(data) = line.strip_prefix("data:") {
+                    let value = serde_json::from_str(data.trim_start()).unwrap_or_else(
+                        |e| serde_json::json!({ "type": "bad-json", "error": e.to_string(), "data": data }),
+                    );
+                    if tx.send(value).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let mut client = EventClient {
+            node: String::new(),
+            events: rx,
+            seen: Vec::new(),
+            stream,
+        };
+        let connected =
+            client.wait_for(&format!("{addr} connected"), Duration::from_secs(10), |e| {
+                e["type"] == "connected"
+            });
+        client.node = connected["node"].as_str().unwrap_or_default().to_owned();
+        client
+    }
+
+    /// Waits (at most `timeout`) for an event matching `pred` among those not yet matched, and
+    /// returns it; panics with every event seen otherwise.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        if let Some(i) = self.seen.iter().position(&pred) {
+            return self.seen.remove(i);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) if pred(&event) => return event,
+                Ok(event) => {
+                    assert_ne!(event["type"], "bad-response", "{event}");
+                    assert_ne!(event["type"], "bad-json", "{event}");
+                    self.seen.push(event);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "{}: timed out after {timeout:?} waiting for {what}; events seen:\n{}",
+                    self.node,
+                    self.seen
+                        .iter()
+                        .map(|e| format!("  {e}\n"))
+                        .collect::<String>()
+                ),
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "{}: the event stream ended while waiting for {what}; events seen:\n{}",
+                    self.node,
+                    self.seen
+                        .iter()
+                        .map(|e| format!("  {e}\n"))
+                        .collect::<String>()
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for EventClient {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
 }

@@ -1,0 +1,273 @@
+//! The HTTP client of the daemon's API: JSON requests with one-line errors, and the event
+//! stream (Server-Sent Events).
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use chatter_api::ErrorBody;
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+
+/// How long one request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the event stream may stay silent: the daemon sends a keep-alive every 15 s, so
+/// three missed ones mean the daemon (or the path to it) is gone.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// A client of one daemon's API.
+pub struct Client {
+    /// `http://HOST:PORT`, without a trailing slash.
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the API at `addr` (`HOST:PORT` or `http://HOST:PORT`).
+    pub fn new(addr: &str) -> Result<Self> {
+        let addr = addr.trim().trim_end_matches('/');
+        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.to_owned()
+        } else {
+            format!("http://{addr}")
+        };
+        // No overall timeout on the client: the event stream lasts as long as the daemon.
+        // Requests set theirs one by one.
+        let http = reqwest::Client::builder()
+            .connect_timeout(REQUEST_TIMEOUT)
+            .build()
+            .context("cannot create the HTTP client")?;
+        Ok(Self { base, http })
+    }
+
+    /// `GET path`, decoded from JSON.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.request(Method::GET, path, None).await
+    }
+
+    /// `METHOD path` with an optional body, the answer decoded from JSON; an error answer
+    /// becomes its `error` message.
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url).timeout(REQUEST_TIMEOUT);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| anyhow!("cannot read the answer of {url}: {}", describe(&e)))?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(err) => anyhow!("{}", err.error),
+                Err(_) => anyhow!("{url} answered {status}"),
+            });
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| anyhow!("unexpected answer from {url} (is it chatterd?): {e}"))
+    }
+
+    fn unreachable(&self, err: &reqwest::Error) -> anyhow::Error {
+        anyhow!("cannot reach chatterd at {}: {}", self.base, describe(err))
+    }
+
+    /// Follows `GET /v1/events` and calls `on_data` with the `data` of each event, until the
+    /// stream ends (an error: the daemon went away) or `on_data` says stop (`Ok(false)`).
+    pub async fn follow_events(&self, mut on_data: impl FnMut(&str) -> Result<bool>) -> Result<()> {
+        let url = format!("{}/v1/events", self.base);
+        let mut response = self
+            .http
+            .get(&url)
+            .header("Accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(err) => anyhow!("{}", err.error),
+                Err(_) => anyhow!("{url} answered {status}"),
+            });
+        }
+        let mut parser = SseParser::default();
+        loop {
+            let chunk = tokio::time::timeout(STREAM_IDLE_TIMEOUT, response.chunk())
+                .await
+                .map_err(|_| {
+                    anyhow!(
+                        "no data from chatterd at {} for {} s, not even a keep-alive: giving up",
+                        self.base,
+                        STREAM_IDLE_TIMEOUT.as_secs()
+                    )
+                })?;
+            let chunk = match chunk {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => {
+                    return Err(anyhow!(
+                        "chatterd at {} closed the event stream (it stopped)",
+                        self.base
+                    ))
+                }
+                Err(e) => {
+                    return Err(anyhow!(
+                        "lost the event stream of chatterd at {}: {}",
+                        self.base,
+                        describe(&e)
+                    ))
+                }
+            };
+            for data in parser.feed(&chunk) {
+                if !on_data(&data)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// An incremental parser of a `text/event-stream` body: yields the `data` of each event.
+///
+/// Follows the WHATWG rules that matter here: lines end with LF, CRLF or CR; `data:` lines
+/// (one optional space after the colon) accumulate, joined by LF; a blank line dispatches;
+/// comments (`:`) and other fields are ignored.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    data: Option<String>,
+    after_cr: bool,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the data of every event completed by them.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        for &byte in bytes {
+            if self.after_cr {
+                self.after_cr = false;
+                if byte == b'\n' {
+                    continue;
+                }
+            }
+            match byte {
+                b'\n' | b'\r' => {
+                    self.after_cr = byte == b'\r';
+                    let line = std::mem::take(&mut self.line);
+                    self.line_done(&line, &mut out);
+                }
+                _ => self.line.push(byte),
+            }
+        }
+        out
+    }
+
+    fn line_done(&mut self, line: &[u8], out: &mut Vec<String>) {
+        if line.is_empty() {
+            if let Some(data) = self.data.take() {
+                out.push(data);
+            }
+            return;
+        }
+        let line = String::from_utf8_lossy(line);
+        let (field, value) = match line.split_once(':') {
+            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line.as_ref(), ""),
+        };
+        if field == "data" {
+            match &mut self.data {
+                Some(data) => {
+                    data.push('\n');
+                    data.push_str(value);
+                }
+                None => self.data = Some(value.to_owned()),
+            }
+        }
+    }
+}
+
+/// A short reason for a failed request: `connection refused`, `timed out`, ...
+pub fn describe(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        return format!("timed out after {REQUEST_TIMEOUT:?}");
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+                _ => {
+                    let text = io.to_string();
+                    text.split(" (os error ").next().unwrap_or(&text).to_owned()
+                }
+            };
+        }
+        source = e.source();
+    }
+    // No IO error underneath: the innermost message is the most specific.
+    let mut last = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        last = e.to_string();
+        source = e.source();
+    }
+    last
+}
+
+/// Percent-encodes a path segment (a member name may contain `/`, `?`, `#`, `%`, ...).
+pub fn encode_path(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query value, keeping the commas of a status list readable.
+pub fn encode_query(value: &str) -> String {
+    encode_path(value).replace("%2C", ",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_get_a_scheme() {
+        assert_eq!(
+            Client::new("127.0.0.1:8428").unwrap().base,
+            "http://127.0.0.1:8428"
+        );
+        assert_eq!(Client::new("http://h:1/").unwrap().base, "http://h:1");
+    }
+
+    #[test]
+    fn names_are_percent_encoded() {
+        assert_eq!(encode_path("web-1.eu"), "web-1.eu");
+        assert_eq!(encode_path("a/b c"), "a%2Fb%20c");
+        assert_eq!(encode_query("failed,suspect"), "failed,suspect");
+    }
+
+    #[test]
+    fn sse_events_are_split_across_chunks() {
+        let mut parser = SseParser::default();
+        assert!(parser.feed(b": keep-alive\n\nda").is_empty());
+        assert!(parser.feed(b"ta: {\"a\":1}\r").is_empty());
+        assert_eq!(parser.feed(b"\n\r\n"), vec![r#"{"a":1}"#.to_owned()]);
+        assert_eq!(
+            parser.feed(b"event: x\ndata:one\ndata: two\n\n"),
+            vec!["one\ntwo".to_owned()]
+        );
+        // A blank line without data dispatches nothing.
+        assert!(parser.feed(b"\n\n").is_empty());
+    }
+}
