@@ -447,3 +447,31 @@ fn an_injected_message_is_broadcast_to_the_whole_cluster() {
     }
     assert_eq!(net.nodes[2].stats().messages_injected, 1);
 }
+
+#[test]
+fn fresh_updates_follow_the_broadcast_tree_and_beat_the_retransmission_round() {
+    let config = Config::lan();
+    let mut net = Net::new(30, config.clone());
+    net.run_until(secs(30), Net::all_see_alive);
+    net.run_for(secs(2));
+    // Warm-up broadcasts prune the neighbour graph into a spanning tree.
+    for round in 0..5u8 {
+        let now = net.now;
+        net.nodes[usize::from(round)]
+            .broadcast(now, "warm-up", vec![round])
+            .unwrap();
+        net.flush();
+        net.run_for(Duration::from_millis(100));
+    }
+    for (writer, key) in [(3usize, "a"), (17, "b"), (29, "c")] {
+        let now = net.now;
+        net.nodes[writer].set(now, key, b"v".to_vec()).unwrap();
+        let owner = format!("n{writer}");
+        // Each hop takes one 10 ms step of the harness; random fanout alone would leave about
+        // e^-3 of the nodes to the next round, 200 ms later.
+        let took = net.run_until(config.gossip_interval, |n| {
+            n.nodes.iter().all(|node| node.get(&owner, key).is_some())
+        });
+        assert!(took < config.gossip_interval, "{key} took {took:?}");
+    }
+}
