@@ -133,19 +133,15 @@ impl Node {
     /// Keys of a previous life or of a reaped member are reported deleted, so a subscriber
     /// mirroring state from `KeyChanged` events alone stays right.
     pub(crate) fn state_on_membership(&mut self, event: &Event) -> Vec<KeyChange> {
-        let (name, fresh) = match event {
-            Event::Joined(m) => (&m.name, Some(NodeState::new(m.generation))),
-            Event::Reaped(m) => (&m.name, None),
+        // Replicas are created when the first write of a member arrives, so a member without
+        // state costs nothing here; a new life starts without one.
+        let name = match event {
+            Event::Joined(m) | Event::Reaped(m) => &m.name,
             _ => return Vec::new(),
         };
-        let old = match fresh {
-            Some(fresh) => {
-                self.state_fingerprint ^= fresh.digest_hash(name);
-                self.states.insert(name.clone(), fresh)
-            }
-            None => self.states.remove(name),
+        let Some(old) = self.states.remove(name) else {
+            return Vec::new();
         };
-        let Some(old) = old else { return Vec::new() };
         self.state_fingerprint ^= old.digest_hash(name);
         old.entries
             .into_iter()
@@ -222,6 +218,9 @@ impl Node {
             .into_iter()
             .filter(|k| !replica.entries.contains_key(k))
             .collect();
+        if replica.is_empty() {
+            self.states.remove(node);
+        }
         self.state_fingerprint ^= before ^ after;
         self.stats.dropped_state_full += full;
         self.stats.state_updates_applied += changed.len() as u64;
@@ -263,28 +262,51 @@ impl Node {
         }
     }
 
-    /// Digest of every replica this node holds, itself included, split to the packet budget.
+    /// Digest of every non-empty replica this node holds, itself included, in name order, split
+    /// to the packet budget; each chunk states the range of names it covers.
     pub(crate) fn send_state_digest(&mut self, dst: SocketAddr, reply: bool) {
-        let mut rows = Vec::with_capacity(self.states.len() + 1);
-        rows.push(DigestRow {
-            node: self.me.name.clone(),
-            generation: self.me.generation,
-            watermark: self.my_state.watermark,
-        });
-        rows.extend(self.states.iter().map(|(name, s)| DigestRow {
-            node: name.clone(),
-            generation: s.generation,
-            watermark: s.watermark,
-        }));
+        let mut rows: Vec<DigestRow> = self
+            .states
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(name, s)| DigestRow {
+                node: name.clone(),
+                generation: s.generation,
+                watermark: s.watermark,
+            })
+            .collect();
+        if !self.my_state.is_empty() {
+            let at = rows.partition_point(|r| r.node < self.me.name);
+            rows.insert(
+                at,
+                DigestRow {
+                    node: self.me.name.clone(),
+                    generation: self.me.generation,
+                    watermark: self.my_state.watermark,
+                },
+            );
+        }
         let budget = self.config.packet_budget.saturating_sub(STATE_OVERHEAD);
         let fingerprint = self.state_fingerprint;
-        for chunk in chunk_by_size(rows, budget) {
+        let chunks = chunk_by_size(rows, budget);
+        let last = chunks.len().saturating_sub(1);
+        let mut after: Option<String> = None;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let until = if i == last {
+                None
+            } else {
+                chunk.last().map(|r| r.node.clone())
+            };
+            let next_after = until.clone();
             let msg = Message::StateDigest(wire::StateDigest {
                 from: self.me.name.clone(),
                 fingerprint,
                 reply,
+                after: after.take(),
+                until,
                 rows: chunk,
             });
+            after = next_after;
             let payload = wire::encode_packet(self.cluster, &[msg]);
             self.push_transmit(dst, payload);
         }
@@ -299,7 +321,30 @@ impl Node {
         if digest.reply && digest.fingerprint != self.state_fingerprint {
             self.send_state_digest(from, false);
         }
-        self.send_state_deltas(from, &digest.rows);
+        // Owners in the chunk's range that the peer listed no row for: it knows nothing of
+        // them, as if it had listed them at generation 0, watermark 0.
+        let in_range = |name: &str| {
+            digest.after.as_deref().is_none_or(|a| name > a)
+                && digest.until.as_deref().is_none_or(|u| name <= u)
+        };
+        let listed: std::collections::BTreeSet<&str> =
+            digest.rows.iter().map(|r| r.node.as_str()).collect();
+        let absent: Vec<DigestRow> = self
+            .states
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(name, _)| name.as_str())
+            .chain((!self.my_state.is_empty()).then_some(self.me.name.as_str()))
+            .filter(|name| in_range(name) && !listed.contains(name))
+            .map(|name| DigestRow {
+                node: name.to_owned(),
+                generation: 0,
+                watermark: 0,
+            })
+            .collect();
+        let mut rows = digest.rows;
+        rows.extend(absent);
+        self.send_state_deltas(from, &rows);
     }
 
     /// Sends, for each row of a peer's digest, the writes the peer lacks, in version order,
@@ -433,7 +478,8 @@ fn chunk_by_size(rows: Vec<DigestRow>, budget: usize) -> Vec<Vec<DigestRow>> {
         size += n;
         chunk.push(row);
     }
-    if !chunk.is_empty() {
+    // An empty digest is still sent: it says "I know nothing", which asks for everything.
+    if !chunk.is_empty() || chunks.is_empty() {
         chunks.push(chunk);
     }
     chunks

@@ -475,3 +475,31 @@ fn fresh_updates_follow_the_broadcast_tree_and_beat_the_retransmission_round() {
         assert!(took < config.gossip_interval, "{key} took {took:?}");
     }
 }
+
+#[test]
+fn owners_missing_from_a_multi_chunk_digest_are_sent_in_full() {
+    let mut net = Net::new(100, Config::local());
+    net.run_until(secs(30), Net::all_see_alive);
+    // n99 misses the writes of the first 40 nodes, then hears the writes of the others: its
+    // digest has 59 rows (two chunks) and lacks owners spread over both chunks' name ranges.
+    net.silent[99] = true;
+    let now = net.now;
+    for i in 0..40 {
+        net.nodes[i]
+            .set(now, "status", format!("ok-{i}").into_bytes())
+            .unwrap();
+    }
+    net.run_for(secs(1));
+    net.silent[99] = false;
+    let now = net.now;
+    for i in 40..99 {
+        net.nodes[i]
+            .set(now, "status", format!("ok-{i}").into_bytes())
+            .unwrap();
+    }
+    net.run_until(secs(60), |n| {
+        (0..99).all(|i| {
+            n.nodes[99].get(&format!("n{i}"), "status") == Some(format!("ok-{i}").as_bytes())
+        })
+    });
+}

@@ -222,8 +222,17 @@ impl NodeState {
         self.watermark = 0;
     }
 
-    /// Hash of `(name, generation, watermark)` for the state fingerprint.
+    /// Nothing known: the same, for anti-entropy, as no replica at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.watermark == 0 && self.entries.is_empty()
+    }
+
+    /// Hash of `(name, generation, watermark)` for the state fingerprint; 0 for an empty replica,
+    /// so holding an empty replica and holding none fingerprint alike.
     pub(crate) fn digest_hash(&self, name: &str) -> u64 {
+        if self.is_empty() {
+            return 0;
+        }
         let mut h = fnv::FnvHasher::default();
         h.write(name.as_bytes());
         h.write_u8(0xfe);

@@ -274,7 +274,12 @@ pub struct StateDigest {
     pub fingerprint: u64,
     /// The receiver should answer with its own digest too (the opening half of an exchange).
     pub reply: bool,
-    /// Rows.
+    /// This chunk covers the owners named after this one (exclusive); `None`: from the first.
+    pub after: Option<String>,
+    /// This chunk covers the owners named up to this one (inclusive); `None`: to the last.
+    /// An owner in the covered range without a row is one the sender knows nothing of.
+    pub until: Option<String>,
+    /// Rows, in name order; only owners of which the sender holds some state.
     pub rows: Vec<DigestRow>,
 }
 

@@ -178,6 +178,8 @@ fn message() -> impl Strategy<Value = Message> {
                     from,
                     fingerprint,
                     reply,
+                    after: None,
+                    until: Some("m".into()),
                     rows: rows
                         .into_iter()
                         .map(|(node, generation, watermark)| DigestRow {
