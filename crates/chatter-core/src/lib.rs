@@ -72,7 +72,7 @@ pub use member::{
 pub use node::{Identity, Node, TagsError, Transmit};
 pub use plumtree::{BroadcastError, MessageId};
 pub use state::{KeyValue, StateError};
-pub use stats::Stats;
+pub use stats::{RttHistogram, Stats, RTT_BUCKETS_MICROS};
 
 #[cfg(test)]
 mod node_tests;

@@ -230,6 +230,11 @@ impl Node {
         self.awareness.score()
     }
 
+    /// Members this node currently suspects (running suspicion timers).
+    pub fn num_suspicions(&self) -> usize {
+        self.suspicions.len()
+    }
+
     /// Updates waiting in the piggyback queue.
     pub fn pending_broadcasts(&self) -> usize {
         self.broadcasts.len()

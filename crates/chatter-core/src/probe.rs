@@ -227,6 +227,9 @@ impl Node {
                     (probe.target.clone(), probe.generation, probe.started);
                 self.probe = None;
                 self.stats.probes_acked += 1;
+                if direct {
+                    self.stats.probe_rtt.record(now.duration_since(started));
+                }
                 self.awareness.apply(-1);
                 self.table.update(&target, |m| {
                     if m.generation == generation {

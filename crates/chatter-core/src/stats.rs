@@ -1,5 +1,38 @@
 //! Counters a node keeps about its own work, for metrics and benchmarks.
 
+use std::time::Duration;
+
+/// Upper bounds (inclusive) of the probe round-trip histogram's buckets, in microseconds; a last,
+/// unbounded bucket follows. From 100 µs (loopback) to 1 s (a congested WAN).
+pub const RTT_BUCKETS_MICROS: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+/// Round trips of direct probes answered in time, as a cumulative-ready histogram.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RttHistogram {
+    /// Count per bucket of [`RTT_BUCKETS_MICROS`], plus the last for anything slower.
+    pub buckets: [u64; RTT_BUCKETS_MICROS.len() + 1],
+    /// Number of samples.
+    pub count: u64,
+    /// Sum of all samples, in microseconds.
+    pub sum_micros: u64,
+}
+
+impl RttHistogram {
+    /// Adds one round trip.
+    pub fn record(&mut self, rtt: Duration) {
+        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        let slot = RTT_BUCKETS_MICROS
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(RTT_BUCKETS_MICROS.len());
+        self.buckets[slot] += 1;
+        self.count += 1;
+        self.sum_micros = self.sum_micros.saturating_add(micros);
+    }
+}
+
 /// Monotonic counters since the node started. Cheap to copy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -73,4 +106,25 @@ pub struct Stats {
     pub grafts_sent: u64,
     /// Messages injected from outside (`chatter-inject`) and broadcast.
     pub messages_injected: u64,
+    /// Round trips of direct probes answered in time.
+    pub probe_rtt: RttHistogram,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtt_samples_land_in_their_buckets() {
+        let mut h = RttHistogram::default();
+        h.record(Duration::from_micros(80));
+        h.record(Duration::from_micros(100));
+        h.record(Duration::from_millis(3));
+        h.record(Duration::from_secs(5));
+        assert_eq!(h.buckets[0], 2);
+        assert_eq!(h.buckets[5], 1);
+        assert_eq!(h.buckets[12], 1);
+        assert_eq!(h.count, 4);
+        assert_eq!(h.sum_micros, 80 + 100 + 3_000 + 5_000_000);
+    }
 }

@@ -119,6 +119,8 @@ impl Driver {
             members: node.members().cloned().collect(),
             stats: *node.stats(),
             health_score: node.health_score(),
+            pending_broadcasts: node.pending_broadcasts(),
+            suspicions: node.num_suspicions(),
             taken_at: Instant::now(),
             io,
         }

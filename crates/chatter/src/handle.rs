@@ -105,6 +105,10 @@ pub struct Snapshot {
     /// Lifeguard local health score: 0 is healthy; higher means this node missed its own acks
     /// and has slowed its probing down.
     pub health_score: u32,
+    /// Updates waiting in the piggyback queue (a gauge of dissemination backlog).
+    pub pending_broadcasts: usize,
+    /// Members this node currently suspects.
+    pub suspicions: usize,
     /// When the snapshot was taken.
     pub taken_at: Instant,
     /// The runtime's counters.
