@@ -37,19 +37,8 @@ impl Node {
                 self.stats.dropped_table_full += 1;
                 return;
             }
-            let member = Member::new(
-                alive.name.clone(),
-                alive.addr,
-                alive.generation,
-                alive.incarnation,
-                alive.tags.clone(),
-                now,
-            );
             info!(member = %alive.name, addr = %alive.addr, "member joined");
-            self.table.insert(member.clone(), &mut self.rng);
-            let name = alive.name.clone();
-            self.enqueue_broadcast(now, &name, &Message::Alive(alive));
-            self.emit(Event::Joined(member));
+            self.admit_life(now, alive);
             return;
         };
         if alive.generation < known.generation {
@@ -64,20 +53,9 @@ impl Node {
                 self.note_conflict(now, &name, addr, generation);
                 return;
             }
-            let member = Member::new(
-                alive.name.clone(),
-                alive.addr,
-                alive.generation,
-                alive.incarnation,
-                alive.tags.clone(),
-                now,
-            );
             info!(member = %alive.name, generation = alive.generation, "member restarted");
             self.suspicions.remove(&alive.name);
-            self.table.insert(member.clone(), &mut self.rng);
-            let name = alive.name.clone();
-            self.enqueue_broadcast(now, &name, &Message::Alive(alive));
-            self.emit(Event::Joined(member));
+            self.admit_life(now, alive);
             return;
         }
         if alive.incarnation <= known.incarnation {
@@ -108,6 +86,22 @@ impl Node {
                 self.emit(Event::Updated(member));
             }
         }
+    }
+
+    /// Enters a new member, or a new life of a known one, into the table and passes the news on.
+    fn admit_life(&mut self, now: Instant, alive: wire::Alive) {
+        let member = Member::new(
+            alive.name.clone(),
+            alive.addr,
+            alive.generation,
+            alive.incarnation,
+            alive.tags.clone(),
+            now,
+        );
+        self.table.insert(member.clone(), &mut self.rng);
+        let name = alive.name.clone();
+        self.enqueue_broadcast(now, &name, &Message::Alive(alive));
+        self.emit(Event::Joined(member));
     }
 
     fn on_alive_about_self(&mut self, now: Instant, alive: wire::Alive) {
