@@ -150,8 +150,8 @@ mod state;
 pub use builder::{Builder, Chatter, DEFAULT_PORT};
 pub use chatter_core::{
     BroadcastError, Config, ConfigError, Confirmation, Conflict, Delivered, Event, Evidence,
-    KeyChange, KeyValue, Member, MemberStatus, MessageId, ProbeOutcome, ProbeRecord, StateError,
-    Stats, Tags, TagsError,
+    KeyChange, KeyValue, Member, MemberStatus, MessageId, ProbeOutcome, ProbeRecord, RttHistogram,
+    StateError, Stats, Tags, TagsError, RTT_BUCKETS_MICROS,
 };
 pub use error::Error;
 pub use handle::{EventStream, Handle, IoStats, Snapshot};
