@@ -18,6 +18,13 @@
 //! | `DELETE /v1/kv/{key}` | [`KvWriteResponse`] (404 when the key is not set) |
 //! | `POST /v1/messages` ([`BroadcastRequest`]) | 202 [`BroadcastResponse`] |
 //! | `GET /v1/events` | Server-Sent Events, each `data` an [`EventView`] |
+//! | `GET /v1/checks[?status=critical,warning][&node=NAME]` | [`ChecksResponse`] |
+//! | `GET /v1/services[?type=TYPE]` | [`ServicesResponse`] |
+//! | `GET /v1/system[?node=NAME]` | [`SystemResponse`] |
+//!
+//! When the daemon has an HTTP token, every `PUT`, `DELETE` and `POST` needs
+//! `Authorization: Bearer TOKEN`; without it (or with another) the answer is 401 with an
+//! [`ErrorBody`] and nothing changes.
 //!
 //! Every error is an [`ErrorBody`]: `{"error": "..."}`.
 //!
@@ -35,12 +42,18 @@
 mod events;
 mod kv;
 mod messages;
+mod monitoring;
 
 pub use events::{payload_view, EventData, EventView, PayloadEncoding};
 pub use kv::{
     decode_bytes, encode_bytes, Encoding, InvalidBase64, KvEntry, KvWriteResponse, NodeStateView,
 };
 pub use messages::{compact_json, BroadcastRequest, BroadcastResponse, MessageIdView};
+pub use monitoring::{
+    CheckResult, CheckStatus, CheckView, ChecksResponse, ServiceDecl, ServiceInstance, ServiceView,
+    ServicesResponse, ShardView, SystemResponse, SystemStatus, SystemView, UnknownCheckStatus,
+    Usage, CHECK_PREFIX, SERVICE_PREFIX, SYSTEM_PREFIX,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -19,6 +19,8 @@ pub struct Client {
     /// `http://HOST:PORT`, without a trailing slash.
     pub base: String,
     http: reqwest::Client,
+    /// `Bearer TOKEN`, sent with every request when set.
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 impl Client {
@@ -36,7 +38,33 @@ impl Client {
             .connect_timeout(REQUEST_TIMEOUT)
             .build()
             .context("cannot create the HTTP client")?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            authorization: None,
+        })
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every request (for a daemon with
+    /// `--http-token`); `None` or an empty token sends nothing.
+    pub fn with_token(mut self, token: Option<&str>) -> Result<Self> {
+        self.authorization = match token.map(str::trim).filter(|t| !t.is_empty()) {
+            Some(token) => {
+                let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| anyhow!("the HTTP token must be visible ASCII characters"))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        Ok(self)
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.authorization {
+            Some(value) => request.header(reqwest::header::AUTHORIZATION, value.clone()),
+            None => request,
+        }
     }
 
     /// `GET path`, decoded from JSON.
@@ -53,7 +81,7 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<T> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).timeout(REQUEST_TIMEOUT);
+        let mut request = self.authorize(self.http.request(method, &url).timeout(REQUEST_TIMEOUT));
         if let Some(body) = body {
             request = request.body(body);
         }
@@ -65,6 +93,10 @@ impl Client {
             .map_err(|e| anyhow!("cannot read the answer of {url}: {}", describe(&e)))?;
         if !status.is_success() {
             return Err(match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(err) if status == reqwest::StatusCode::UNAUTHORIZED => anyhow!(
+                    "{} (pass --http-token or set CHATTER_HTTP_TOKEN)",
+                    err.error
+                ),
                 Ok(err) => anyhow!("{}", err.error),
                 Err(_) => anyhow!("{url} answered {status}"),
             });
@@ -82,8 +114,7 @@ impl Client {
     pub async fn follow_events(&self, mut on_data: impl FnMut(&str) -> Result<bool>) -> Result<()> {
         let url = format!("{}/v1/events", self.base);
         let mut response = self
-            .http
-            .get(&url)
+            .authorize(self.http.get(&url))
             .header("Accept", "text/event-stream")
             .send()
             .await

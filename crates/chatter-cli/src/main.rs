@@ -8,10 +8,15 @@
 //! chatter kv delete KEY                                # delete it
 //! chatter broadcast TAG JSON                           # send a message to every node
 //! chatter events                                       # follow the event stream (JSON lines)
+//! chatter checks [--status critical,warning] [--node N] [--json]  # every node's health checks
+//! chatter services [--type TYPE] [--json]              # live instances by type and shard
+//! chatter system [--node N] [--json]                   # load, CPU, memory, disk, uptime
 //! ```
 //!
 //! `--http ADDR` (or `CHATTER_HTTP`) says where the daemon's API is; default
-//! `127.0.0.1:8428`, chatterd's default.
+//! `127.0.0.1:8428`, chatterd's default. `--http-token TOKEN` (or `CHATTER_HTTP_TOKEN`) is sent
+//! as `Authorization: Bearer TOKEN`, which a daemon started with `--http-token` requires for
+//! `kv set`, `kv delete` and `broadcast`.
 //!
 //! HTTP client: async `reqwest` on a current-thread Tokio runtime. Both are already workspace
 //! dependencies (the daemon uses Tokio, and reqwest shares hyper with axum), so this costs
@@ -26,8 +31,8 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use chatter_api::{
-    BroadcastRequest, BroadcastResponse, KvWriteResponse, MemberView, MembersResponse,
-    NodeStateView,
+    BroadcastRequest, BroadcastResponse, ChecksResponse, KvWriteResponse, MemberView,
+    MembersResponse, NodeStateView, ServicesResponse, SystemResponse,
 };
 use clap::{Parser, Subcommand};
 use reqwest::Method;
@@ -48,6 +53,16 @@ struct Cli {
     /// Address of the daemon's HTTP API: HOST:PORT or http://HOST:PORT.
     #[arg(long, global = true, env = "CHATTER_HTTP", default_value = DEFAULT_HTTP, value_name = "ADDR")]
     http: String,
+
+    /// Token for a daemon started with --http-token: sent as `Authorization: Bearer TOKEN`.
+    #[arg(
+        long,
+        global = true,
+        env = "CHATTER_HTTP_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    http_token: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -88,6 +103,38 @@ enum Command {
     /// Follow the daemon's event stream: one JSON object per line (membership changes, key
     /// changes, messages) until Ctrl-C or until the daemon goes away.
     Events,
+    /// Every node's health checks: NODE CHECK STATUS SINCE OUTPUT (--json for the API's JSON).
+    /// Exits 0 even when checks fail; filter with --status critical,warning.
+    Checks {
+        /// Only checks with these statuses (comma-separated: passing, warning, critical).
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        /// Only this node's checks.
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The services declared in the cluster, grouped by type and shard, with their live
+    /// instances (instances on failed or left nodes are marked).
+    Services {
+        /// Only this type of service.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every node's system status: load, CPU, memory, root disk, uptime, version.
+    System {
+        /// Only this node.
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,7 +185,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let client = Client::new(&cli.http)?;
+    let client = Client::new(&cli.http)?.with_token(cli.http_token.as_deref())?;
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Members { json, status } => {
@@ -183,9 +230,61 @@ async fn run(cli: Cli) -> Result<()> {
             drop(out);
             return events(&client).await;
         }
+        Command::Checks { status, node, json } => {
+            let mut query = Vec::new();
+            if let Some(status) = &status {
+                query.push(format!("status={}", encode_query(status)));
+            }
+            if let Some(node) = &node {
+                query.push(format!("node={}", encode_query(node)));
+            }
+            let response: ChecksResponse = client.get(&with_query("/v1/checks", &query)).await?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &response)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", render::checks_table(&response))?;
+            }
+        }
+        Command::Services { kind, json } => {
+            let query: Vec<String> = kind
+                .iter()
+                .map(|k| format!("type={}", encode_query(k)))
+                .collect();
+            let response: ServicesResponse =
+                client.get(&with_query("/v1/services", &query)).await?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &response)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", render::services_table(&response))?;
+            }
+        }
+        Command::System { node, json } => {
+            let query: Vec<String> = node
+                .iter()
+                .map(|n| format!("node={}", encode_query(n)))
+                .collect();
+            let response: SystemResponse = client.get(&with_query("/v1/system", &query)).await?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &response)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", render::system_table(&response))?;
+            }
+        }
     }
     out.flush()?;
     Ok(())
+}
+
+/// `path?a&b` (just `path` without query parts).
+fn with_query(path: &str, query: &[String]) -> String {
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
 }
 
 async fn kv(client: &Client, command: KvCommand, out: &mut impl Write) -> Result<()> {

@@ -5,7 +5,10 @@
 
 use std::fmt::Write;
 
-use chatter_api::{Encoding, EvidenceView, MemberView, NodeStateView, Status};
+use chatter_api::{
+    CheckStatus, ChecksResponse, Encoding, EvidenceView, MemberView, NodeStateView,
+    ServicesResponse, Status, SystemResponse,
+};
 
 /// The daemon's clock at response time, in Unix ms, if the member says.
 fn daemon_now_ms(m: &MemberView) -> Option<u64> {
@@ -332,6 +335,155 @@ pub fn kv_table(states: &[NodeStateView]) -> String {
         with_keys,
         plural(states.len(), "node")
     );
+    out
+}
+
+/// "16.0G", "512M", "900K", "12B".
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
+}
+
+/// A node name, with its status when it is not alive: `demo-3 (failed)`.
+fn node_with_status(node: &str, status: Status) -> String {
+    if status == Status::Alive {
+        node.to_owned()
+    } else {
+        format!("{node} ({status})")
+    }
+}
+
+/// The checks table: NODE CHECK STATUS SINCE OUTPUT, and a summary.
+pub fn checks_table(response: &ChecksResponse) -> String {
+    let checks = &response.checks;
+    let now = Some(response.now_ms).filter(|&n| n > 0);
+    let rows: Vec<Vec<String>> = checks
+        .iter()
+        .map(|c| {
+            vec![
+                node_with_status(&c.node, c.node_status),
+                c.name.clone(),
+                c.status.as_str().to_owned(),
+                if c.since_ms == 0 {
+                    "-".to_owned()
+                } else {
+                    match now {
+                        Some(now) => human_duration(now.saturating_sub(c.since_ms)),
+                        None => format!("at {}", c.since_ms),
+                    }
+                },
+                short_value(&c.output, None),
+            ]
+        })
+        .collect();
+    let mut out = aligned(&["NODE", "CHECK", "STATUS", "FOR", "OUTPUT"], &rows);
+    let mut counts = Vec::new();
+    for status in CheckStatus::ALL {
+        let n = checks.iter().filter(|c| c.status == status).count();
+        if n > 0 {
+            counts.push(format!("{n} {status}"));
+        }
+    }
+    let nodes: std::collections::BTreeSet<&str> = checks.iter().map(|c| c.node.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "\n{} on {}: {}",
+        plural(checks.len(), "check"),
+        plural(nodes.len(), "node"),
+        if counts.is_empty() {
+            "none".to_owned()
+        } else {
+            counts.join(", ")
+        }
+    );
+    out
+}
+
+/// The services table: TYPE SHARD LIVE INSTANCES, instances on nodes that are not alive marked
+/// with their status.
+pub fn services_table(response: &ServicesResponse) -> String {
+    let rows: Vec<Vec<String>> = response
+        .services
+        .iter()
+        .flat_map(|service| {
+            service.shards.iter().map(move |shard| {
+                let instances: Vec<String> = shard
+                    .instances
+                    .iter()
+                    .map(|i| node_with_status(&i.node, i.status))
+                    .collect();
+                vec![
+                    service.kind.clone(),
+                    shard.shard.clone().unwrap_or_else(|| "-".to_owned()),
+                    format!("{}/{}", shard.live, shard.instances.len()),
+                    instances.join(", "),
+                ]
+            })
+        })
+        .collect();
+    let mut out = aligned(&["TYPE", "SHARD", "LIVE", "INSTANCES"], &rows);
+    let unserved = response
+        .services
+        .iter()
+        .flat_map(|s| s.shards.iter().map(move |shard| (s, shard)))
+        .filter(|(_, shard)| shard.live == 0)
+        .count();
+    let _ = writeln!(
+        out,
+        "\n{}{}",
+        plural(response.services.len(), "service type"),
+        if unserved > 0 {
+            format!(", {} without a live instance", plural(unserved, "shard"))
+        } else {
+            String::new()
+        }
+    );
+    out
+}
+
+/// The system table: NODE LOAD CPU MEMORY DISK UPTIME VERSION.
+pub fn system_table(response: &SystemResponse) -> String {
+    let dash = || "-".to_owned();
+    let usage = |u: Option<chatter_api::Usage>| {
+        u.map_or_else(dash, |u| {
+            format!("{:.0}% of {}", u.percent(), human_bytes(u.total))
+        })
+    };
+    let rows: Vec<Vec<String>> = response
+        .nodes
+        .iter()
+        .map(|n| {
+            let s = &n.system;
+            vec![
+                node_with_status(&n.node, n.status),
+                s.load
+                    .map_or_else(dash, |[a, b, c]| format!("{a:.2} {b:.2} {c:.2}")),
+                s.cpu_percent.map_or_else(dash, |c| format!("{c:.0}%")),
+                s.cores.map_or_else(dash, |c| c.to_string()),
+                usage(s.memory),
+                usage(s.disk),
+                n.uptime_s
+                    .map_or_else(dash, |up| human_duration(up.saturating_mul(1000))),
+                s.version.clone().unwrap_or_else(dash),
+            ]
+        })
+        .collect();
+    let mut out = aligned(
+        &[
+            "NODE", "LOAD", "CPU", "CORES", "MEMORY", "DISK", "UPTIME", "VERSION",
+        ],
+        &rows,
+    );
+    let _ = writeln!(out, "\n{}", plural(response.nodes.len(), "node"));
     out
 }
 

@@ -28,6 +28,8 @@ fn start(rt: &tokio::runtime::Runtime, name: &str, seed: Option<SocketAddr>) -> 
         format!("--node-name={name}"),
         "--profile=local".into(),
         "--tag=role=cli-test".into(),
+        // No system status: the key/value tables below count keys.
+        "--status-interval=0".into(),
     ];
     if let Some(seed) = seed {
         args.push(format!("--seed={seed}"));
@@ -265,4 +267,112 @@ fn kv_and_broadcast_against_a_live_daemon() {
         b.stop().await;
         a.stop().await;
     });
+}
+
+#[test]
+fn checks_services_system_and_the_token() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let args = Args::try_parse_from([
+        "chatterd",
+        "--listen=127.0.0.1:0",
+        "--http=127.0.0.1:0",
+        "--node-name=mon-a",
+        "--profile=local",
+        "--http-token=t0ken",
+        "--status-interval=1s",
+        "--service=searcher:1",
+        "--service=api",
+        "--check=name=ok,interval=200ms,cmd=echo 'OK - fine'",
+        "--check=name=broken,interval=200ms,cmd=echo 'CRITICAL - broken'; exit 2",
+    ])
+    .unwrap();
+    let a = rt.block_on(Daemon::start(&args)).unwrap();
+    let http = a.http_addr();
+    let run = |args: &[&str], token: Option<&str>| {
+        let mut cmd = Command::new(CHATTER);
+        cmd.args(args)
+            .env("CHATTER_HTTP", http.to_string())
+            .env_remove("CHATTER_HTTP_TOKEN");
+        if let Some(token) = token {
+            cmd.env("CHATTER_HTTP_TOKEN", token);
+        }
+        cmd.output().unwrap()
+    };
+    let text = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    // Checks: wait for both results, then the table and the filter.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = run(&["checks", "--json"], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let response: chatter_api::ChecksResponse = serde_json::from_slice(&out.stdout).unwrap();
+        if response.checks.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "checks did not run: {response:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = run(&["checks"], None);
+    let table = text(&out);
+    assert!(table.starts_with("NODE"), "{table}");
+    assert!(table.contains("CRITICAL - broken"), "{table}");
+    assert!(
+        table.contains("2 checks on 1 node: 1 passing, 1 critical"),
+        "{table}"
+    );
+    let out = run(&["checks", "--status", "critical", "--node", "mon-a"], None);
+    let table = text(&out);
+    assert!(
+        table.contains("broken") && !table.contains("OK - fine"),
+        "{table}"
+    );
+
+    // Services.
+    let out = run(&["services"], None);
+    let table = text(&out);
+    assert!(table.contains("searcher  1"), "{table}");
+    assert!(table.contains("api       -      1/1   mon-a"), "{table}");
+
+    // System status (the first sample comes after ~200 ms).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = run(&["system"], None);
+        let table = text(&out);
+        if table.contains("mon-a") {
+            assert!(table.contains("VERSION"), "{table}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no system status: {table}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Writes need the token.
+    let out = run(&["kv", "set", "role", "web"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing token"), "{stderr}");
+    assert!(stderr.contains("CHATTER_HTTP_TOKEN"), "{stderr}");
+    let out = run(&["kv", "set", "role", "web", "--http-token", "nope"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["kv", "set", "role", "web"], Some("t0ken"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["kv", "get", "mon-a", "role"], None);
+    assert_eq!(text(&out), "web\n");
+
+    rt.block_on(a.stop());
 }

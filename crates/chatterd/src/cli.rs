@@ -2,13 +2,19 @@
 
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use chatter::Config;
+use chatter_api::ServiceDecl;
 use clap::{Parser, ValueEnum};
+
+use crate::checks::CheckSpec;
+use crate::handlers::HandlerSpec;
 
 /// Default gossip (UDP) address: every interface, port 2428.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:2428";
 /// Default HTTP API address: loopback only, port 8428. Expose the API on purpose with
-/// `--http 0.0.0.0:8428`: it has no authentication.
+/// `--http 0.0.0.0:8428`, and then with `--http-token`.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8428";
 /// Number of nodes `--demo` starts when no number is given.
 pub const DEFAULT_DEMO_NODES: u32 = 5;
@@ -44,8 +50,8 @@ pub struct Args {
     #[arg(long = "seed", value_name = "HOST:PORT", value_parser = parse_seed)]
     pub seeds: Vec<String>,
 
-    /// TCP address of the HTTP API (port 0 picks a free port). Loopback only by default: the
-    /// API has no authentication.
+    /// TCP address of the HTTP API (port 0 picks a free port). Loopback only by default; on
+    /// another address, set --http-token too.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP)]
     pub http: SocketAddr,
 
@@ -62,9 +68,69 @@ pub struct Args {
     #[arg(long, value_name = "NAME", default_value = "chatter", value_parser = parse_cluster)]
     pub cluster: String,
 
-    /// A TOML file with the same keys as these flags (`listen`, `advertise`, `node-name`,
-    /// `seed` (a list), `http`, `tag` (a table), `profile`, `cluster`). Flags given on the
-    /// command line override it; `--seed` and `--tag` add to its lists.
+    /// Bearer token that every HTTP request changing something (PUT, DELETE, POST) must send
+    /// as `Authorization: Bearer TOKEN`; others get 401. Reads stay open. Also read from the
+    /// CHATTERD_HTTP_TOKEN environment variable (which keeps it out of `ps`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CHATTERD_HTTP_TOKEN",
+        hide_env_values = true,
+        value_parser = crate::auth::parse_token
+    )]
+    pub http_token: Option<String>,
+
+    /// A health check (repeatable): `name=NAME,cmd=COMMAND` (exit 0 passing, 1 warning,
+    /// anything else or the timeout critical), `name=NAME,http=http://...` (2xx passing) or
+    /// `name=NAME,tcp=HOST:PORT` (connects: passing), with optional `interval=` (default 10s)
+    /// and `timeout=` (default 5s). `cmd=` comes last: it takes the rest, commas included.
+    /// Results are gossiped as the key check/NAME.
+    #[arg(long = "check", value_name = "SPEC", value_parser = crate::checks::parse_check)]
+    pub checks: Vec<CheckSpec>,
+
+    /// A service this node runs, as TYPE or TYPE:SHARD (repeatable), e.g. `searcher:1`.
+    /// Gossiped as the key service/TYPE[/SHARD]; `GET /v1/services` groups the cluster's.
+    #[arg(
+        long = "service",
+        value_name = "TYPE[:SHARD]",
+        value_parser = crate::services::parse_service
+    )]
+    pub services: Vec<ServiceDecl>,
+
+    /// Run COMMAND with `sh -c` for each event FILTER accepts (repeatable); the event's JSON
+    /// on standard input, CHATTER_EVENT, CHATTER_NODE, CHATTER_MEMBER, CHATTER_MEMBER_ADDR
+    /// ... in the environment. FILTER: comma-separated member-joined, member-suspect,
+    /// member-alive, member-failed, member-left, member-updated, member-reaped,
+    /// member-conflict, member, message[:TAG], key-changed[:PREFIX], all [default: all].
+    #[arg(
+        long = "event-handler",
+        value_name = "[FILTER=]COMMAND",
+        value_parser = crate::handlers::parse_handler
+    )]
+    pub event_handlers: Vec<HandlerSpec>,
+
+    /// How long an event handler may run before it is killed (with its process group).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_positive_duration
+    )]
+    pub event_handler_timeout: Duration,
+
+    /// How often the system status (load, CPU, memory, root disk) is sampled; a value is
+    /// republished only when it moved past its threshold. 0 turns the system status off.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = crate::process::parse_duration
+    )]
+    pub status_interval: Duration,
+
+    /// A TOML file with the same keys as these flags (see docs/chatterd.example.toml); flags
+    /// given on the command line override it; `--seed`, `--tag`, `--check`, `--service` and
+    /// `--event-handler` add to its lists.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
 
@@ -110,6 +176,46 @@ impl Profile {
             Profile::Local => "local",
         }
     }
+}
+
+impl Args {
+    /// Checks the rules that span several flags: check names unique, at most 64 checks,
+    /// services and event handlers.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names: Vec<&str> = self.checks.iter().map(|c| c.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(dup) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("two checks are named {:?}", dup[0]));
+        }
+        let limits = [
+            ("checks", self.checks.len(), crate::checks::MAX_CHECKS),
+            (
+                "services",
+                self.services.len(),
+                crate::services::MAX_SERVICES,
+            ),
+            (
+                "event handlers",
+                self.event_handlers.len(),
+                crate::handlers::MAX_HANDLERS,
+            ),
+        ];
+        for (what, count, max) in limits {
+            if count > max {
+                return Err(format!("{count} {what}: at most {max} are allowed"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a duration above zero (see [`crate::process::parse_duration`]).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = crate::process::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be above 0".into());
+    }
+    Ok(d)
 }
 
 fn valid_name_char(c: char) -> bool {

@@ -9,14 +9,34 @@
 //! profile = "lan"
 //! cluster = "prod"
 //!
+//! http-token = "s3cret"          # or CHATTERD_HTTP_TOKEN
+//! status-interval = "10s"
+//! event-handler-timeout = "30s"
+//!
 //! [tag]
 //! role = "web"
 //! zone = "eu-1"
+//!
+//! [[check]]
+//! name = "disk"
+//! cmd = "/usr/lib/nagios/plugins/check_disk -w 20% -c 10% -p /"
+//! interval = "30s"
+//! timeout = "10s"
+//!
+//! [[service]]
+//! type = "searcher"
+//! shard = 1
+//!
+//! [[event-handler]]
+//! events = ["member-failed", "member-left"]
+//! command = "/usr/local/bin/notify-oncall"
 //! ```
 //!
 //! Every key is optional and checked like its flag; unknown keys are errors (a typo must not be
-//! ignored). A flag given on the command line overrides the file; `--seed` and `--tag` add to
-//! the file's (a `--tag` replaces the file's value for the same key).
+//! ignored). A flag given on the command line (or its environment variable) overrides the file;
+//! `--seed`, `--tag`, `--check`, `--service` and `--event-handler` add to the file's (a `--tag`
+//! replaces the file's value for the same key, a `--check` the file's check of the same name).
+//! `docs/chatterd.example.toml` is a commented example with every key.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,7 +48,10 @@ use clap::ArgMatches;
 use clap::ValueEnum;
 use serde::Deserialize;
 
+use crate::checks::{CheckKind, CheckSpec};
 use crate::cli::{self, Args, Profile};
+use crate::handlers::HandlerSpec;
+use crate::process::parse_duration;
 
 /// The keys of a config file.
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +75,95 @@ pub struct FileConfig {
     pub profile: Option<String>,
     /// `--cluster`.
     pub cluster: Option<String>,
+    /// `--http-token`.
+    pub http_token: Option<String>,
+    /// `--status-interval`, e.g. `"10s"` (`"0s"` turns it off).
+    pub status_interval: Option<String>,
+    /// `--event-handler-timeout`, e.g. `"30s"`.
+    pub event_handler_timeout: Option<String>,
+    /// `--check`, as `[[check]]` tables.
+    #[serde(default)]
+    pub check: Vec<FileCheck>,
+    /// `--service`, as `[[service]]` tables.
+    #[serde(default)]
+    pub service: Vec<FileService>,
+    /// `--event-handler`, as `[[event-handler]]` tables.
+    #[serde(default)]
+    pub event_handler: Vec<FileHandler>,
+}
+
+/// A `[[check]]` table: `name`, one of `cmd`, `http`, `tcp`, optional `interval` and `timeout`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCheck {
+    /// The check's name.
+    pub name: String,
+    /// A command (`sh -c`).
+    pub cmd: Option<String>,
+    /// An `http://` URL.
+    pub http: Option<String>,
+    /// `HOST:PORT`.
+    pub tcp: Option<String>,
+    /// e.g. `"10s"`.
+    pub interval: Option<String>,
+    /// e.g. `"5s"`.
+    pub timeout: Option<String>,
+}
+
+/// A shard, written as a string or a number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileShard {
+    /// `shard = "eu-0"`.
+    Text(String),
+    /// `shard = 1`.
+    Number(u64),
+}
+
+/// A `[[service]]` table: `type` and an optional `shard`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileService {
+    /// The type of service.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The shard.
+    pub shard: Option<FileShard>,
+}
+
+/// An `[[event-handler]]` table: `command` and optional `events` (filters; absent: all).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHandler {
+    /// Filters, as for `--event-handler FILTER=...` (each may itself be a comma list).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// The command (`sh -c`).
+    pub command: String,
+}
+
+impl FileCheck {
+    fn spec(self) -> Result<CheckSpec> {
+        let name = self.name;
+        let kind = match (self.cmd, self.http, self.tcp) {
+            (Some(cmd), None, None) => CheckKind::Command(cmd),
+            (None, Some(url), None) => CheckKind::Http(url),
+            (None, None, Some(addr)) => CheckKind::Tcp(addr),
+            _ => {
+                return Err(anyhow!(
+                    "check {name:?}: give exactly one of cmd, http, tcp"
+                ))
+            }
+        };
+        let duration = |what: &str, value: Option<String>| {
+            value
+                .map(|v| parse_duration(&v).map_err(|e| anyhow!("check {name:?}: {what}: {e}")))
+                .transpose()
+        };
+        let interval = duration("interval", self.interval)?;
+        let timeout = duration("timeout", self.timeout)?;
+        CheckSpec::new(&name, kind, interval, timeout).map_err(|e| anyhow!("{e}"))
+    }
 }
 
 impl FileConfig {
@@ -141,6 +253,65 @@ pub fn merge(args: &mut Args, matches: &ArgMatches, file: FileConfig) -> Result<
     }
     tags.extend(args.tags.drain(..));
     args.tags = tags.into_iter().collect();
+
+    if args.http_token.is_none() {
+        if let Some(token) = file.http_token {
+            args.http_token =
+                Some(crate::auth::parse_token(&token).map_err(|e| anyhow!("http-token: {e}"))?);
+        }
+    }
+    if let Some(interval) = file.status_interval {
+        let interval = parse_duration(&interval).map_err(|e| anyhow!("status-interval: {e}"))?;
+        if !from_command_line(matches, "status_interval") {
+            args.status_interval = interval;
+        }
+    }
+    if let Some(timeout) = file.event_handler_timeout {
+        let timeout = cli::parse_positive_duration(&timeout)
+            .map_err(|e| anyhow!("event-handler-timeout: {e}"))?;
+        if !from_command_line(matches, "event_handler_timeout") {
+            args.event_handler_timeout = timeout;
+        }
+    }
+    let mut checks = Vec::new();
+    for check in file.check {
+        checks.push(check.spec()?);
+    }
+    for check in args.checks.drain(..) {
+        checks.retain(|c: &CheckSpec| c.name != check.name);
+        checks.push(check);
+    }
+    args.checks = checks;
+    let mut services = Vec::new();
+    for service in file.service {
+        let shard = service.shard.map(|s| match s {
+            FileShard::Text(text) => text,
+            FileShard::Number(n) => n.to_string(),
+        });
+        services.push(
+            crate::services::service(&service.kind, shard.as_deref())
+                .map_err(|e| anyhow!("service: {e}"))?,
+        );
+    }
+    for service in args.services.drain(..) {
+        if !services.contains(&service) {
+            services.push(service);
+        }
+    }
+    args.services = services;
+    let mut handlers = Vec::new();
+    for handler in file.event_handler {
+        handlers.push(
+            HandlerSpec::new(
+                handler.events.iter().flat_map(|e| e.split(',')),
+                &handler.command,
+            )
+            .map_err(|e| anyhow!("event-handler: {e}"))?,
+        );
+    }
+    handlers.append(&mut args.event_handlers);
+    args.event_handlers = handlers;
+    args.validate().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
 
@@ -214,6 +385,94 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses_and_covers_the_monitoring_keys() {
+        let text = include_str!("../../../docs/chatterd.example.toml");
+        let args = merged(&["chatterd"], text).unwrap();
+        assert!(args.node_name.is_some());
+        assert!(args.http_token.is_some());
+        assert!(!args.checks.is_empty());
+        assert!(args
+            .checks
+            .iter()
+            .any(|c| matches!(c.kind, CheckKind::Command(_))));
+        assert!(args
+            .checks
+            .iter()
+            .any(|c| matches!(c.kind, CheckKind::Http(_))));
+        assert!(args
+            .checks
+            .iter()
+            .any(|c| matches!(c.kind, CheckKind::Tcp(_))));
+        assert!(!args.services.is_empty());
+        assert!(!args.event_handlers.is_empty());
+        // The example sets every key a flag has (but --config and --demo).
+        let file = FileConfig::parse(text).unwrap();
+        assert!(file.listen.is_some() && file.advertise.is_some() && file.http.is_some());
+        assert!(file.profile.is_some() && file.cluster.is_some() && !file.seed.is_empty());
+        assert!(file.status_interval.is_some() && file.event_handler_timeout.is_some());
+        assert!(!file.tag.is_empty());
+    }
+
+    #[test]
+    fn monitoring_keys_merge_under_the_command_line() {
+        let file = r#"
+            status-interval = "1m"
+            event-handler-timeout = "5s"
+            http-token = "from-file"
+            [[check]]
+            name = "disk"
+            cmd = "true"
+            [[check]]
+            name = "web"
+            http = "http://127.0.0.1:1/health"
+            interval = "2s"
+            [[service]]
+            type = "searcher"
+            shard = 1
+            [[event-handler]]
+            events = ["member-failed,member-left"]
+            command = "logger"
+        "#;
+        let args = merged(
+            &[
+                "chatterd",
+                "--check",
+                "name=disk,cmd=false",
+                "--service",
+                "api",
+                "--status-interval",
+                "5s",
+                "--http-token",
+                "from-flag",
+            ],
+            file,
+        )
+        .unwrap();
+        assert_eq!(args.status_interval, std::time::Duration::from_secs(5));
+        assert_eq!(
+            args.event_handler_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(args.http_token.as_deref(), Some("from-flag"));
+        let checks: Vec<(&str, &CheckKind)> = args
+            .checks
+            .iter()
+            .map(|c| (c.name.as_str(), &c.kind))
+            .collect();
+        assert_eq!(
+            checks,
+            [
+                ("web", &CheckKind::Http("http://127.0.0.1:1/health".into())),
+                ("disk", &CheckKind::Command("false".into())),
+            ]
+        );
+        let keys: Vec<String> = args.services.iter().map(|s| s.key()).collect();
+        assert_eq!(keys, ["service/searcher/1", "service/api"]);
+        assert_eq!(args.event_handlers.len(), 1);
+        assert_eq!(args.event_handlers[0].accept.len(), 2);
+    }
+
+    #[test]
     fn mistakes_are_one_line_errors() {
         for (toml, expected) in [
             ("lisen = \"127.0.0.1:1\"", "line 1: unknown field `lisen`"),
@@ -222,6 +481,22 @@ mod tests {
             ("seed = [\"no-port\"]", "seed:"),
             ("[tag]\n\"bad key\" = \"x\"", "tag:"),
             ("listen = ", "line 1"),
+            ("[[check]]\nname = \"x\"", "exactly one of cmd"),
+            (
+                "[[check]]\nname = \"x\"\ncmd = \"true\"\nevery = 1",
+                "unknown field",
+            ),
+            (
+                "[[check]]\nname = \"x\"\ncmd = \"true\"\ninterval = \"fast\"",
+                "interval",
+            ),
+            ("[[service]]\ntype = \"a b\"", "service:"),
+            (
+                "[[event-handler]]\nevents = [\"nope\"]\ncommand = \"x\"",
+                "event filter",
+            ),
+            ("status-interval = \"soon\"", "status-interval"),
+            ("http-token = \"two words\"", "http-token"),
         ] {
             let err = merged(&["chatterd"], toml).unwrap_err().to_string();
             assert!(err.contains(expected), "{toml:?}: {err}");

@@ -41,6 +41,7 @@ pub struct Daemon {
     stop_http: tokio::sync::oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     events: JoinHandle<()>,
+    monitors: crate::monitor::Monitors,
 }
 
 impl Daemon {
@@ -48,6 +49,7 @@ impl Daemon {
     /// effect on the cluster), the HTTP server and the event log.
     pub async fn start(args: &Args) -> Result<Daemon> {
         let started = Instant::now();
+        args.validate().map_err(|e| anyhow!("{e}"))?;
         let name = match args.node_name.clone() {
             Some(name) => name,
             None => crate::cli::hostname()
@@ -63,6 +65,14 @@ impl Daemon {
         let http_addr = listener
             .local_addr()
             .map_err(|e| anyhow!("cannot read the HTTP address: {}", io_message(&e)))?;
+        if !http_addr.ip().is_loopback() && args.http_token.is_none() {
+            warn!(
+                http = %http_addr,
+                "THE HTTP API IS REACHABLE FROM OTHER HOSTS WITHOUT A TOKEN: anyone who can \
+                 connect to {http_addr} can change this node's state and broadcast to the \
+                 cluster; set --http-token (or CHATTERD_HTTP_TOKEN), or bind --http to loopback"
+            );
+        }
 
         let mut builder = Chatter::builder(name.clone())
             .bind(args.listen)
@@ -98,8 +108,16 @@ impl Daemon {
             started,
             cluster: args.cluster.clone(),
         };
+        let monitors = match crate::monitor::Monitors::start(&handle, args, http_addr).await {
+            Ok(monitors) => monitors,
+            Err(err) => {
+                let _ = handle.shutdown().await;
+                return Err(err);
+            }
+        };
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async {
+        let app = crate::auth::protect(http::router(state), args.http_token.clone());
+        let server = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = http_stopped.await;
         });
         let server = tokio::spawn(async move { server.await });
@@ -113,7 +131,13 @@ impl Daemon {
             stop_http,
             server,
             events,
+            monitors,
         })
+    }
+
+    /// Counters of the event handlers (runs started, failed, timed out, dropped).
+    pub fn handler_stats(&self) -> &crate::handlers::HandlerStats {
+        &self.monitors.handler_stats
     }
 
     /// The node's name.
@@ -161,8 +185,9 @@ impl Daemon {
 
     /// Leaves the cluster gracefully (bounded by 5 s), then stops the HTTP server.
     /// `/health` answers 503 `leaving` meanwhile.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.leaving.store(true, Ordering::Relaxed);
+        self.monitors.stop();
         match tokio::time::timeout(LEAVE_TIMEOUT, self.handle.leave()).await {
             Ok(Ok(())) => info!("left the cluster"),
             Ok(Err(e)) => warn!(error = %e, "graceful leave failed"),
@@ -172,7 +197,8 @@ impl Daemon {
     }
 
     /// Stops the node without leaving (the others will see it fail) and the HTTP server.
-    pub async fn abort(self) {
+    pub async fn abort(mut self) {
+        self.monitors.stop();
         let _ = self.handle.shutdown().await;
         self.shutdown_http().await;
     }

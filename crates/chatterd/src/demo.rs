@@ -86,7 +86,7 @@ pub async fn run(nodes: u32, args: &Args) -> Result<()> {
     let result: Result<()> = async {
         for i in 1..=nodes {
             let name = format!("demo-{i}");
-            let mut started = start_child(&exe, &name, profile, args, seed)?;
+            let mut started = start_child(&exe, &name, profile, args, seed, demo_role(i, nodes))?;
             if seed.is_none() {
                 // The first node must be up before the others can use it as their seed.
                 let ready = read_ready(&name, &mut started).await?;
@@ -171,12 +171,50 @@ pub async fn run(nodes: u32, args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The services and checks of demo node `i` (1-based) of `nodes`, as extra flags: searcher
+/// shards 0 and 1, an indexer with a warning check, two api nodes, one of them with a critical
+/// check (the last node when there are fewer than five), so that `chatter services` and
+/// `chatter checks` have something to show. Every node also checks that /tmp is writable.
+pub fn demo_role(i: u32, nodes: u32) -> Vec<String> {
+    let mut flags: Vec<String> = Vec::new();
+    let mut add = |flag: &str, value: &str| {
+        flags.push(flag.to_owned());
+        flags.push(value.to_owned());
+    };
+    let service = match (i - 1) % 5 {
+        0 => "searcher:0",
+        1 => "searcher:1",
+        2 => "indexer",
+        _ => "api",
+    };
+    add("--service", service);
+    add(
+        "--check",
+        "name=tmp,interval=10s,cmd=test -w /tmp && echo 'OK - /tmp is writable' \
+         || { echo 'CRITICAL - /tmp is not writable'; exit 2; }",
+    );
+    if (i - 1) % 5 == 2 {
+        add(
+            "--check",
+            "name=queue,interval=10s,cmd=echo 'WARNING - indexing queue at 1200 documents (warn at 1000)'; exit 1",
+        );
+    }
+    if i == nodes.min(5) {
+        add(
+            "--check",
+            "name=backup,interval=10s,cmd=echo 'CRITICAL - last backup finished 26 hours ago'; exit 2",
+        );
+    }
+    flags
+}
+
 fn start_child(
     exe: &std::path::Path,
     name: &str,
     profile: Profile,
     args: &Args,
     seed: Option<SocketAddr>,
+    role: Vec<String>,
 ) -> Result<Started> {
     let mut cmd = Command::new(exe);
     cmd.args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
@@ -188,6 +226,29 @@ fn start_child(
     }
     if let Some(seed) = seed {
         cmd.arg("--seed").arg(seed.to_string());
+    }
+    // The demo's own monitoring flags, then whatever the operator gave (for every node).
+    cmd.args(role);
+    for check in &args.checks {
+        cmd.arg("--check").arg(check_flag(check));
+    }
+    for service in &args.services {
+        let spec = match &service.shard {
+            Some(shard) => format!("{}:{shard}", service.kind),
+            None => service.kind.clone(),
+        };
+        cmd.arg("--service").arg(spec);
+    }
+    for handler in &args.event_handlers {
+        cmd.arg("--event-handler").arg(handler_flag(handler));
+    }
+    cmd.arg("--event-handler-timeout")
+        .arg(crate::process::format_duration(args.event_handler_timeout))
+        .arg("--status-interval")
+        .arg(crate::process::format_duration(args.status_interval));
+    if let Some(token) = &args.http_token {
+        // Through the environment: it stays out of `ps`.
+        cmd.env("CHATTERD_HTTP_TOKEN", token);
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -223,6 +284,45 @@ fn start_child(
         stdout: BufReader::new(stdout),
         stderr,
     })
+}
+
+/// A check as its `--check` flag.
+fn check_flag(check: &crate::checks::CheckSpec) -> String {
+    use crate::checks::CheckKind;
+    use crate::process::format_duration;
+    let head = format!(
+        "name={},interval={},timeout={}",
+        check.name,
+        format_duration(check.interval),
+        format_duration(check.timeout)
+    );
+    match &check.kind {
+        CheckKind::Http(url) => format!("{head},http={url}"),
+        CheckKind::Tcp(addr) => format!("{head},tcp={addr}"),
+        CheckKind::Command(cmd) => format!("{head},cmd={cmd}"),
+    }
+}
+
+/// A handler as its `--event-handler` flag.
+fn handler_flag(handler: &crate::handlers::HandlerSpec) -> String {
+    use crate::handlers::Accept;
+    if handler.accept.is_empty() {
+        return format!("all={}", handler.command);
+    }
+    let filters: Vec<String> = handler
+        .accept
+        .iter()
+        .map(|a| match a {
+            Accept::All => "all".to_owned(),
+            Accept::AnyMember => "member".to_owned(),
+            Accept::Member(kind) => (*kind).to_owned(),
+            Accept::Message(None) => "message".to_owned(),
+            Accept::Message(Some(tag)) => format!("message:{tag}"),
+            Accept::KeyChanged(None) => "key-changed".to_owned(),
+            Accept::KeyChanged(Some(prefix)) => format!("key-changed:{prefix}"),
+        })
+        .collect();
+    format!("{}={}", filters.join(","), handler.command)
 }
 
 async fn read_ready(name: &str, started: &mut Started) -> Result<Ready> {
@@ -290,6 +390,18 @@ fn print_table(nodes: &[(Ready, Started)], profile: Profile, count: u32) {
         println!(
             "  chatter kv set role web --http {}    then: chatter kv get --http {}",
             first.http, victim.http
+        );
+        println!(
+            "  chatter checks --http {}     every node's health checks (one warning, one critical)",
+            first.http
+        );
+        println!(
+            "  chatter services --http {}   live instances by type and shard",
+            first.http
+        );
+        println!(
+            "  chatter system --http {}     load, CPU, memory, disk and uptime of every node",
+            first.http
         );
         println!(
             "  kill -9 {}       crash {}: the others declare it failed",
@@ -370,6 +482,43 @@ pub fn describe_exit(status: ExitStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn demo_roles_cover_services_and_failing_checks() {
+        let all: Vec<String> = (1..=5).flat_map(|i| demo_role(i, 5)).collect();
+        let text = all.join(" ");
+        for service in ["searcher:0", "searcher:1", "indexer", "api"] {
+            assert!(all.iter().any(|a| a == service), "{service}: {text}");
+        }
+        assert!(text.contains("exit 2") && text.contains("exit 1"), "{text}");
+        // Every flag parses.
+        for i in 1..=5 {
+            let mut argv = vec!["chatterd".to_owned()];
+            argv.extend(demo_role(i, 5));
+            <Args as clap::Parser>::try_parse_from(argv).unwrap();
+        }
+        // A smaller demo still has a critical check.
+        assert!(demo_role(3, 3).join(" ").contains("exit 2"));
+    }
+
+    #[test]
+    fn checks_and_handlers_round_trip_through_their_flags() {
+        for spec in [
+            "name=a,interval=2s,timeout=1s,cmd=check_load -w 5,4,3",
+            "name=b,interval=10s,timeout=5s,http=http://127.0.0.1:1/x",
+            "name=c,interval=1m,timeout=500ms,tcp=db:5432",
+        ] {
+            let check = crate::checks::parse_check(spec).unwrap();
+            assert_eq!(check_flag(&check), spec);
+        }
+        for spec in [
+            "all=logger x",
+            "member-failed,message:Deploy,key-changed:check/=cat",
+        ] {
+            let handler = crate::handlers::parse_handler(spec).unwrap();
+            assert_eq!(handler_flag(&handler), spec);
+        }
+    }
 
     #[test]
     fn parses_the_ready_line() {

@@ -58,6 +58,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/messages", post(crate::messages::broadcast))
         .route("/v1/events", get(crate::events::stream))
+        .merge(crate::monitor::routes()) // /v1/checks, /v1/services, /v1/system
+        .route("/metrics", get(crate::metrics::scrape))
+        .merge(crate::dashboard::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

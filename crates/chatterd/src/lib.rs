@@ -5,15 +5,24 @@
 
 #![deny(missing_docs)]
 
+pub mod auth;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod daemon;
+pub mod dashboard;
 pub mod demo;
 pub mod events;
+pub mod handlers;
 pub mod http;
 pub mod kv;
 pub mod messages;
+pub mod metrics;
+pub mod monitor;
+pub mod process;
+pub mod services;
+pub mod system;
 
 /// Runs what the flags ask for: one daemon, or a demo cluster with `--demo`.
 pub async fn run(args: cli::Args) -> anyhow::Result<()> {

@@ -1,0 +1,545 @@
+//! `GET /metrics`: the node's counters and gauges in the Prometheus text format (version
+//! 0.0.4), encoded with the `prometheus-client` crate.
+//!
+//! Nothing is counted here: every value is read at scrape time from the snapshot the node's
+//! driver last published (at most 250 ms old), so a scrape never takes a lock or waits on the
+//! protocol task. Each scrape builds a small registry with one collector over that snapshot.
+//!
+//! Every name starts with `chatter_` and carries its unit: counters end in `_total`, durations
+//! are in `_seconds`, sizes in `_bytes`. The series:
+//!
+//! | name | type | what |
+//! | --- | --- | --- |
+//! | `chatter_members{status}` | gauge | members by status (`alive`, `suspect`, `failed`, `left`), this node included |
+//! | `chatter_probes_{sent,acked,failed}_total` | counter | direct probes started, answered in time, ended without any ack |
+//! | `chatter_probe_rtt_seconds` | histogram | round trips of direct probes answered in time |
+//! | `chatter_indirect_probes_{sent,served}_total` | counter | indirect probe requests sent, and run for others |
+//! | `chatter_suspicions_{raised,refuted}_total`, `chatter_failures_declared_total` | counter | verdicts |
+//! | `chatter_packets_{sent,received}_total`, `chatter_{sent,received}_bytes_total` | counter | UDP traffic |
+//! | `chatter_dropped_total{reason}` | counter | datagrams and items dropped, by reason |
+//! | `chatter_messages_{broadcast,sent,delivered,duplicate,injected}_total` | counter | user messages (Plumtree) |
+//! | `chatter_state_updates_applied_total` | counter | key/value writes applied to replicas |
+//! | `chatter_pending_broadcasts`, `chatter_active_suspicions`, `chatter_health_score` | gauge | queue depths and Lifeguard local health |
+//! | `chatter_io_*_total` | counter | the runtime's socket and seed-resolution errors |
+//! | `chatter_build_info{version,cluster,node}`, `chatter_uptime_seconds`, `chatter_incarnation` | gauge | identity |
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chatter::{IoStats, MemberStatus, Snapshot, Stats};
+use chatter_core::RTT_BUCKETS_MICROS;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::prometheus_text::{self, CONTENT_TYPE};
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use tracing::warn;
+
+use crate::http::{ApiError, AppState, VERSION};
+
+/// Prefix of every metric name.
+pub const PREFIX: &str = "chatter";
+
+/// Who the node is, for `chatter_build_info` and `chatter_uptime_seconds`.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// The cluster's name.
+    pub cluster: String,
+    /// When the daemon started.
+    pub started: Instant,
+}
+
+/// `GET /metrics`.
+pub async fn scrape(State(state): State<AppState>) -> Response {
+    let info = NodeInfo {
+        cluster: state.cluster.clone(),
+        started: state.started,
+    };
+    match render(state.handle.snapshot(), info) {
+        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Err(fmt::Error) => {
+            // Writing to a String fails only if an encoder refuses its input; never seen.
+            warn!("cannot encode the metrics");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode the metrics",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// The metrics of `snapshot` in the Prometheus text format.
+pub fn render(snapshot: Arc<Snapshot>, info: NodeInfo) -> Result<String, fmt::Error> {
+    let mut registry = Registry::with_prefix(PREFIX);
+    registry.register_collector(Box::new(SnapshotCollector { snapshot, info }));
+    let mut out = String::new();
+    prometheus_text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+/// Encodes one snapshot; built per scrape.
+#[derive(Debug)]
+struct SnapshotCollector {
+    snapshot: Arc<Snapshot>,
+    info: NodeInfo,
+}
+
+/// A counter: name (without prefix and `_total`), help, value.
+type Counter = (&'static str, &'static str, u64);
+
+/// The reasons of `chatter_dropped_total`, with the counter of each.
+fn dropped(s: &Stats) -> [(&'static str, u64); 9] {
+    [
+        ("malformed", s.dropped_malformed),
+        ("version", s.dropped_version),
+        ("wrong_cluster", s.dropped_wrong_cluster),
+        ("oversize", s.dropped_oversize),
+        ("table_full", s.dropped_table_full),
+        ("indirect_overload", s.dropped_indirect_overload),
+        ("state_unknown", s.dropped_state_unknown),
+        ("state_full", s.dropped_state_full),
+        ("message_oversize", s.dropped_message_oversize),
+    ]
+}
+
+/// Every counter of the core except the drops (one labelled family) and the histogram.
+///
+/// The destructuring has no `..`: a counter added to [`Stats`] fails to compile here until it
+/// is exported (or knowingly ignored).
+fn counters(s: &Stats) -> Vec<Counter> {
+    let Stats {
+        packets_sent,
+        bytes_sent,
+        packets_received,
+        bytes_received,
+        dropped_malformed: _,
+        dropped_version: _,
+        dropped_wrong_cluster: _,
+        dropped_oversize: _,
+        dropped_table_full: _,
+        dropped_indirect_overload: _,
+        probes_sent,
+        probes_acked,
+        probes_failed,
+        indirect_probes_sent,
+        indirect_probes_served,
+        unreachable_reports,
+        suspicions_raised,
+        suspicions_refuted,
+        failures_declared,
+        gossip_sent,
+        syncs_started,
+        syncs_in_sync,
+        sync_states_sent,
+        dropped_state_unknown: _,
+        dropped_state_full: _,
+        state_updates_applied,
+        state_deltas_sent,
+        messages_broadcast,
+        messages_delivered,
+        messages_sent,
+        messages_duplicate,
+        dropped_message_oversize: _,
+        prunes_sent,
+        grafts_sent,
+        messages_injected,
+        probe_rtt: _,
+    } = *s;
+    vec![
+        ("packets_sent", "UDP datagrams sent.", packets_sent),
+        ("sent_bytes", "Bytes of UDP payload sent.", bytes_sent),
+        (
+            "packets_received",
+            "UDP datagrams received and accepted.",
+            packets_received,
+        ),
+        (
+            "received_bytes",
+            "Bytes of UDP payload received in accepted datagrams.",
+            bytes_received,
+        ),
+        ("probes_sent", "Direct probes started.", probes_sent),
+        (
+            "probes_acked",
+            "Direct probes answered in time.",
+            probes_acked,
+        ),
+        (
+            "probes_failed",
+            "Probes that ended without any ack, direct or indirect.",
+            probes_failed,
+        ),
+        (
+            "indirect_probes_sent",
+            "Indirect probe requests sent to intermediaries.",
+            indirect_probes_sent,
+        ),
+        (
+            "indirect_probes_served",
+            "Indirect probes run on behalf of other members.",
+            indirect_probes_served,
+        ),
+        (
+            "unreachable_reports",
+            "ICMP port-unreachable reports handed to the protocol.",
+            unreachable_reports,
+        ),
+        (
+            "suspicions_raised",
+            "Suspicions this node raised.",
+            suspicions_raised,
+        ),
+        (
+            "suspicions_refuted",
+            "Suspicions about this node that it refuted.",
+            suspicions_refuted,
+        ),
+        (
+            "failures_declared",
+            "Members this node declared failed.",
+            failures_declared,
+        ),
+        (
+            "gossip_updates_sent",
+            "Piggybacked gossip updates sent (one per update per datagram).",
+            gossip_sent,
+        ),
+        (
+            "syncs_started",
+            "Anti-entropy exchanges started.",
+            syncs_started,
+        ),
+        (
+            "syncs_in_sync",
+            "Anti-entropy exchanges skipped because the fingerprints matched.",
+            syncs_in_sync,
+        ),
+        (
+            "sync_states_sent",
+            "Member table states sent because fingerprints differed.",
+            sync_states_sent,
+        ),
+        (
+            "state_updates_applied",
+            "Key/value writes applied to replicas of other members.",
+            state_updates_applied,
+        ),
+        (
+            "state_deltas_sent",
+            "Key/value delta chunks sent in anti-entropy.",
+            state_deltas_sent,
+        ),
+        (
+            "messages_broadcast",
+            "User messages this node broadcast.",
+            messages_broadcast,
+        ),
+        (
+            "messages_sent",
+            "Datagrams carrying a user message in full (eager pushes, graft answers).",
+            messages_sent,
+        ),
+        (
+            "messages_delivered",
+            "User messages delivered here, each once.",
+            messages_delivered,
+        ),
+        (
+            "messages_duplicate",
+            "User messages received again (each prunes a broadcast tree link).",
+            messages_duplicate,
+        ),
+        (
+            "messages_injected",
+            "Messages injected from outside (chatter-inject) and broadcast.",
+            messages_injected,
+        ),
+        ("prunes_sent", "Broadcast tree prunes sent.", prunes_sent),
+        (
+            "grafts_sent",
+            "Broadcast tree grafts sent for missing messages.",
+            grafts_sent,
+        ),
+    ]
+}
+
+/// The runtime's counters.
+fn io_counters(s: &IoStats) -> Vec<Counter> {
+    let IoStats {
+        send_errors,
+        recv_errors,
+        icmp_unreachable,
+        seed_resolution_failures,
+    } = *s;
+    vec![
+        (
+            "io_send_errors",
+            "Datagrams the socket refused to send.",
+            send_errors,
+        ),
+        (
+            "io_recv_errors",
+            "Socket receive errors (other than ICMP reports).",
+            recv_errors,
+        ),
+        (
+            "io_icmp_unreachable",
+            "ICMP port-unreachable reports read from the socket's error queue.",
+            icmp_unreachable,
+        ),
+        (
+            "io_seed_resolution_failures",
+            "Seed resolutions that failed (each is retried).",
+            seed_resolution_failures,
+        ),
+    ]
+}
+
+/// Members by status, this node included.
+fn members_by_status(snapshot: &Snapshot) -> [(&'static str, u64); 4] {
+    let mut counts = [0u64; 4];
+    let slot = |s: MemberStatus| match s {
+        MemberStatus::Alive => 0,
+        MemberStatus::Suspect => 1,
+        MemberStatus::Failed => 2,
+        MemberStatus::Left => 3,
+    };
+    counts[slot(snapshot.local.status)] += 1;
+    for m in snapshot
+        .members
+        .iter()
+        .filter(|m| m.name != snapshot.local.name)
+    {
+        counts[slot(m.status)] += 1;
+    }
+    [
+        ("alive", counts[0]),
+        ("suspect", counts[1]),
+        ("failed", counts[2]),
+        ("left", counts[3]),
+    ]
+}
+
+/// The histogram's buckets in seconds, each with its own (not cumulative) count; the encoder
+/// accumulates them and adds `+Inf` with the total count.
+fn rtt_buckets(snapshot: &Snapshot) -> Vec<(f64, u64)> {
+    let h = &snapshot.stats.probe_rtt;
+    RTT_BUCKETS_MICROS
+        .iter()
+        .zip(h.buckets.iter())
+        .map(|(&bound, &count)| (micros_to_seconds(bound), count))
+        .collect()
+}
+
+fn micros_to_seconds(micros: u64) -> f64 {
+    // Exact for every bound and for any sum below 2^53 µs (285 years).
+    micros as f64 / 1e6
+}
+
+/// No exemplars: the histogram is rebuilt from counts.
+const NO_EXEMPLARS: Option<&HashMap<usize, Exemplar<NoLabelSet, f64>>> = None;
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let s = &*self.snapshot;
+
+        // Identity.
+        {
+            let mut m = encoder.encode_descriptor(
+                "build",
+                "Version of chatterd, cluster and node name; always 1.",
+                None,
+                MetricType::Info,
+            )?;
+            m.encode_info(&[
+                ("version", VERSION),
+                ("cluster", self.info.cluster.as_str()),
+                ("node", s.local.name.as_str()),
+            ])?;
+        }
+        gauge(
+            &mut encoder,
+            "uptime",
+            "Time since the daemon started.",
+            Some(&Unit::Seconds),
+            s.taken_at
+                .saturating_duration_since(self.info.started)
+                .as_secs_f64(),
+        )?;
+        gauge(
+            &mut encoder,
+            "incarnation",
+            "This node's incarnation (SWIM refutation counter).",
+            None,
+            s.local.incarnation,
+        )?;
+
+        // Membership.
+        {
+            let mut m = encoder.encode_descriptor(
+                "members",
+                "Members by status as this node sees them, this node included.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (status, count) in members_by_status(s) {
+                m.encode_family(&[("status", status)])?
+                    .encode_gauge(&count)?;
+            }
+        }
+        gauge(
+            &mut encoder,
+            "health_score",
+            "Lifeguard local health score: 0 is healthy; higher means this node missed its own \
+             acks and slowed its probing down.",
+            None,
+            u64::from(s.health_score),
+        )?;
+        gauge(
+            &mut encoder,
+            "pending_broadcasts",
+            "Updates waiting in the piggyback queue.",
+            None,
+            u64::try_from(s.pending_broadcasts).unwrap_or(u64::MAX),
+        )?;
+        gauge(
+            &mut encoder,
+            "active_suspicions",
+            "Members this node currently suspects.",
+            None,
+            u64::try_from(s.suspicions).unwrap_or(u64::MAX),
+        )?;
+
+        // Probe round trips.
+        {
+            let h = &s.stats.probe_rtt;
+            let mut m = encoder.encode_descriptor(
+                "probe_rtt",
+                "Round trips of direct probes answered in time.",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?;
+            m.encode_histogram(
+                micros_to_seconds(h.sum_micros),
+                h.count,
+                &rtt_buckets(s),
+                NO_EXEMPLARS,
+            )?;
+        }
+
+        // Counters.
+        for (name, help, value) in counters(&s.stats).into_iter().chain(io_counters(&s.io)) {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            m.encode_counter::<NoLabelSet, _, f64>(&value, None)?;
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "dropped",
+                "Datagrams, updates, requests and messages dropped, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, value) in dropped(&s.stats) {
+                m.encode_family(&[("reason", reason)])?
+                    .encode_counter::<NoLabelSet, _, f64>(&value, None)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encodes one unlabelled gauge.
+fn gauge<V: prometheus_client::encoding::EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: V,
+) -> Result<(), fmt::Error> {
+    encoder
+        .encode_descriptor(name, help, unit, MetricType::Gauge)?
+        .encode_gauge(&value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn snapshot() -> (chatter::Handle, Arc<Snapshot>) {
+        let handle = chatter::Chatter::builder("metrics-unit")
+            .bind(([127, 0, 0, 1], 0).into())
+            .config(chatter::Config::local())
+            .spawn()
+            .await
+            .unwrap();
+        let snapshot = handle.snapshot();
+        (handle, snapshot)
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[tokio::test]
+    async fn every_series_has_help_type_and_a_value() {
+        let (handle, snapshot) = snapshot().await;
+        let mut snap = (*snapshot).clone();
+        snap.stats.probe_rtt.record(Duration::from_micros(80));
+        snap.stats.probe_rtt.record(Duration::from_millis(3));
+        snap.stats.probe_rtt.record(Duration::from_secs(5));
+        snap.stats.dropped_wrong_cluster = 7;
+        let info = NodeInfo {
+            cluster: "c\"1".into(),
+            started: snap.taken_at - Duration::from_secs(2),
+        };
+        let text = render(Arc::new(snap), info).unwrap();
+        assert_eq!(value(&text, "chatter_members{status=\"alive\"}"), Some(1.0));
+        assert_eq!(value(&text, "chatter_members{status=\"left\"}"), Some(0.0));
+        assert_eq!(
+            value(&text, "chatter_dropped_total{reason=\"wrong_cluster\"}"),
+            Some(7.0)
+        );
+        assert_eq!(
+            value(&text, "chatter_probe_rtt_seconds_bucket{le=\"0.0001\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "chatter_probe_rtt_seconds_bucket{le=\"0.005\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, "chatter_probe_rtt_seconds_bucket{le=\"1\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, "chatter_probe_rtt_seconds_bucket{le=\"+Inf\"}"),
+            Some(3.0)
+        );
+        assert_eq!(value(&text, "chatter_probe_rtt_seconds_count"), Some(3.0));
+        assert_eq!(
+            value(&text, "chatter_probe_rtt_seconds_sum"),
+            Some(5.003080)
+        );
+        assert_eq!(value(&text, "chatter_uptime_seconds"), Some(2.0));
+        assert!(text.contains("cluster=\"c\\\"1\""), "{text}");
+        assert!(text.contains("# TYPE chatter_probes_sent_total counter\n"));
+        assert!(text.contains("# TYPE chatter_probe_rtt_seconds histogram\n"));
+        assert!(text.contains("# TYPE chatter_health_score gauge\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("chatter_"), "{line}");
+            let (_, v) = line.rsplit_once(' ').unwrap();
+            assert!(v.parse::<f64>().is_ok(), "{line}");
+        }
+        handle.shutdown().await.unwrap();
+    }
+}
