@@ -10,6 +10,13 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::sim::{Sim, SimConfig};
 
+mod dissemination;
+
+pub use dissemination::{
+    dissemination, dissemination_header, dissemination_line, dissemination_row,
+    dissemination_table, dissemination_with, DisseminationParams, DisseminationRow,
+};
+
 /// Parameters of the failure detection experiment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectionParams {

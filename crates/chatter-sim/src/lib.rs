@@ -30,6 +30,34 @@
 //! sim.wait_until(bound, |s| s.all_see_status(3, MemberStatus::Failed)).unwrap();
 //! assert!(sim.violations().is_empty());
 //! ```
+//!
+//! User messages and key/value writes are followed too: [`Sim::broadcast`] and [`Sim::set`]
+//! remember when and from where, every `Event::Message` and `Event::KeyChanged` drained from a
+//! node records who got what when ([`Sim::deliveries_of`], [`Sim::write`]), and [`Sim::traffic`]
+//! sums the dissemination counters of every node so that a broadcast's cost is a difference of
+//! two snapshots. With [`Sim::set_trace_payloads`] each datagram is decoded and counted against
+//! the messages and writes it carries; [`Sim::watch`] keeps one node's datagrams, decoded.
+//!
+//! ```
+//! use std::time::Duration;
+//! use chatter_core::Config;
+//! use chatter_sim::{Sim, SimConfig};
+//!
+//! let config = SimConfig::new(7).with_node_config(Config::local());
+//! let mut sim = Sim::with_cluster(config, 8, Duration::from_millis(10)).unwrap();
+//! sim.wait_until(Duration::from_secs(10), Sim::all_agree_alive).unwrap();
+//!
+//! let before = sim.traffic();
+//! let id = sim.broadcast(3, "hello", b"world".to_vec()).unwrap();
+//! let latency = sim.wait_delivered(&id, Duration::from_secs(5)).unwrap();
+//! assert!(sim.duplicate_deliveries(&id).is_empty());
+//! assert!(sim.traffic().since(&before).messages_sent >= 7, "one push per other node at least");
+//! assert!(latency < Duration::from_secs(1));
+//!
+//! let version = sim.set(4, "load", b"0.25".to_vec()).unwrap();
+//! sim.wait_until(Duration::from_secs(5), |s| s.write_reached_everywhere(4, version)).unwrap();
+//! assert_eq!(sim.node(0).unwrap().get("n0004", "load"), Some(&b"0.25"[..]));
+//! ```
 
 #![deny(missing_docs)]
 
@@ -38,7 +66,9 @@ mod invariants;
 mod log;
 mod network;
 mod sim;
+mod tracking;
 
 pub use log::{excerpt, LoggedEvent};
 pub use network::NetStats;
 pub use sim::{add_stats, node_addr, node_name, DownReason, NodeState, Sim, SimConfig, Timeout};
+pub use tracking::{Carried, Delivery, MessageRecord, Traffic, WatchedPacket, WriteRecord};

@@ -20,9 +20,13 @@ pub struct LoggedEvent {
 
 impl LoggedEvent {
     /// Name of the member the event is about (the conflicting name for conflicts).
+    ///
+    /// For a user message it is the origin, for a key change the key's owner.
     pub fn subject(&self) -> &str {
         match &self.event {
             Event::Conflict(c) => &c.name,
+            Event::Message(d) => &d.id.origin,
+            Event::KeyChanged(c) => &c.node,
             other => other.member().map_or("", |m| m.name.as_str()),
         }
     }
@@ -53,6 +57,27 @@ impl fmt::Display for LoggedEvent {
                 " {} other_addr={} other_gen={}",
                 c.name, c.other_addr, c.other_generation
             ),
+            Event::Message(d) => write!(
+                f,
+                " {}/{}/{} tag={} hops={} {} bytes",
+                d.id.origin,
+                d.id.generation,
+                d.id.seq,
+                d.tag,
+                d.hops,
+                d.payload.len()
+            ),
+            Event::KeyChanged(c) => match &c.value {
+                Some(v) => write!(
+                    f,
+                    " {} {}@{} set ({} bytes)",
+                    c.node,
+                    c.key,
+                    c.version,
+                    v.len()
+                ),
+                None => write!(f, " {} {}@{} deleted", c.node, c.key, c.version),
+            },
             other => {
                 if let Some(m) = other.member() {
                     write!(

@@ -1,18 +1,19 @@
 //! The simulation: many nodes, one virtual clock, one queue of arrivals, one queue of timers.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use chatter_core::{Config, ConfigError, Event, Identity, Member, MemberStatus, Node, Stats};
+use chatter_core::{wire, Config, ConfigError, Event, Identity, Member, MemberStatus, Node, Stats};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::invariants::SeenView;
 use crate::log::LoggedEvent;
 use crate::network::{Inbound, NetStats, Network};
+use crate::tracking::{Tracker, WatchedPacket};
 
 /// Settings of a simulation. Everything random derives from `seed`.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,12 +114,12 @@ impl fmt::Display for Timeout {
 impl std::error::Error for Timeout {}
 
 /// One simulated process slot: a name and an address that survive restarts.
-struct Slot {
-    name: String,
+pub(crate) struct Slot {
+    pub(crate) name: String,
     addr: SocketAddr,
-    generation: u64,
+    pub(crate) generation: u64,
     node: Option<Node>,
-    state: NodeState,
+    pub(crate) state: NodeState,
     /// Receive buffer while paused, and its size in bytes.
     buffer: VecDeque<Inbound>,
     buffered_bytes: usize,
@@ -159,10 +160,10 @@ const LIVELOCK_FIRES: u32 = 10_000;
 pub struct Sim {
     config: SimConfig,
     t0: Instant,
-    now: Duration,
-    slots: Vec<Slot>,
+    pub(crate) now: Duration,
+    pub(crate) slots: Vec<Slot>,
     by_name: BTreeMap<String, usize>,
-    net: Network,
+    pub(crate) net: Network,
     /// Node deadlines: `(deadline, node, version)`, stale entries skipped lazily.
     timers: BinaryHeap<Reverse<(Duration, usize, u64)>>,
     log: Vec<LoggedEvent>,
@@ -171,6 +172,13 @@ pub struct Sim {
     violation_count: u64,
     steps: u64,
     check_interval: Duration,
+    pub(crate) tracker: Tracker,
+    /// Decode every datagram sent to count what it carries (see `set_trace_payloads`).
+    pub(crate) trace_payloads: bool,
+    cluster_hash: u32,
+    /// Nodes whose datagrams are decoded and kept (see `watch`).
+    pub(crate) watched: BTreeSet<usize>,
+    pub(crate) watched_packets: Vec<WatchedPacket>,
 }
 
 impl fmt::Debug for Sim {
@@ -227,6 +235,26 @@ pub fn add_stats(a: &mut Stats, b: &Stats) {
     a.syncs_started += b.syncs_started;
     a.syncs_in_sync += b.syncs_in_sync;
     a.sync_states_sent += b.sync_states_sent;
+    a.dropped_state_unknown += b.dropped_state_unknown;
+    a.dropped_state_full += b.dropped_state_full;
+    a.state_updates_applied += b.state_updates_applied;
+    a.state_deltas_sent += b.state_deltas_sent;
+    a.messages_broadcast += b.messages_broadcast;
+    a.messages_delivered += b.messages_delivered;
+    a.messages_sent += b.messages_sent;
+    a.messages_duplicate += b.messages_duplicate;
+    a.dropped_message_oversize += b.dropped_message_oversize;
+    a.prunes_sent += b.prunes_sent;
+    a.grafts_sent += b.grafts_sent;
+    a.messages_injected += b.messages_injected;
+    for (x, y) in a.probe_rtt.buckets.iter_mut().zip(b.probe_rtt.buckets) {
+        *x += y;
+    }
+    a.probe_rtt.count += b.probe_rtt.count;
+    a.probe_rtt.sum_micros = a
+        .probe_rtt
+        .sum_micros
+        .saturating_add(b.probe_rtt.sum_micros);
 }
 
 impl Sim {
@@ -254,6 +282,11 @@ impl Sim {
             violation_count: 0,
             steps: 0,
             check_interval: Duration::from_millis(10),
+            tracker: Tracker::default(),
+            trace_payloads: false,
+            cluster_hash: wire::cluster_hash(&config.node_config.cluster_name),
+            watched: BTreeSet::new(),
+            watched_packets: Vec::new(),
             config,
         })
     }
@@ -455,6 +488,7 @@ impl Sim {
             now,
         )
         .expect("the config was validated by Sim::new");
+        self.tracker.close_writes_of(&self.slots[i].name);
         let slot = &mut self.slots[i];
         slot.generation = generation;
         slot.node = Some(node);
@@ -684,15 +718,37 @@ impl Sim {
 
     fn deliver(&mut self, i: usize, what: Inbound) {
         let now = self.instant();
-        let Some(node) = self.running_node_mut(i) else {
+        if self.running_node_mut(i).is_none() {
             return;
-        };
+        }
         match what {
-            Inbound::Datagram { from, bytes, .. } => {
+            Inbound::Datagram {
+                from,
+                bytes,
+                from_idx,
+            } => {
+                if self.watched.contains(&i) {
+                    if let Ok(messages) = wire::decode_packet(&bytes, self.cluster_hash, usize::MAX)
+                    {
+                        self.watched_packets.push(WatchedPacket {
+                            at: self.now,
+                            from: from_idx,
+                            to: Some(i),
+                            received: true,
+                            messages,
+                        });
+                    }
+                }
+                let Some(node) = self.running_node_mut(i) else {
+                    return;
+                };
                 node.handle_datagram(now, from, &bytes);
                 self.net.stats.packets_delivered += 1;
             }
             Inbound::Unreachable { dst } => {
+                let Some(node) = self.running_node_mut(i) else {
+                    return;
+                };
                 node.handle_unreachable(now, dst);
                 self.net.stats.unreachable_delivered += 1;
             }
@@ -721,7 +777,7 @@ impl Sim {
         self.after_input(i);
     }
 
-    fn running_node_mut(&mut self, i: usize) -> Option<&mut Node> {
+    pub(crate) fn running_node_mut(&mut self, i: usize) -> Option<&mut Node> {
         let slot = self.slots.get_mut(i)?;
         if slot.state != NodeState::Running {
             return None;
@@ -731,7 +787,7 @@ impl Sim {
 
     /// Drains a node's outputs after an input: transmits into the network, events into the log
     /// (and the invariant checks), then reschedules its deadline.
-    fn after_input(&mut self, i: usize) {
+    pub(crate) fn after_input(&mut self, i: usize) {
         let now_v = self.now;
         let Sim {
             slots,
@@ -743,6 +799,11 @@ impl Sim {
             config,
             t0,
             record_events,
+            tracker,
+            trace_payloads,
+            cluster_hash,
+            watched,
+            watched_packets,
             ..
         } = self;
         let slot = &mut slots[i];
@@ -759,7 +820,24 @@ impl Sim {
                 violations.push(msg);
             }
         };
+        let watching = watched.contains(&i);
         while let Some(t) = node.poll_transmit() {
+            if *trace_payloads || watching {
+                if let Ok(messages) = wire::decode_packet(&t.payload, *cluster_hash, usize::MAX) {
+                    if *trace_payloads {
+                        tracker.on_datagram(&messages);
+                    }
+                    if watching {
+                        watched_packets.push(WatchedPacket {
+                            at: now_v,
+                            from: i,
+                            to: net.hosts.get(&t.dst).copied(),
+                            received: false,
+                            messages,
+                        });
+                    }
+                }
+            }
             net.send(now_v, i, slot.addr, t.dst, t.payload);
         }
         while let Some(event) = node.poll_event() {
@@ -777,6 +855,11 @@ impl Sim {
                         slot.generation
                     ));
                 }
+            }
+            match &event {
+                Event::Message(d) => tracker.on_delivered(now_v, i, slot.generation, d),
+                Event::KeyChanged(c) => tracker.on_key_changed(now_v, i, slot.generation, c),
+                _ => {}
             }
             if *record_events {
                 log.push(LoggedEvent {
