@@ -199,7 +199,9 @@ impl Node {
 
     /// Asks announcers for messages that the tree did not deliver in time.
     pub(crate) fn graft_timers(&mut self, now: Instant) {
-        let due = self.plumtree.due_grafts(now, self.config.graft_retry);
+        let due =
+            self.plumtree
+                .due_grafts(now, self.config.graft_retry, self.config.message_cache_age);
         let max_neighbours = self.config.max_broadcast_neighbours;
         for (id, (name, addr)) in due {
             debug!(origin = %id.origin, seq = id.seq, from = %name, "grafting missing message");

@@ -69,6 +69,9 @@ pub(crate) struct Missing {
     pub(crate) announcers: VecDeque<(String, SocketAddr)>,
     pub(crate) graft_at: Instant,
     pub(crate) tries: u32,
+    /// First announcement heard: announcers keep a message cached for `message_cache_age`, so
+    /// grafting stops being useful that long after.
+    pub(crate) first_heard: Instant,
 }
 
 /// Which sequence numbers of one origin's life were seen: all up to `floor`, plus `above`.
@@ -84,8 +87,9 @@ struct SeenWindow {
 const MAX_SEEN_ABOVE: usize = 4096;
 /// Announcers remembered per missing message.
 const MAX_ANNOUNCERS: usize = 4;
-/// Grafts sent for one missing message before giving up on it.
-const MAX_GRAFT_TRIES: u32 = 4;
+/// Longest wait between two grafts for one missing message: retries back off exponentially from
+/// `graft_retry` up to this, until the announcers' cache age has passed.
+const MAX_GRAFT_BACKOFF: Duration = Duration::from_secs(8);
 
 /// Plumtree state of one node.
 #[derive(Debug, Clone, Default)]
@@ -226,29 +230,37 @@ impl Plumtree {
                 announcers: VecDeque::from([announcer]),
                 graft_at,
                 tries: 0,
+                first_heard: graft_at,
             },
         );
     }
 
     /// Missing messages whose graft time has come: `(id, announcer to graft from)`. Each is
-    /// rescheduled `retry` later with the next announcer, and dropped after a few tries.
+    /// rescheduled with the next announcer after `retry`, doubling up to 8 s, and dropped once
+    /// `give_up_after` has passed since it was first announced (the announcers' cache age: no
+    /// one can answer after that). Under 20% loss a graft round trip fails about a third of the
+    /// time; a fixed handful of tries left about 1 node in 60 without the message for good.
     pub(crate) fn due_grafts(
         &mut self,
         now: Instant,
         retry: Duration,
+        give_up_after: Duration,
     ) -> Vec<(MessageId, (String, SocketAddr))> {
         let mut due = Vec::new();
         let mut dropped = Vec::new();
         for (id, m) in self.missing.iter_mut() {
-            if now < m.graft_at {
-                continue;
-            }
-            if m.tries >= MAX_GRAFT_TRIES {
+            if now.duration_since(m.first_heard) >= give_up_after {
                 dropped.push(id.clone());
                 continue;
             }
+            if now < m.graft_at {
+                continue;
+            }
+            let backoff = retry
+                .saturating_mul(1 << m.tries.min(16))
+                .min(MAX_GRAFT_BACKOFF.max(retry));
             m.tries += 1;
-            m.graft_at = now + retry;
+            m.graft_at = now + backoff;
             if let Some(a) = m.announcers.pop_front() {
                 m.announcers.push_back(a.clone());
                 due.push((id.clone(), a));
@@ -330,20 +342,23 @@ mod tests {
         let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
         p.announced(id("a", 1, 1), ("x".into(), addr), now, 10);
         p.announced(id("a", 1, 1), ("y".into(), addr), now, 10);
-        let first = p.due_grafts(now, Duration::from_millis(100));
+        let (retry, give_up) = (Duration::from_millis(100), Duration::from_secs(60));
+        let first = p.due_grafts(now, retry, give_up);
         assert_eq!(first[0].1 .0, "x");
-        assert!(
-            p.due_grafts(now, Duration::from_millis(100)).is_empty(),
-            "rescheduled"
-        );
-        let second = p.due_grafts(now + Duration::from_millis(100), Duration::from_millis(100));
+        assert!(p.due_grafts(now, retry, give_up).is_empty(), "rescheduled");
+        let second = p.due_grafts(now + retry, retry, give_up);
         assert_eq!(second[0].1 .0, "y");
-        for i in 2..=MAX_GRAFT_TRIES + 1 {
-            p.due_grafts(
-                now + Duration::from_millis(100 * u64::from(i)),
-                Duration::from_millis(100),
-            );
+        // Backs off: the third try is 200 ms after the second, not 100.
+        assert!(p.due_grafts(now + retry * 2, retry, give_up).is_empty());
+        assert_eq!(p.due_grafts(now + retry * 3, retry, give_up).len(), 1);
+        // Keeps trying while announcers may still hold the message, then gives up.
+        let mut t = now + retry * 3;
+        let mut tries = 3;
+        while t < now + give_up {
+            t += Duration::from_secs(1);
+            tries += p.due_grafts(t, retry, give_up).len();
         }
+        assert!(tries >= 10, "{tries} tries in a minute");
         assert!(p.missing.is_empty());
     }
 }

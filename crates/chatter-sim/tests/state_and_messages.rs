@@ -125,14 +125,13 @@ fn broadcasts_under_loss(t: &SimTest, deadline: Duration) -> Vec<(MessageId, Vec
     missing
 }
 
-/// The property as designed: every broadcast reaches every running node exactly once within
-/// 10 s of virtual time, at 20% loss.
+/// The property as designed: every broadcast reaches every running node exactly once at 20%
+/// loss, within the minute that announcers keep a message to answer grafts (a node whose grafts
+/// keep getting lost backs off up to 8 s between tries).
 #[test]
-#[ignore = "core bug: a node whose four grafts all fail gives up on the message and is never \
-            announced it again (4-8 of 4,000 deliveries lost at 20% loss, seeds 42, 1, 2, 3)"]
 fn broadcasts_reach_every_node_once_under_20_percent_loss() {
     let t = SimTest::new("broadcasts_reach_every_node_once_under_20_percent_loss");
-    let missing = broadcasts_under_loss(&t, 10 * SECOND);
+    let missing = broadcasts_under_loss(&t, 60 * SECOND);
     t.check(missing.is_empty(), || {
         format!(
             "{} of 20 broadcasts did not reach every running node: {:?}",
@@ -142,20 +141,6 @@ fn broadcasts_reach_every_node_once_under_20_percent_loss() {
                 .map(|(id, nodes)| format!("{}/{}: {nodes:?}", id.origin, id.seq))
                 .collect::<Vec<_>>()
         )
-    });
-}
-
-/// What holds today at 20% loss: no message is ever delivered twice, none late, and at most
-/// 0.5% of the 4,000 deliveries are missing (see the ignored test above).
-#[test]
-fn broadcasts_under_20_percent_loss_are_delivered_at_most_once_and_rarely_missed() {
-    let t = SimTest::new(
-        "broadcasts_under_20_percent_loss_are_delivered_at_most_once_and_rarely_missed",
-    );
-    let missing = broadcasts_under_loss(&t, 10 * SECOND);
-    let lost: usize = missing.iter().map(|m| m.1.len()).sum();
-    t.check(lost <= 20, || {
-        format!("{lost} of 4,000 deliveries missing (more than 0.5%)")
     });
 }
 
