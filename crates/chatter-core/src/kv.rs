@@ -15,6 +15,9 @@ use crate::wire::{self, DigestRow, Message};
 /// Bytes reserved in a digest or delta datagram for the envelope and the message's own fields.
 const STATE_OVERHEAD: usize = 96;
 
+/// Superseded versions carried by one `StateUpdate` (about 3 bytes each).
+const MAX_SUPERSEDES: usize = 64;
+
 impl Node {
     /// Sets `key` of this node's state to `value`, gossips the write, and returns its version.
     ///
@@ -62,6 +65,21 @@ impl Node {
             }
         }
         let version = self.my_state.watermark + 1;
+        // Versions of this key that the write makes obsolete: the previous one, and, while the
+        // previous update is still queued (it will be replaced and never sent again), those it
+        // carried. Bounded, newest kept; anti-entropy covers anything beyond.
+        let carried = self.my_supersedes.remove(key).unwrap_or_default();
+        let mut supersedes: Vec<u64> = if self.broadcasts.contains(&kv_key(&self.me.name, key)) {
+            carried
+        } else {
+            Vec::new()
+        };
+        if let Some(previous) = self.my_state.entries.get(key) {
+            supersedes.push(previous.version);
+        }
+        if supersedes.len() > MAX_SUPERSEDES {
+            supersedes.drain(..supersedes.len() - MAX_SUPERSEDES);
+        }
         let entry = WireEntry {
             key: key.to_owned(),
             value,
@@ -90,10 +108,13 @@ impl Node {
             value: entry.value.clone(),
             version,
         }));
+        self.my_supersedes
+            .insert(entry.key.clone(), supersedes.clone());
         let update = Message::StateUpdate(wire::StateUpdate {
             node,
             generation: self.me.generation,
             entry,
+            supersedes,
         });
         self.enqueue_broadcast(now, &kv_key(&self.me.name, key), &update);
         Ok(version)
@@ -157,15 +178,15 @@ impl Node {
 
     /// Applies writes to the replica of `node` (life `generation`), emitting an event for each
     /// change. Returns the entries that changed the replica.
-    fn apply_entries(
-        &mut self,
-        now: Instant,
-        node: &str,
-        generation: u64,
-        entries: Vec<WireEntry>,
-        reset: bool,
-        range: Option<(u64, u64)>,
-    ) -> Vec<WireEntry> {
+    fn apply_entries(&mut self, now: Instant, writes: Writes<'_>) -> Vec<WireEntry> {
+        let Writes {
+            node,
+            generation,
+            entries,
+            reset,
+            range,
+            superseded,
+        } = writes;
         if node == self.me.name {
             return Vec::new();
         }
@@ -212,6 +233,11 @@ impl Node {
                 replica.advance(from, to);
             }
         }
+        if full == 0 {
+            for &version in superseded.iter().take(MAX_SUPERSEDES) {
+                replica.note_version(version);
+            }
+        }
         let after = replica.digest_hash(node);
         // Keys a reset removed and the delta did not bring back are deleted for readers.
         let gone: Vec<String> = removed
@@ -249,11 +275,14 @@ impl Node {
     pub(crate) fn on_state_update(&mut self, now: Instant, update: wire::StateUpdate) {
         let changed = self.apply_entries(
             now,
-            &update.node,
-            update.generation,
-            vec![update.entry.clone()],
-            false,
-            None,
+            Writes {
+                node: &update.node,
+                generation: update.generation,
+                entries: vec![update.entry.clone()],
+                reset: false,
+                range: None,
+                superseded: &update.supersedes,
+            },
         );
         if !changed.is_empty() {
             // Infect-style: pass fresh writes on at once; stale ones stop here.
@@ -438,11 +467,14 @@ impl Node {
         debug!(node = %delta.node, from = delta.from_version, to = delta.to_version, n = delta.entries.len(), "state delta");
         self.apply_entries(
             now,
-            &delta.node,
-            delta.generation,
-            delta.entries,
-            delta.reset,
-            Some((delta.from_version, delta.to_version)),
+            Writes {
+                node: &delta.node,
+                generation: delta.generation,
+                entries: delta.entries,
+                reset: delta.reset,
+                range: Some((delta.from_version, delta.to_version)),
+                superseded: &[],
+            },
         );
     }
 
@@ -458,6 +490,19 @@ impl Node {
             self.state_fingerprint ^= before ^ replica.digest_hash(name);
         }
     }
+}
+
+/// Writes of one owner's life arriving together (a piggybacked update or a delta chunk).
+struct Writes<'a> {
+    node: &'a str,
+    generation: u64,
+    entries: Vec<WireEntry>,
+    /// Forget the replica's entries first.
+    reset: bool,
+    /// The chunk covers the owner's writes `(from, to]`.
+    range: Option<(u64, u64)>,
+    /// Versions the writes make obsolete.
+    superseded: &'a [u64],
 }
 
 /// Broadcast-queue key of a write: one queued update per (node, key).

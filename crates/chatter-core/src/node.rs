@@ -109,6 +109,8 @@ pub struct Node {
     pub(crate) plumtree: Plumtree,
     /// This node's own key/value state.
     pub(crate) my_state: NodeState,
+    /// Per own key, the versions its latest update said it supersedes.
+    pub(crate) my_supersedes: BTreeMap<String, Vec<u64>>,
     /// Replicas of other members' state.
     pub(crate) states: BTreeMap<String, NodeState>,
     /// XOR of `digest_hash` of every replica, this node's included.
@@ -152,6 +154,7 @@ impl Node {
             plumtree: Plumtree::default(),
             gossip_fresh: false,
             my_state,
+            my_supersedes: BTreeMap::new(),
             states: BTreeMap::new(),
             state_fingerprint,
             cluster: wire::cluster_hash(&config.cluster_name),

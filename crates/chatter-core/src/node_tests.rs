@@ -503,3 +503,26 @@ fn owners_missing_from_a_multi_chunk_digest_are_sent_in_full() {
         })
     });
 }
+
+#[test]
+fn overwrites_in_a_burst_leave_no_watermark_gaps() {
+    let config = Config::lan(); // anti-entropy only every 10 s: the test runs for 1 s
+    let mut net = Net::new(6, config);
+    net.run_until(secs(20), Net::all_see_alive);
+    // Until the node's first exchange has happened, give it time to settle.
+    net.run_for(secs(12));
+    let now = net.now;
+    for round in 0..10u8 {
+        for key in ["cpu", "mem", "load"] {
+            net.nodes[0].set(now, key, vec![round]).unwrap();
+        }
+    }
+    // Each key's queued update was replaced nine times: versions 1..=27 never travel. The last
+    // updates carry the versions they supersede, so replicas close the gaps without waiting
+    // for anti-entropy.
+    net.run_for(Duration::from_millis(500));
+    for i in 1..6 {
+        assert_eq!(net.nodes[i].get("n0", "cpu"), Some(&[9u8][..]), "node {i}");
+        assert_eq!(net.nodes[i].state_version("n0"), Some(30), "node {i}");
+    }
+}

@@ -155,7 +155,7 @@ impl NodeState {
     }
 
     /// Records that `version` is known, advancing the watermark while contiguous.
-    fn note_version(&mut self, version: u64) {
+    pub(crate) fn note_version(&mut self, version: u64) {
         if version <= self.watermark {
             return;
         }

@@ -252,6 +252,9 @@ pub struct StateUpdate {
     pub generation: u64,
     /// The write.
     pub entry: WireEntry,
+    /// Earlier versions of the same key that this write supersedes (the most recent few): they
+    /// will never travel on their own, so a replica may count them as known.
+    pub supersedes: Vec<u64>,
 }
 
 /// One row of a key/value digest.

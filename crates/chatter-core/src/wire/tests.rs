@@ -165,6 +165,7 @@ fn message() -> impl Strategy<Value = Message> {
                 node,
                 generation,
                 entry,
+                supersedes: vec![1, 2],
             })
         }),
         (
