@@ -141,16 +141,16 @@ impl Sampler {
             .filter(|&n| n > 0);
         let cpu = f64::from(self.system.global_cpu_usage());
         let total = self.system.total_memory();
-        let disk = self
-            .disks
-            .list()
-            .iter()
-            .find(|d| d.mount_point() == std::path::Path::new("/"))
-            .map(|d| Usage {
-                used: d.total_space().saturating_sub(d.available_space()),
-                total: d.total_space(),
-            })
-            .or_else(root_statvfs);
+        let disk = root_statvfs().or_else(|| {
+            self.disks
+                .list()
+                .iter()
+                .find(|d| d.mount_point() == std::path::Path::new("/"))
+                .map(|d| Usage {
+                    used: d.total_space().saturating_sub(d.available_space()),
+                    total: d.total_space(),
+                })
+        });
         let boot = System::boot_time();
         SystemStatus {
             load: [load.one, load.five, load.fifteen]
@@ -170,8 +170,10 @@ impl Sampler {
     }
 }
 
-/// The root filesystem's usage through `statvfs("/")`, for hosts where `sysinfo` does not list
-/// it (an overlay root in a container).
+/// The root filesystem's usage through `statvfs("/")`, computed as `df` does: used is
+/// `blocks - free`, and the total is used plus what is still available to ordinary users, so the
+/// percentage matches `df`'s `Use%` (blocks reserved for root, or not backed by a thin-provisioned
+/// disk, count neither as used nor as available). `sysinfo`'s `total - available` is the fallback.
 #[allow(clippy::useless_conversion)] // the libc types are u64 on 64-bit targets only
 fn root_statvfs() -> Option<Usage> {
     let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
@@ -184,12 +186,12 @@ fn root_statvfs() -> Option<Usage> {
         stat.assume_init()
     };
     let frsize = u64::from(stat.f_frsize).max(1);
-    let total = u64::from(stat.f_blocks).saturating_mul(frsize);
+    let used = u64::from(stat.f_blocks)
+        .saturating_sub(u64::from(stat.f_bfree))
+        .saturating_mul(frsize);
     let available = u64::from(stat.f_bavail).saturating_mul(frsize);
-    (total > 0).then(|| Usage {
-        used: total.saturating_sub(available),
-        total,
-    })
+    let total = used.saturating_add(available);
+    (total > 0).then_some(Usage { used, total })
 }
 
 /// Starts the publisher: a first sample (after sysinfo's minimum CPU interval) is published in
