@@ -175,16 +175,30 @@ curl -sS -m 5 -X PUT --data-binary '{"status":"critical","output":"replica lag 4
     "http://${HTTP[dash-2]}/v1/kv/check/ci-replication" >/dev/null ||
     fail "cannot set a check key on dash-2"
 
-log "starting chromedriver"
-setsid chromedriver --port=0 >"$TMP/chromedriver.log" 2>&1 </dev/null &
-WD_PGID=$!
-for _ in $(seq 100); do
-    WD_PORT=$(sed -nE 's/.*started successfully on port ([0-9]+).*/\1/p' "$TMP/chromedriver.log" | head -n1)
+# chromedriver's own --port=0 sometimes fails to bind ("IPv4 port not available"): pick a free
+# loopback port here, and try again with another if chromedriver still loses a race for it.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+WD_PORT=
+for attempt in 1 2 3 4 5; do
+    port=$(free_port) || fail "cannot find a free port for chromedriver"
+    log "starting chromedriver on port $port (attempt $attempt)"
+    setsid chromedriver --port="$port" >"$TMP/chromedriver.log" 2>&1 </dev/null &
+    WD_PGID=$!
+    for _ in $(seq 100); do
+        if grep -q "started successfully" "$TMP/chromedriver.log"; then
+            WD_PORT=$port
+            break
+        fi
+        kill -0 "$WD_PGID" 2>/dev/null || break
+        sleep 0.1
+    done
     [[ -n $WD_PORT ]] && break
-    kill -0 "$WD_PGID" 2>/dev/null || fail "chromedriver exited at start"
-    sleep 0.1
+    kill -KILL -- "-$WD_PGID" 2>/dev/null || true
+    wait "$WD_PGID" 2>/dev/null || true
 done
-[[ -n $WD_PORT ]] || fail "chromedriver did not say which port it listens on"
+[[ -n $WD_PORT ]] || fail "chromedriver did not start after 5 attempts"
 
 CHROMIUM=$(command -v chromium)
 caps=$(jq -nc --arg bin "$CHROMIUM" --arg profile "$TMP/chromium-profile" '{
