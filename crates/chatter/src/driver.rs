@@ -372,6 +372,20 @@ impl Driver {
                         self.read_error_queue(false);
                     }
                 }
+                // tokio answers WouldBlock from its cached readiness until the reactor has once
+                // seen the new socket writable, without asking the kernel: the first datagrams
+                // of a node (its join request) were dropped and joins waited for the 1 s retry.
+                // The kernel's own answer decides: a direct sendto on the non-blocking socket.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !retried => {
+                    match socket2::SockRef::from(&self.socket).send_to(payload, &to.into()) {
+                        Ok(_) => return,
+                        Err(error) => {
+                            self.io.send_errors += 1;
+                            debug!(%dst, %error, "send failed");
+                            return;
+                        }
+                    }
+                }
                 // Lost like on a lossy network (a full send buffer included); the protocol
                 // retries what matters.
                 Err(error) => {

@@ -396,3 +396,36 @@ async fn dual_stack_node_talks_to_ipv4_members() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// A joiner's first datagram (its join request) must leave at once. tokio's `try_send_to`
+/// answers WouldBlock until the reactor has seen a new socket writable; dropping that datagram
+/// made every join wait for the retry `join_retry_initial` later (1 s with `lan`).
+#[tokio::test]
+async fn a_join_does_not_wait_for_the_retry() {
+    let config = Config::lan();
+    let retry = config.join_retry_initial;
+    let spawn = |name: &str, seed: Option<SocketAddr>| {
+        let mut builder = Chatter::builder(name)
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .config(config.clone());
+        if let Some(seed) = seed {
+            builder = builder.seed(seed.to_string());
+        }
+        builder.spawn()
+    };
+    let a = spawn("a", None).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let b = spawn("b", Some(a.local_addr())).await.unwrap();
+    wait_until(&b, deadline(5), "b sees a alive", |s| {
+        sees(s, "a", MemberStatus::Alive)
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took < retry / 2,
+        "join took {took:?}: the first datagram was lost"
+    );
+    assert_eq!(b.snapshot().io.send_errors, 0);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
