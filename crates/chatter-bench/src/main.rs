@@ -5,12 +5,15 @@
 //! target/release/chatter-bench detection --nodes 5,20,50 --runs 5
 //! target/release/chatter-bench pause --nodes 5 --pauses 2,5,8,10
 //! target/release/chatter-bench idle --nodes 20,50 --seconds 60
+//! target/release/chatter-bench compare --nodes 5,20,50 --runs 5   # against Serf and chitchat
+//! target/release/chatter-bench compare --quick                    # smoke test, N=5, ~2 min
 //! ```
 //!
 //! Every daemon is started by the harness, reached only on loopback, and killed by PID when a
 //! scenario ends (or the harness exits). Every wait has a deadline.
 
 mod cluster;
+mod compare;
 mod propagation;
 
 use std::path::{Path, PathBuf};
@@ -77,6 +80,51 @@ enum Scenario {
         #[arg(long, default_value_t = 20)]
         count: usize,
     },
+    /// The same scenarios for Chatter, HashiCorp Serf and chitchat, each with its defaults,
+    /// in one run: tables with the ratios (Markdown).
+    Compare {
+        /// Cluster sizes.
+        #[arg(long, value_delimiter = ',', default_value = "5,20,50")]
+        nodes: Vec<usize>,
+        /// SIGKILLs per cluster size and system (the victim is restarted between kills).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// SIGSTOP pause lengths in seconds.
+        #[arg(long, value_delimiter = ',', default_value = "2,5,10")]
+        pauses: Vec<f64>,
+        /// Broadcasts and key/value writes per cluster size and system.
+        #[arg(long, default_value_t = 10)]
+        messages: usize,
+        /// Idle measurement window in seconds.
+        #[arg(long, default_value_t = 30)]
+        idle_seconds: u64,
+        /// Wait after convergence before the idle window, in seconds.
+        #[arg(long, default_value_t = 10)]
+        settle_seconds: u64,
+        /// Systems to run: chatter, serf, chitchat.
+        #[arg(long, value_delimiter = ',', default_value = "chatter,serf,chitchat")]
+        systems: Vec<String>,
+        /// The serf binary.
+        #[arg(long, default_value = "serf")]
+        serf: PathBuf,
+        /// The chitchat node binary [default: chatter-bench-chitchat next to this executable].
+        #[arg(long)]
+        chitchat: Option<PathBuf>,
+        /// Extra chatterd flags for an added "Chatter (Serf timings)" column, e.g. the flags
+        /// setting probe interval 1 s, probe timeout 500 ms, suspicion multiplier 4.
+        #[arg(long, allow_hyphen_values = true)]
+        chatter_tuned_args: Option<String>,
+        /// Smoke test: 5 nodes, 1 kill, one 2 s pause, 3 messages, 5 s idle window (~2 min).
+        /// Exits non-zero when a system fails to start or converge, or a scenario fails.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the Markdown section to this file.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Replace (or add) the "Side by side" section of this file, e.g. docs/BENCHMARKS.md.
+        #[arg(long)]
+        update_doc: Option<PathBuf>,
+    },
     /// Idle CPU, RSS and traffic per daemon once the cluster has settled.
     Idle {
         /// Cluster sizes.
@@ -132,6 +180,67 @@ fn main() -> Result<()> {
             propagation::broadcast(&chatterd, &args.profile, &nodes, count)
         }
         Scenario::Kv { nodes, count } => propagation::kv(&chatterd, &args.profile, &nodes, count),
+        Scenario::Compare {
+            nodes,
+            runs,
+            pauses,
+            messages,
+            idle_seconds,
+            settle_seconds,
+            systems,
+            serf,
+            chitchat,
+            chatter_tuned_args,
+            quick,
+            markdown,
+            update_doc,
+        } => {
+            let chitchat = match chitchat {
+                Some(p) => p,
+                None => chatterd
+                    .parent()
+                    .context("chatterd has no directory")?
+                    .join("chatter-bench-chitchat"),
+            };
+            // The command as printed in the report, without the options that only say where
+            // binaries and outputs are (they do not change the figures).
+            let mut shown = Vec::new();
+            let mut argv = std::env::args().skip(1);
+            while let Some(a) = argv.next() {
+                if ["--chatterd", "--markdown", "--update-doc", "--chitchat"].contains(&a.as_str())
+                {
+                    argv.next();
+                } else if !["--chatterd=", "--markdown=", "--update-doc=", "--chitchat="]
+                    .iter()
+                    .any(|p| a.starts_with(p))
+                {
+                    shown.push(a);
+                }
+            }
+            let command_line = std::iter::once("target/release/chatter-bench".to_owned())
+                .chain(shown)
+                .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+                .collect::<Vec<_>>()
+                .join(" ");
+            compare::run(compare::Options {
+                nodes,
+                runs,
+                pauses,
+                messages,
+                idle_seconds,
+                settle_seconds,
+                systems,
+                chatterd,
+                serf,
+                chitchat,
+                tuned_args: chatter_tuned_args
+                    .map(|s| s.split_whitespace().map(str::to_owned).collect()),
+                quick,
+                update_doc,
+                markdown,
+                command_line,
+            })
+        }
     }
 }
 

@@ -1,0 +1,239 @@
+//! Chatter: `chatterd` processes, driven through their HTTP API and SSE streams.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::Sender;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::Value;
+
+use super::system::{
+    node_name, slot, unix_ms, Arrival, KvMode, MemberView, Proc, Seen, Status, System, Traffic,
+};
+use crate::cluster::find_number;
+
+struct Node {
+    proc: Proc,
+    gossip: String,
+    http: String,
+}
+
+pub struct Chatter {
+    label: String,
+    chatterd: PathBuf,
+    extra: Vec<String>,
+    nodes: Vec<Option<Node>>,
+    /// Nodes asked to leave, kept until they exit or the system is dropped.
+    leaving: Vec<Node>,
+    agent: ureq::Agent,
+}
+
+impl Chatter {
+    /// `extra`: flags added to every daemon's command line (none for the defaults).
+    pub fn new(label: &str, chatterd: PathBuf, extra: Vec<String>) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .into();
+        Self {
+            label: label.to_owned(),
+            chatterd,
+            extra,
+            nodes: Vec::new(),
+            leaving: Vec::new(),
+            agent,
+        }
+    }
+
+    fn node(&self, i: usize) -> Result<&Node> {
+        self.nodes
+            .get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| anyhow!("chatterd {} not running", node_name(i)))
+    }
+
+    fn get(&self, i: usize, path: &str) -> Result<Value> {
+        let url = format!("http://{}{path}", self.node(i)?.http);
+        let body = self
+            .agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?
+            .body_mut()
+            .read_to_string()?;
+        Ok(serde_json::from_str(&body)?)
+    }
+}
+
+fn status(s: &str) -> Status {
+    match s {
+        "alive" => Status::Alive,
+        "suspect" => Status::Suspect,
+        "failed" => Status::Failed,
+        "left" => Status::Left,
+        _ => Status::Other,
+    }
+}
+
+impl System for Chatter {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<()> {
+        let name = node_name(i);
+        let mut cmd = Command::new(&self.chatterd);
+        cmd.args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--node-name", &name])
+            .args(&self.extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null());
+        if i != 0 {
+            cmd.args(["--seed", &self.node(0)?.gossip]);
+        }
+        let proc = Proc::spawn(cmd, &self.chatterd.display().to_string(), Some)?;
+        *slot(&mut self.nodes, i) = Some(Node {
+            proc,
+            gossip: String::new(),
+            http: String::new(),
+        });
+        Ok(())
+    }
+
+    fn wait_ready(&mut self, i: usize, limit: Duration) -> Result<()> {
+        let node = slot(&mut self.nodes, i)
+            .as_mut()
+            .ok_or_else(|| anyhow!("chatterd {} not started", node_name(i)))?;
+        let line = node.proc.wait_line("chatterd ready", limit)?;
+        let field = |key: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key).map(str::to_owned))
+                .ok_or_else(|| anyhow!("ready line lacks {key}: {line}"))
+        };
+        node.gossip = field("gossip=")?;
+        node.http = field("http=")?;
+        Ok(())
+    }
+
+    fn pid(&self, i: usize) -> Option<i32> {
+        self.node(i).ok().map(|n| n.proc.pid())
+    }
+
+    fn view(&self, i: usize) -> Result<Vec<MemberView>> {
+        let v = self.get(i, "/v1/members")?;
+        let list = v
+            .get("members")
+            .and_then(Value::as_array)
+            .ok_or_else(|| anyhow!("unexpected /v1/members body"))?;
+        Ok(list
+            .iter()
+            .map(|m| MemberView {
+                name: m["name"].as_str().unwrap_or_default().to_owned(),
+                status: status(m["status"].as_str().unwrap_or_default()),
+                since_ms: m["status_since_ms"].as_f64(),
+            })
+            .collect())
+    }
+
+    fn kill(&mut self, i: usize) -> Result<()> {
+        if let Some(node) = slot(&mut self.nodes, i).take() {
+            node.proc.signal(libc::SIGKILL)?;
+            drop(node);
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, i: usize) -> Result<()> {
+        let node = slot(&mut self.nodes, i)
+            .take()
+            .ok_or_else(|| anyhow!("chatterd {} not running", node_name(i)))?;
+        node.proc.signal(libc::SIGTERM)?;
+        self.leaving.push(node);
+        Ok(())
+    }
+
+    fn traffic(&self, i: usize) -> Result<Option<Traffic>> {
+        let v = self.get(i, "/v1/self")?;
+        Ok(Some(Traffic {
+            bytes_sent: find_number(&v, "bytes_sent").context("no bytes_sent in /v1/self")?,
+            packets_sent: find_number(&v, "packets_sent").context("no packets_sent in /v1/self")?,
+        }))
+    }
+
+    fn follow(&mut self, tx: Sender<Seen>) -> Result<()> {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some(node) = node else { continue };
+            let url = format!("http://{}/v1/events", node.http);
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(None)
+                .build()
+                .into();
+            let response = agent
+                .get(&url)
+                .call()
+                .with_context(|| format!("GET {url}"))?;
+            let tx = tx.clone();
+            // Ends when the daemon closes the stream (it exits).
+            thread::spawn(move || {
+                let reader = BufReader::new(response.into_body().into_reader());
+                for line in reader.lines().map_while(Result::ok) {
+                    let Some(data) = line.strip_prefix("data:") else {
+                        continue;
+                    };
+                    let at_ms = unix_ms();
+                    let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
+                        continue;
+                    };
+                    let arrival = match event["type"].as_str() {
+                        Some("message") if event["tag"] == "bench" => {
+                            match event["payload"]["n"].as_u64() {
+                                Some(seq) => Arrival::Message(seq),
+                                None => continue,
+                            }
+                        }
+                        Some("key-changed") => Arrival::Key {
+                            owner: event["node"].as_str().unwrap_or_default().to_owned(),
+                            key: event["key"].as_str().unwrap_or_default().to_owned(),
+                            value: event["value"].as_str().unwrap_or_default().to_owned(),
+                        },
+                        _ => continue,
+                    };
+                    if tx
+                        .send(Seen {
+                            node: i,
+                            at_ms,
+                            arrival,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn broadcast(&self, origin: usize, seq: u64) -> Result<bool> {
+        let url = format!("http://{}/v1/messages", self.node(origin)?.http);
+        self.agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(format!(r#"{{"tag":"bench","payload":{{"n":{seq}}}}}"#))
+            .with_context(|| format!("POST {url}"))?;
+        Ok(true)
+    }
+
+    fn set_key(&self, origin: usize, key: &str, value: &str) -> Result<Option<KvMode>> {
+        let url = format!("http://{}/v1/kv/{key}", self.node(origin)?.http);
+        self.agent
+            .put(&url)
+            .send(value)
+            .with_context(|| format!("PUT {url}"))?;
+        Ok(Some(KvMode::Events))
+    }
+}

@@ -1,0 +1,202 @@
+//! What `compare` needs from each system under test, and the process plumbing they share.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// A member's status in one node's view, mapped onto Chatter's vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Alive,
+    Suspect,
+    /// Chatter `failed`, Serf `failed`, chitchat "dead" (not live for its failure detector).
+    Failed,
+    /// A graceful leave: Chatter and Serf `left` (chitchat has no such state).
+    Left,
+    Other,
+}
+
+/// One member as one node sees it.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    pub name: String,
+    pub status: Status,
+    /// Unix ms at which this node gave the member its current status, when the system says
+    /// (Chatter: `status_since_ms`; the chitchat node: when it saw the live set change).
+    pub since_ms: Option<f64>,
+}
+
+/// Something that arrived on one node, seen by the harness.
+#[derive(Debug, Clone)]
+pub enum Arrival {
+    /// A broadcast with this sequence number.
+    Message(u64),
+    /// A key of `owner` now holding `value`.
+    Key {
+        owner: String,
+        key: String,
+        value: String,
+    },
+}
+
+/// An arrival on node `node` at `at_ms` (Unix ms).
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub node: usize,
+    pub at_ms: f64,
+    pub arrival: Arrival,
+}
+
+/// Cumulative traffic sent by one node.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Traffic {
+    pub bytes_sent: f64,
+    pub packets_sent: f64,
+}
+
+/// How a system makes key/value writes visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvMode {
+    /// Arrivals come as [`Seen`] events.
+    Events,
+    /// The harness polls [`System::poll_key`] on every node.
+    Poll,
+}
+
+/// One system under test: a cluster of local processes, slot `i` being node `n{i:02}`.
+/// Slot 0 is the seed everyone joins through; it is never the victim.
+pub trait System {
+    /// Column label in the tables.
+    fn label(&self) -> String;
+    /// Starts the process of slot `i` (a new life if it ran before) without waiting for it.
+    fn spawn(&mut self, i: usize) -> Result<()>;
+    /// Waits until slot `i` says it is up.
+    fn wait_ready(&mut self, i: usize, limit: Duration) -> Result<()>;
+    /// PID of slot `i`, while running.
+    fn pid(&self, i: usize) -> Option<i32>;
+    /// Slot `i`'s member table.
+    fn view(&self, i: usize) -> Result<Vec<MemberView>>;
+    /// SIGKILLs slot `i` and reaps it.
+    fn kill(&mut self, i: usize) -> Result<()>;
+    /// Asks slot `i` to leave gracefully (the system's documented way); the process is kept
+    /// (and killed with the system if it has not exited by then).
+    fn leave(&mut self, i: usize) -> Result<()>;
+    /// Cumulative traffic sent by slot `i`, if it can be measured.
+    fn traffic(&self, i: usize) -> Result<Option<Traffic>>;
+    /// From now on, send arrivals on every running node to `tx`.
+    fn follow(&mut self, tx: Sender<Seen>) -> Result<()>;
+    /// Broadcasts message `seq` from slot `origin`; `false`: the system has no broadcast.
+    fn broadcast(&self, origin: usize, seq: u64) -> Result<bool>;
+    /// Sets `key` to `value` on slot `origin`; `None`: the system has no key/value state.
+    fn set_key(&self, origin: usize, key: &str, value: &str) -> Result<Option<KvMode>>;
+    /// [`KvMode::Poll`] systems: the value of `owner`'s `key` in slot `i`'s view.
+    fn poll_key(&self, _i: usize, _owner: &str, _key: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// Name of slot `i`.
+pub fn node_name(i: usize) -> String {
+    format!("n{i:02}")
+}
+
+pub use crate::cluster::unix_ms;
+
+/// A loopback port that is free for both TCP and UDP right now (bind port 0, then release).
+pub fn free_port() -> Result<u16> {
+    for _ in 0..50 {
+        let tcp = TcpListener::bind("127.0.0.1:0").context("bind TCP 127.0.0.1:0")?;
+        let port = tcp.local_addr()?.port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no loopback port free for both TCP and UDP after 50 tries")
+}
+
+/// A child process whose standard output lines are read by a thread; `route` decides per line
+/// whether it goes to `lines` (`Some`) or was consumed (`None`). Killed and reaped on drop.
+pub struct Proc {
+    pub child: Child,
+    pub lines: Receiver<String>,
+}
+
+impl Proc {
+    pub fn spawn(
+        mut cmd: Command,
+        what: &str,
+        mut route: impl FnMut(String) -> Option<String> + Send + 'static,
+    ) -> Result<Proc> {
+        cmd.stdout(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {what}"))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(line) = route(line) {
+                    if tx.send(line).is_err() {
+                        // Nobody listens any more; keep draining so the child never blocks.
+                        continue;
+                    }
+                }
+            }
+        });
+        Ok(Proc { child, lines: rx })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits for a line containing `needle`; returns it.
+    pub fn wait_line(&mut self, needle: &str, limit: Duration) -> Result<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!("no line with {needle:?} within {limit:?}")
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    bail!("process exited before printing {needle:?} (status {status:?})")
+                }
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: i32) -> Result<()> {
+        // SAFETY: kill(2) on the PID of a child this harness started and has not reaped.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        if rc != 0 {
+            bail!("kill({}, {sig}) failed", self.pid());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Slots of processes, growing as needed.
+pub fn slot<T>(slots: &mut Vec<Option<T>>, i: usize) -> &mut Option<T> {
+    if slots.len() <= i {
+        slots.resize_with(i + 1, || None);
+    }
+    &mut slots[i]
+}
