@@ -789,6 +789,7 @@ mod tests {
             node: "a".into(),
             generation: 1,
             entry: entry("k", 2),
+            supersedes: vec![1],
         });
         let delta = Message::StateDelta(StateDelta {
             node: "a".into(),
