@@ -16,7 +16,7 @@ mod cluster;
 mod compare;
 mod propagation;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,10 @@ struct Args {
     /// Protocol profile passed to every daemon.
     #[arg(long, global = true, default_value = "lan")]
     profile: String,
+    /// An extra argument for every chatterd started (repeatable), e.g.
+    /// `--daemon-arg=--check --daemon-arg='name=tmp,cmd=test -w /tmp'`.
+    #[arg(long = "daemon-arg", global = true, allow_hyphen_values = true)]
+    daemon_args: Vec<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -136,6 +140,20 @@ enum Scenario {
     },
 }
 
+/// How to start the daemons of a scenario.
+pub struct Daemons {
+    chatterd: PathBuf,
+    profile: String,
+    extra: Vec<String>,
+}
+
+impl Daemons {
+    /// An empty cluster of such daemons.
+    pub fn cluster(&self) -> Cluster {
+        Cluster::new(self.chatterd.clone(), &self.profile, self.extra.clone())
+    }
+}
+
 fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -168,18 +186,21 @@ fn main() -> Result<()> {
             chatterd.display()
         );
     }
+    let d = Daemons {
+        chatterd: chatterd.clone(),
+        profile: args.profile.clone(),
+        extra: args.daemon_args.clone(),
+    };
     match args.scenario {
-        Scenario::Detection { nodes, runs } => detection(&chatterd, &args.profile, &nodes, runs),
+        Scenario::Detection { nodes, runs } => detection(&d, &nodes, runs),
         Scenario::Pause {
             nodes,
             pauses,
             runs,
-        } => pause(&chatterd, &args.profile, nodes, &pauses, runs),
-        Scenario::Idle { nodes, seconds } => idle(&chatterd, &args.profile, &nodes, seconds),
-        Scenario::Broadcast { nodes, count } => {
-            propagation::broadcast(&chatterd, &args.profile, &nodes, count)
-        }
-        Scenario::Kv { nodes, count } => propagation::kv(&chatterd, &args.profile, &nodes, count),
+        } => pause(&d, nodes, &pauses, runs),
+        Scenario::Idle { nodes, seconds } => idle(&d, &nodes, seconds),
+        Scenario::Broadcast { nodes, count } => propagation::broadcast(&d, &nodes, count),
+        Scenario::Kv { nodes, count } => propagation::kv(&d, &nodes, count),
         Scenario::Compare {
             nodes,
             runs,
@@ -268,14 +289,15 @@ fn wait_failed(c: &Cluster, victim: &str, killed_at_ms: f64, limit: Duration) ->
     }
 }
 
-fn detection(chatterd: &Path, profile: &str, sizes: &[usize], runs: usize) -> Result<()> {
+fn detection(d: &Daemons, sizes: &[usize], runs: usize) -> Result<()> {
+    let profile = &d.profile;
     println!("SIGKILL detection, profile {profile}, {runs} kills per size (seconds)");
     println!(
         "{:>5} | {:>13} | {:>11} | {:>15} | {:>12}",
         "nodes", "all: median", "all: max", "first: median", "each: median"
     );
     for &n in sizes {
-        let mut c = Cluster::new(chatterd.to_path_buf(), profile, Vec::new());
+        let mut c = d.cluster();
         c.start(n)?;
         let (mut all, mut first, mut each) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..runs {
@@ -309,13 +331,14 @@ fn detection(chatterd: &Path, profile: &str, sizes: &[usize], runs: usize) -> Re
     Ok(())
 }
 
-fn pause(chatterd: &Path, profile: &str, n: usize, pauses: &[f64], runs: usize) -> Result<()> {
+fn pause(d: &Daemons, n: usize, pauses: &[f64], runs: usize) -> Result<()> {
+    let profile = &d.profile;
     println!("SIGSTOP pauses, {n} nodes, profile {profile}");
     println!(
         "{:>8} | {:>5} | {:>20} | {:>15}",
         "pause s", "runs", "runs marked failed", "max suspects"
     );
-    let mut c = Cluster::new(chatterd.to_path_buf(), profile, Vec::new());
+    let mut c = d.cluster();
     c.start(n)?;
     for &p in pauses {
         let mut failed_runs = 0;
@@ -370,14 +393,15 @@ fn pause(chatterd: &Path, profile: &str, n: usize, pauses: &[f64], runs: usize) 
     Ok(())
 }
 
-fn idle(chatterd: &Path, profile: &str, sizes: &[usize], seconds: u64) -> Result<()> {
+fn idle(d: &Daemons, sizes: &[usize], seconds: u64) -> Result<()> {
+    let profile = &d.profile;
     println!("Idle cost per daemon over {seconds} s after settling, profile {profile}");
     println!(
         "{:>5} | {:>10} | {:>13} | {:>12} | {:>15} | {:>14}",
         "nodes", "CPU %", "RSS MiB med", "RSS MiB max", "bytes/s sent", "packets/s sent"
     );
     for &n in sizes {
-        let mut c = Cluster::new(chatterd.to_path_buf(), profile, Vec::new());
+        let mut c = d.cluster();
         c.start(n)?;
         // Joins trigger gossip and full syncs; measure the steady state after they are over.
         thread::sleep(Duration::from_secs(15));

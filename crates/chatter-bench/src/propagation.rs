@@ -2,7 +2,6 @@
 //! Server-Sent Events stream (`GET /v1/events`).
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::cluster::{find_number, Cluster};
-use crate::{max, median};
+use crate::{max, median, Daemons};
 
 /// One event seen on node `node`'s stream, with the instant the harness read it.
 struct Seen {
@@ -110,14 +109,15 @@ fn is_type(v: &Value, t: &str) -> bool {
     v.get("type").and_then(Value::as_str) == Some(t)
 }
 
-pub fn broadcast(chatterd: &Path, profile: &str, sizes: &[usize], count: usize) -> Result<()> {
+pub fn broadcast(d: &Daemons, sizes: &[usize], count: usize) -> Result<()> {
+    let profile = &d.profile;
     println!("User message propagation, profile {profile}, {count} messages per size (ms)");
     println!(
         "{:>5} | {:>14} | {:>11} | {:>16} | {:>19}",
         "nodes", "all: median", "all: max", "per node: median", "datagrams/broadcast"
     );
     for &n in sizes {
-        let mut c = Cluster::new(chatterd.to_path_buf(), profile, Vec::new());
+        let mut c = d.cluster();
         c.start(n)?;
         let rx = follow_events(&c)?;
         let https: Vec<String> = c.live().map(|d| d.http.clone()).collect();
@@ -161,14 +161,15 @@ pub fn broadcast(chatterd: &Path, profile: &str, sizes: &[usize], count: usize) 
     Ok(())
 }
 
-pub fn kv(chatterd: &Path, profile: &str, sizes: &[usize], count: usize) -> Result<()> {
+pub fn kv(d: &Daemons, sizes: &[usize], count: usize) -> Result<()> {
+    let profile = &d.profile;
     println!("Key/value propagation, profile {profile}, {count} writes per size (ms)");
     println!(
         "{:>5} | {:>14} | {:>11} | {:>16}",
         "nodes", "all: median", "all: max", "per node: median"
     );
     for &n in sizes {
-        let mut c = Cluster::new(chatterd.to_path_buf(), profile, Vec::new());
+        let mut c = d.cluster();
         c.start(n)?;
         let rx = follow_events(&c)?;
         let nodes: Vec<(String, String)> =
