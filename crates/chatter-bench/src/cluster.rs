@@ -238,3 +238,35 @@ pub fn find_number(v: &Value, key: &str) -> Option<f64> {
         _ => None,
     }
 }
+
+/// Follows a daemon's Server-Sent Events stream (`GET /v1/events`) on a thread of its own,
+/// handing each event's JSON to `on_event` until it returns false or the daemon closes the
+/// stream (it exits).
+pub fn follow_events<F>(http: &str, mut on_event: F) -> Result<()>
+where
+    F: FnMut(Value) -> bool + Send + 'static,
+{
+    let url = format!("http://{http}/v1/events");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(None)
+        .build()
+        .into();
+    let response = agent
+        .get(&url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
+    thread::spawn(move || {
+        let reader = BufReader::new(response.into_body().into_reader());
+        for line in reader.lines().map_while(Result::ok) {
+            let Some(data) = line.strip_prefix("data:") else {
+                continue;
+            };
+            if let Ok(event) = serde_json::from_str::<Value>(data.trim()) {
+                if !on_event(event) {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,7 +1,6 @@
 //! Propagation latency of user messages and key/value writes, seen on every node's
 //! Server-Sent Events stream (`GET /v1/events`).
 
-use std::io::{BufRead, BufReader};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -9,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::cluster::{find_number, Cluster};
+use crate::cluster::{find_number, follow_events, Cluster};
 use crate::{max, median, Daemons};
 
 /// One event seen on node `node`'s stream, with the instant the harness read it.
@@ -20,39 +19,18 @@ struct Seen {
 }
 
 /// Opens every node's event stream; each is read by its own thread until the process exits.
-fn follow_events(c: &Cluster) -> Result<Receiver<Seen>> {
+fn follow_all(c: &Cluster) -> Result<Receiver<Seen>> {
     let (tx, rx) = mpsc::channel();
     for (node, d) in c.live().enumerate() {
-        let url = format!("http://{}/v1/events", d.http);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(None)
-            .build()
-            .into();
-        let response = agent
-            .get(&url)
-            .call()
-            .with_context(|| format!("GET {url}"))?;
         let tx = tx.clone();
-        thread::spawn(move || {
-            let reader = BufReader::new(response.into_body().into_reader());
-            for line in reader.lines().map_while(Result::ok) {
-                let Some(data) = line.strip_prefix("data:") else {
-                    continue;
-                };
-                if let Ok(event) = serde_json::from_str::<Value>(data.trim()) {
-                    if tx
-                        .send(Seen {
-                            node,
-                            at: Instant::now(),
-                            event,
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        });
+        follow_events(&d.http, move |event| {
+            tx.send(Seen {
+                node,
+                at: Instant::now(),
+                event,
+            })
+            .is_ok()
+        })?;
     }
     Ok(rx)
 }
@@ -119,7 +97,7 @@ pub fn broadcast(d: &Daemons, sizes: &[usize], count: usize) -> Result<()> {
     for &n in sizes {
         let mut c = d.cluster();
         c.start(n)?;
-        let rx = follow_events(&c)?;
+        let rx = follow_all(&c)?;
         let https: Vec<String> = c.live().map(|d| d.http.clone()).collect();
         let send = |i: usize, origin: &str| -> Result<Instant> {
             let start = Instant::now();
@@ -171,7 +149,7 @@ pub fn kv(d: &Daemons, sizes: &[usize], count: usize) -> Result<()> {
     for &n in sizes {
         let mut c = d.cluster();
         c.start(n)?;
-        let rx = follow_events(&c)?;
+        let rx = follow_all(&c)?;
         let nodes: Vec<(String, String)> =
             c.live().map(|d| (d.name.clone(), d.http.clone())).collect();
         let (mut all, mut each) = (Vec::new(), Vec::new());

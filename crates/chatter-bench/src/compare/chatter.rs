@@ -1,10 +1,8 @@
 //! Chatter: `chatterd` processes, driven through their HTTP API and SSE streams.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Sender;
-use std::thread;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -13,7 +11,7 @@ use serde_json::Value;
 use super::system::{
     node_name, slot, unix_ms, Arrival, KvMode, MemberView, Proc, Seen, Status, System, Traffic,
 };
-use crate::cluster::find_number;
+use crate::cluster::{find_number, follow_events};
 
 struct Node {
     proc: Proc,
@@ -167,53 +165,30 @@ impl System for Chatter {
     fn follow(&mut self, tx: Sender<Seen>) -> Result<()> {
         for (i, node) in self.nodes.iter().enumerate() {
             let Some(node) = node else { continue };
-            let url = format!("http://{}/v1/events", node.http);
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_global(None)
-                .build()
-                .into();
-            let response = agent
-                .get(&url)
-                .call()
-                .with_context(|| format!("GET {url}"))?;
             let tx = tx.clone();
-            // Ends when the daemon closes the stream (it exits).
-            thread::spawn(move || {
-                let reader = BufReader::new(response.into_body().into_reader());
-                for line in reader.lines().map_while(Result::ok) {
-                    let Some(data) = line.strip_prefix("data:") else {
-                        continue;
-                    };
-                    let at_ms = unix_ms();
-                    let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
-                        continue;
-                    };
-                    let arrival = match event["type"].as_str() {
-                        Some("message") if event["tag"] == "bench" => {
-                            match event["payload"]["n"].as_u64() {
-                                Some(seq) => Arrival::Message(seq),
-                                None => continue,
-                            }
+            follow_events(&node.http, move |event| {
+                let at_ms = unix_ms();
+                let arrival = match event["type"].as_str() {
+                    Some("message") if event["tag"] == "bench" => {
+                        match event["payload"]["n"].as_u64() {
+                            Some(seq) => Arrival::Message(seq),
+                            None => return true,
                         }
-                        Some("key-changed") => Arrival::Key {
-                            owner: event["node"].as_str().unwrap_or_default().to_owned(),
-                            key: event["key"].as_str().unwrap_or_default().to_owned(),
-                            value: event["value"].as_str().unwrap_or_default().to_owned(),
-                        },
-                        _ => continue,
-                    };
-                    if tx
-                        .send(Seen {
-                            node: i,
-                            at_ms,
-                            arrival,
-                        })
-                        .is_err()
-                    {
-                        return;
                     }
-                }
-            });
+                    Some("key-changed") => Arrival::Key {
+                        owner: event["node"].as_str().unwrap_or_default().to_owned(),
+                        key: event["key"].as_str().unwrap_or_default().to_owned(),
+                        value: event["value"].as_str().unwrap_or_default().to_owned(),
+                    },
+                    _ => return true,
+                };
+                tx.send(Seen {
+                    node: i,
+                    at_ms,
+                    arrival,
+                })
+                .is_ok()
+            })?;
         }
         Ok(())
     }
