@@ -13,6 +13,8 @@ ROOT=$PWD
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 log() { echo "promtool-test: $*"; }
+# shellcheck source=.ci/lib.sh
+source "$ROOT/.ci/lib.sh"
 
 TMP=$(mktemp -d -t chatter-promtool.XXXXXX)
 declare -A PID HTTP GOSSIP
@@ -47,35 +49,7 @@ install_packages() {
     command -v promtool >/dev/null || missing+=(prometheus)
     command -v jq >/dev/null || missing+=(jq)
     command -v curl >/dev/null || missing+=(curl)
-    if ((${#missing[@]})); then
-        log "installing ${missing[*]} from Debian's packages"
-        [[ $(id -u) == 0 ]] || fail "need root to apt-get install ${missing[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        # Only promtool is wanted: the package's service is not started here (no systemd).
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
-}
-
-# start_daemon NAME [ARGS...]: starts chatterd and waits (15 s at most) for its ready line.
-start_daemon() {
-    local name=$1 line="" pid
-    shift
-    RUST_LOG=${RUST_LOG:-info} "$CHATTERD" --listen 127.0.0.1:0 --http 127.0.0.1:0 \
-        --node-name "$name" --profile local "$@" >"$TMP/$name.out" 2>"$TMP/$name.log" </dev/null &
-    pid=$!
-    PID[$name]=$pid
-    DAEMONS+=("$name")
-    for _ in $(seq 150); do
-        line=$(grep -m1 '^chatterd ready ' "$TMP/$name.out" 2>/dev/null || true)
-        [[ -n $line ]] && break
-        kill -0 "$pid" 2>/dev/null || fail "$name exited before its ready line"
-        sleep 0.1
-    done
-    [[ -n $line ]] || fail "$name printed no ready line in 15 s"
-    HTTP[$name]=$(sed -E 's/.* http=([^ ]+).*/\1/' <<<"$line")
-    GOSSIP[$name]=$(sed -E 's/.* gossip=([^ ]+).*/\1/' <<<"$line")
-    log "$name ready: pid $pid, gossip ${GOSSIP[$name]}, http ${HTTP[$name]}"
+    apt_install "${missing[@]}"
 }
 
 # sample FILE SERIES: the value of SERIES (name and labels as written) in a scrape, or empty.
