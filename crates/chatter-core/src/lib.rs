@@ -67,7 +67,8 @@ pub mod wire;
 pub use config::{Config, ConfigError};
 pub use event::{Delivered, Event, KeyChange};
 pub use member::{
-    Confirmation, Conflict, Evidence, Member, MemberStatus, ProbeOutcome, ProbeRecord, Tags,
+    Confirmation, Conflict, Evidence, Member, MemberBrief, MemberStatus, ProbeOutcome, ProbeRecord,
+    Tags,
 };
 pub use node::{Identity, Node, TagsError, Transmit};
 pub use plumtree::{BroadcastError, MessageId};

@@ -71,6 +71,32 @@ pub struct Member {
     pub conflict: Option<Conflict>,
 }
 
+/// The few fields of a [`Member`] that most checks need, cheap to copy: see
+/// [`Node::member_brief`](crate::Node::member_brief).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberBrief {
+    /// Gossip address.
+    pub addr: SocketAddr,
+    /// Generation of the life this node knows.
+    pub generation: u64,
+    /// Incarnation within that life.
+    pub incarnation: u64,
+    /// Status as this node sees it.
+    pub status: MemberStatus,
+}
+
+impl MemberBrief {
+    /// The brief of a whole member.
+    pub fn of(m: &Member) -> Self {
+        Self {
+            addr: m.addr,
+            generation: m.generation,
+            incarnation: m.incarnation,
+            status: m.status,
+        }
+    }
+}
+
 /// The evidence behind a suspect or failed verdict, so an operator can see why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evidence {

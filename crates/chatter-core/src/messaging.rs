@@ -243,10 +243,10 @@ impl Node {
         let recruits: Vec<(String, SocketAddr)> = self
             .table
             .random_members(wanted, &mut self.rng, |m| {
-                m.status == MemberStatus::Alive && !neighbours.contains_key(&m.name)
+                m.status == MemberStatus::Alive && !neighbours.contains_key(m.name.as_str())
             })
             .into_iter()
-            .map(|m| (m.name.clone(), m.addr))
+            .map(|m| (m.name.to_string(), m.addr))
             .collect();
         let max_neighbours = self.config.max_broadcast_neighbours;
         for (name, addr) in recruits {

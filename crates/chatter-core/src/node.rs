@@ -14,7 +14,7 @@ use crate::awareness::Awareness;
 use crate::broadcast::BroadcastQueue;
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
-use crate::member::{Member, MemberStatus, Tags};
+use crate::member::{Member, MemberBrief, MemberStatus, Tags};
 use crate::plumtree::Plumtree;
 use crate::probe::{Probe, Relay};
 use crate::state::NodeState;
@@ -162,7 +162,7 @@ impl Node {
             next_reap: now + config.probe_interval,
             config,
             me,
-            table: Table::default(),
+            table: Table::new(now),
             rng,
             broadcasts: BroadcastQueue::default(),
             suspicions: BTreeMap::new(),
@@ -205,16 +205,89 @@ impl Node {
     }
 
     /// Other members this node knows, failed and left tombstones included, ordered by name.
-    pub fn members(&self) -> impl Iterator<Item = &Member> {
-        self.table.iter()
+    ///
+    /// Each [`Member`] is built on demand from the node's compact table (the table of a large
+    /// cluster would not fit in memory as `Member`s); for a quick look at one member, use
+    /// [`Node::member_brief`].
+    pub fn members(&self) -> impl Iterator<Item = Member> + '_ {
+        self.table
+            .sorted()
+            .into_iter()
+            .map(|r| self.table.to_member(r))
     }
 
     /// The member called `name`, this node included.
-    pub fn member(&self, name: &str) -> Option<&Member> {
+    pub fn member(&self, name: &str) -> Option<Member> {
         if name == self.me.name {
-            Some(&self.me)
+            Some(self.me.clone())
         } else {
-            self.table.get(name)
+            self.table.member(name)
+        }
+    }
+
+    /// Status, life and address of the member called `name` (this node included), without
+    /// building a whole [`Member`].
+    pub fn member_brief(&self, name: &str) -> Option<MemberBrief> {
+        if name == self.me.name {
+            return Some(MemberBrief::of(&self.me));
+        }
+        self.table.get(name).map(|r| MemberBrief {
+            addr: r.addr,
+            generation: r.generation,
+            incarnation: r.incarnation,
+            status: r.status,
+        })
+    }
+
+    /// Name and [`MemberBrief`] of every other member this node knows, in no particular order:
+    /// the cheap way to scan a large table.
+    pub fn member_briefs(&self) -> impl Iterator<Item = (&str, MemberBrief)> + '_ {
+        self.table.iter().map(|r| {
+            (
+                r.name.as_str(),
+                MemberBrief {
+                    addr: r.addr,
+                    generation: r.generation,
+                    incarnation: r.incarnation,
+                    status: r.status,
+                },
+            )
+        })
+    }
+
+    /// Enters members known to be alive, as if anti-entropy had just brought them, without
+    /// events or gossip: for simulators that start from a converged cluster instead of
+    /// simulating every join, and for restoring a saved member list. They are probed from the
+    /// next protocol period on and fail as usual if they are gone. Names already known (this
+    /// node's own included) are skipped; the table stops at `Config::max_members`.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use chatter_core::{Config, Identity, Node};
+    /// # #[allow(clippy::disallowed_methods)] let now = Instant::now();
+    /// let mut node = Node::new(Identity::new("a", ([10, 0, 0, 1], 7000).into(), 1), Config::lan(), 1, now)?;
+    /// node.preload_members(now, [("b", ([10, 0, 0, 2], 7000).into(), 1)]);
+    /// assert_eq!(node.num_alive(), 1);
+    /// assert!(node.poll_event().is_none());
+    /// # Ok::<(), chatter_core::ConfigError>(())
+    /// ```
+    pub fn preload_members<'a>(
+        &mut self,
+        now: Instant,
+        members: impl IntoIterator<Item = (&'a str, SocketAddr, u64)>,
+    ) {
+        let members = members.into_iter();
+        self.table.reserve(members.size_hint().0);
+        for (name, addr, generation) in members {
+            if name == self.me.name || self.table.get(name).is_some() {
+                continue;
+            }
+            if self.table.len() >= self.config.max_members {
+                self.stats.dropped_table_full += 1;
+                break;
+            }
+            let member = Member::new(name.to_owned(), addr, generation, 0, Tags::new(), now);
+            self.table.insert(&member, &mut self.rng);
         }
     }
 
@@ -501,6 +574,7 @@ impl Node {
             return;
         }
         let recent = self.config.sync_interval;
+        let now_stamp = self.table.stamp(now);
         let mut targets: Vec<SocketAddr> = Vec::new();
         if fresh {
             targets.extend(
@@ -516,7 +590,7 @@ impl Node {
             .random_members(self.config.gossip_fanout, &mut self.rng, |m| {
                 m.status.is_live()
                     || (m.status == MemberStatus::Failed
-                        && now.duration_since(m.status_since) < recent)
+                        && now_stamp.since(m.status_since) < recent)
             })
             .into_iter()
             .map(|m| m.addr)
@@ -549,19 +623,18 @@ impl Node {
     fn reap(&mut self, now: Instant) {
         self.next_reap = now + self.config.probe_interval * 5;
         self.collect_state_tombstones(now);
+        let now_stamp = self.table.stamp(now);
         let expired: Vec<String> = self
             .table
             .iter()
             .filter(|m| match m.status {
                 MemberStatus::Failed => {
-                    now.duration_since(m.status_since) >= self.config.failed_retention
+                    now_stamp.since(m.status_since) >= self.config.failed_retention
                 }
-                MemberStatus::Left => {
-                    now.duration_since(m.status_since) >= self.config.left_retention
-                }
+                MemberStatus::Left => now_stamp.since(m.status_since) >= self.config.left_retention,
                 _ => false,
             })
-            .map(|m| m.name.clone())
+            .map(|m| m.name.to_string())
             .collect();
         for name in expired {
             if let Some(member) = self.table.remove(&name) {
@@ -603,7 +676,7 @@ impl Node {
             self.me.conflict = Some(conflict.clone());
         } else {
             self.table
-                .update(name, |m| m.conflict = Some(conflict.clone()));
+                .update(name, |m| m.set_conflict(conflict.clone()));
         }
         self.emit(Event::Conflict(conflict));
         true

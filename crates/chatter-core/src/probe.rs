@@ -70,7 +70,7 @@ impl Node {
         }
         let period = self.awareness.scale(self.config.probe_interval);
         self.next_probe = now + period;
-        let Some(name) = self.table.next_probe(&mut self.rng) else {
+        let Some(name) = self.table.next_probe(&mut self.rng).map(String::from) else {
             return;
         };
         let Some(target) = self.table.get(&name) else {
@@ -83,11 +83,11 @@ impl Node {
             // so it can refute at once instead of waiting for gossip to reach it.
             (target.status == crate::MemberStatus::Suspect).then(|| {
                 Message::Suspect(wire::Suspect {
-                    name: target.name.clone(),
+                    name: target.name.to_string(),
                     generation: target.generation,
                     incarnation: target.incarnation,
                     from: self.me.name.clone(),
-                    unreachable: target.evidence.as_ref().is_some_and(|e| e.unreachable),
+                    unreachable: target.evidence().is_some_and(|e| e.unreachable),
                 })
             }),
         );
@@ -141,7 +141,7 @@ impl Node {
                 m.status == crate::MemberStatus::Alive && m.name != target
             })
             .into_iter()
-            .map(|m| (m.name.clone(), m.addr, None))
+            .map(|m| (m.name.to_string(), m.addr, None))
             .collect();
         let wait = self.awareness.scale(self.config.probe_timeout);
         if let Some(probe) = &mut self.probe {
@@ -231,11 +231,12 @@ impl Node {
                     self.stats.probe_rtt.record(now.duration_since(started));
                 }
                 self.awareness.apply(-1);
+                let at = self.table.stamp(now);
                 self.table.update(&target, |m| {
                     if m.generation == generation {
-                        m.last_update = now;
+                        m.last_update = at;
                         if direct {
-                            m.rtt = Some(now.duration_since(started));
+                            m.set_rtt(now.duration_since(started));
                         }
                     }
                 });

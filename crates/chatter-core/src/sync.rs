@@ -252,12 +252,12 @@ impl Node {
             tags: self.me.tags.clone(),
         });
         rows.extend(self.table.iter().map(|m| MemberState {
-            name: m.name.clone(),
+            name: m.name.to_string(),
             addr: m.addr,
             generation: m.generation,
             incarnation: m.incarnation,
             status: wire_status(m.status),
-            tags: m.tags.clone(),
+            tags: m.tags().clone(),
         }));
         let mut chunk: Vec<MemberState> = Vec::new();
         let mut size = 0;

@@ -1,24 +1,181 @@
 //! The member table: every other member this node knows, the shuffled probe order, and the
 //! fingerprint that lets two members in sync skip an anti-entropy exchange.
+//!
+//! Every node holds a row for every member, so a 10,000-node cluster simulated on one machine
+//! holds 10^8 rows: the row layout decides whether that fits. A [`Row`] is 112 bytes with no
+//! heap allocation for a member with a short name (up to 24 bytes, kept inline), no tags and no
+//! verdict; the public [`Member`] (384 bytes plus two allocations) is built from it on demand.
+//! The rows live in a slab indexed by a hash table of slot numbers (4 bytes per member), and the
+//! probe order holds slot numbers too, so the name is stored once.
 
-use std::collections::BTreeMap;
-use std::hash::Hasher;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
+use hashbrown::HashTable;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::member::{Member, MemberStatus};
+use crate::member::{Conflict, Evidence, Member, MemberStatus, Tags};
+
+/// A point in time as nanoseconds since the table's epoch (the node's creation): 8 bytes where
+/// an `Instant` takes 16. Good for 584 years of uptime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub(crate) struct Stamp(u64);
+
+impl Stamp {
+    /// Time from `earlier` to `self` (zero if `earlier` is later).
+    pub(crate) fn since(self, earlier: Stamp) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// `rtt_micros` value meaning "never measured".
+const NO_RTT: u32 = u32::MAX;
+
+/// The parts of a row that only some members have: a verdict's evidence, a name conflict.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Extra {
+    evidence: Option<Evidence>,
+    conflict: Option<Conflict>,
+}
+
+/// What this node stores about one member; [`Table::member`] turns it into a [`Member`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Row {
+    pub(crate) name: CompactString,
+    pub(crate) addr: SocketAddr,
+    pub(crate) generation: u64,
+    pub(crate) incarnation: u64,
+    pub(crate) status_since: Stamp,
+    pub(crate) last_update: Stamp,
+    /// `None` for no tags, which most members of a large cluster have.
+    tags: Option<Box<Tags>>,
+    extra: Option<Box<Extra>>,
+    rtt_micros: u32,
+    pub(crate) status: MemberStatus,
+}
+
+static NO_TAGS: Tags = Tags::new();
+
+impl Row {
+    fn from_member(m: &Member, table: &Table) -> Self {
+        let mut row = Self {
+            name: CompactString::from(m.name.as_str()),
+            addr: m.addr,
+            generation: m.generation,
+            incarnation: m.incarnation,
+            status_since: table.stamp(m.status_since),
+            last_update: table.stamp(m.last_update),
+            tags: None,
+            extra: None,
+            rtt_micros: NO_RTT,
+            status: m.status,
+        };
+        row.set_tags(m.tags.clone());
+        if let Some(rtt) = m.rtt {
+            row.set_rtt(rtt);
+        }
+        row.set_evidence(m.evidence.clone());
+        if let Some(c) = &m.conflict {
+            row.set_conflict(c.clone());
+        }
+        row
+    }
+
+    /// The member's tags (an empty map if it has none).
+    pub(crate) fn tags(&self) -> &Tags {
+        self.tags.as_deref().unwrap_or(&NO_TAGS)
+    }
+
+    pub(crate) fn set_tags(&mut self, tags: Tags) {
+        self.tags = (!tags.is_empty()).then(|| Box::new(tags));
+    }
+
+    pub(crate) fn rtt(&self) -> Option<Duration> {
+        (self.rtt_micros != NO_RTT).then(|| Duration::from_micros(u64::from(self.rtt_micros)))
+    }
+
+    pub(crate) fn set_rtt(&mut self, rtt: Duration) {
+        self.rtt_micros = u32::try_from(rtt.as_micros()).map_or(NO_RTT - 1, |r| r.min(NO_RTT - 1));
+    }
+
+    pub(crate) fn evidence(&self) -> Option<&Evidence> {
+        self.extra.as_ref()?.evidence.as_ref()
+    }
+
+    pub(crate) fn evidence_mut(&mut self) -> Option<&mut Evidence> {
+        self.extra.as_mut()?.evidence.as_mut()
+    }
+
+    /// Sets or clears the evidence, freeing the extra part when nothing is left in it.
+    pub(crate) fn set_evidence(&mut self, evidence: Option<Evidence>) {
+        match (evidence, &mut self.extra) {
+            (Some(e), Some(extra)) => extra.evidence = Some(e),
+            (Some(e), None) => {
+                self.extra = Some(Box::new(Extra {
+                    evidence: Some(e),
+                    conflict: None,
+                }))
+            }
+            (None, Some(extra)) => {
+                extra.evidence = None;
+                if extra.conflict.is_none() {
+                    self.extra = None;
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// The evidence, created by `make` if there is none yet.
+    pub(crate) fn evidence_or_insert_with(
+        &mut self,
+        make: impl FnOnce() -> Evidence,
+    ) -> &mut Evidence {
+        self.extra
+            .get_or_insert_with(Default::default)
+            .evidence
+            .get_or_insert_with(make)
+    }
+
+    pub(crate) fn set_conflict(&mut self, conflict: Conflict) {
+        self.extra.get_or_insert_with(Default::default).conflict = Some(conflict);
+    }
+}
 
 /// Other members by name, with derived state kept up to date on every change.
-#[derive(Debug, Default, Clone)]
+#[derive(Clone)]
 pub(crate) struct Table {
-    members: BTreeMap<String, Member>,
+    /// Time zero of every [`Stamp`] in the table.
+    epoch: Instant,
+    /// Row slots; `None` marks a free slot (listed in `free`).
+    rows: Vec<Option<Row>>,
+    free: Vec<u32>,
+    /// Slot numbers, found by the hash of the name they hold.
+    index: HashTable<u32>,
+    /// Randomly keyed: names come from the network, and a fixed hash would let a sender make
+    /// every lookup collide.
+    hasher: RandomState,
     /// XOR of every row's hash (the local member's row is added by the node).
     fingerprint: u64,
     /// Members alive or suspect.
     live: usize,
-    probe_order: Vec<String>,
+    /// Slot numbers in a shuffled order; see [`Table::next_probe`].
+    probe_order: Vec<u32>,
     probe_next: usize,
+}
+
+impl fmt::Debug for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Table")
+            .field("members", &self.len())
+            .field("live", &self.live)
+            .field("fingerprint", &format_args!("{:016x}", self.fingerprint))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Hash of the fields that anti-entropy reconciles, stable across builds (FNV-1a).
@@ -38,21 +195,88 @@ pub(crate) fn row_hash(name: &str, generation: u64, incarnation: u64, status: Me
     x
 }
 
-fn member_hash(m: &Member) -> u64 {
-    row_hash(&m.name, m.generation, m.incarnation, m.status)
+fn hash_of(r: &Row) -> u64 {
+    row_hash(&r.name, r.generation, r.incarnation, r.status)
 }
 
 impl Table {
-    pub(crate) fn get(&self, name: &str) -> Option<&Member> {
-        self.members.get(name)
+    /// An empty table whose times count from `epoch`.
+    pub(crate) fn new(epoch: Instant) -> Self {
+        Self {
+            epoch,
+            rows: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
+            fingerprint: 0,
+            live: 0,
+            probe_order: Vec::new(),
+            probe_next: 0,
+        }
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Member> {
-        self.members.values()
+    /// `now` as a stamp of this table (times before the epoch count as the epoch).
+    pub(crate) fn stamp(&self, now: Instant) -> Stamp {
+        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
+        Stamp(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// The instant a stamp of this table stands for.
+    pub(crate) fn instant(&self, stamp: Stamp) -> Instant {
+        self.epoch + Duration::from_nanos(stamp.0)
+    }
+
+    /// The public view of a row.
+    pub(crate) fn to_member(&self, r: &Row) -> Member {
+        let extra = r.extra.as_deref();
+        Member {
+            name: r.name.to_string(),
+            addr: r.addr,
+            generation: r.generation,
+            incarnation: r.incarnation,
+            status: r.status,
+            tags: r.tags().clone(),
+            status_since: self.instant(r.status_since),
+            last_update: self.instant(r.last_update),
+            rtt: r.rtt(),
+            evidence: extra.and_then(|e| e.evidence.clone()),
+            conflict: extra.and_then(|e| e.conflict.clone()),
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        let rows = &self.rows;
+        self.index
+            .find(hash, |&slot| {
+                rows[slot as usize].as_ref().is_some_and(|r| r.name == name)
+            })
+            .copied()
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Row> {
+        self.rows[self.find(name)? as usize].as_ref()
+    }
+
+    /// The public view of a member, if known.
+    pub(crate) fn member(&self, name: &str) -> Option<Member> {
+        self.get(name).map(|r| self.to_member(r))
+    }
+
+    /// Every row, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().flatten()
+    }
+
+    /// Every row, in name order.
+    pub(crate) fn sorted(&self) -> Vec<&Row> {
+        let mut rows: Vec<&Row> = self.iter().collect();
+        rows.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        rows
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.members.len()
+        self.index.len()
     }
 
     pub(crate) fn live(&self) -> usize {
@@ -63,42 +287,105 @@ impl Table {
         self.fingerprint
     }
 
-    /// Inserts a new member (or replaces a previous life), placing it at a random position in
-    /// the probe order so that new members are not all probed at once.
-    pub(crate) fn insert<R: Rng>(&mut self, member: Member, rng: &mut R) {
-        let name = member.name.clone();
-        self.remove(&name);
-        self.fingerprint ^= member_hash(&member);
-        if member.status.is_live() {
+    /// Makes room for `additional` more members without reallocating.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let Self {
+            rows,
+            index,
+            hasher,
+            ..
+        } = self;
+        rows.reserve_exact(additional.saturating_sub(self.free.len()));
+        index.reserve(additional, |&slot| {
+            rows[slot as usize]
+                .as_ref()
+                .map_or(0, |r| hasher.hash_one(r.name.as_str()))
+        });
+        self.probe_order.reserve_exact(additional);
+    }
+
+    /// Enters a member, or replaces the previous life of a known name in place. A new member
+    /// takes a random position in the probe order, so that new members are not all probed at
+    /// once.
+    pub(crate) fn insert<R: Rng>(&mut self, member: &Member, rng: &mut R) {
+        let row = Row::from_member(member, self);
+        if let Some(slot) = self.find(&member.name) {
+            self.update_slot(slot, |r| *r = row);
+            return;
+        }
+        self.fingerprint ^= hash_of(&row);
+        if row.status.is_live() {
             self.live += 1;
         }
-        self.members.insert(name.clone(), member);
+        let hash = self.hasher.hash_one(row.name.as_str());
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.rows[slot as usize] = Some(row);
+                slot
+            }
+            None => {
+                let Ok(slot) = u32::try_from(self.rows.len()) else {
+                    // More than 4 billion members: the configured `max_members` keeps tables
+                    // far below this.
+                    return;
+                };
+                self.rows.push(Some(row));
+                slot
+            }
+        };
+        let Self {
+            rows,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(hash, slot, |&s| {
+            rows[s as usize]
+                .as_ref()
+                .map_or(0, |r| hasher.hash_one(r.name.as_str()))
+        });
         let at = rng.random_range(0..=self.probe_order.len());
-        self.probe_order.insert(at, name);
+        self.probe_order.insert(at, slot);
         if at < self.probe_next {
             self.probe_next += 1;
         }
     }
 
+    /// Removes a member; returns its last public view.
     pub(crate) fn remove(&mut self, name: &str) -> Option<Member> {
-        let old = self.members.remove(name)?;
-        self.fingerprint ^= member_hash(&old);
+        let hash = self.hasher.hash_one(name);
+        let rows = &self.rows;
+        let entry = self
+            .index
+            .find_entry(hash, |&slot| {
+                rows[slot as usize].as_ref().is_some_and(|r| r.name == name)
+            })
+            .ok()?;
+        let (slot, _) = entry.remove();
+        let old = self.rows[slot as usize].take()?;
+        self.free.push(slot);
+        self.fingerprint ^= hash_of(&old);
         if old.status.is_live() {
             self.live -= 1;
         }
-        // The name stays in probe_order until the next reshuffle; next_probe skips it.
-        Some(old)
+        // The slot may be reused by another member: it must not keep this one's place.
+        if let Some(pos) = self.probe_order.iter().position(|&s| s == slot) {
+            self.probe_order.remove(pos);
+            if pos < self.probe_next {
+                self.probe_next -= 1;
+            }
+        }
+        Some(self.to_member(&old))
     }
 
-    /// Changes a member through `f`, keeping the fingerprint and live count right.
-    pub(crate) fn update<T>(&mut self, name: &str, f: impl FnOnce(&mut Member) -> T) -> Option<T> {
-        let m = self.members.get_mut(name)?;
-        let before = member_hash(m);
-        let was_live = m.status.is_live();
-        let out = f(m);
-        let after = member_hash(m);
+    fn update_slot<T>(&mut self, slot: u32, f: impl FnOnce(&mut Row) -> T) -> Option<T> {
+        let r = self.rows.get_mut(slot as usize)?.as_mut()?;
+        let before = hash_of(r);
+        let was_live = r.status.is_live();
+        let out = f(r);
+        let after = hash_of(r);
         self.fingerprint ^= before ^ after;
-        match (was_live, m.status.is_live()) {
+        match (was_live, r.status.is_live()) {
             (true, false) => self.live -= 1,
             (false, true) => self.live += 1,
             _ => {}
@@ -106,23 +393,47 @@ impl Table {
         Some(out)
     }
 
+    /// Changes a member through `f`, keeping the fingerprint and live count right. `f` must not
+    /// change the name.
+    pub(crate) fn update<T>(&mut self, name: &str, f: impl FnOnce(&mut Row) -> T) -> Option<T> {
+        let slot = self.find(name)?;
+        self.update_slot(slot, f)
+    }
+
+    /// Like [`Table::update`], returning the member's public view after the change.
+    pub(crate) fn update_member(&mut self, name: &str, f: impl FnOnce(&mut Row)) -> Option<Member> {
+        let slot = self.find(name)?;
+        self.update_slot(slot, f)?;
+        let r = self.rows[slot as usize].as_ref()?;
+        Some(self.to_member(r))
+    }
+
     /// Next member to probe: round-robin over a shuffled order of live members, reshuffled at
     /// the end of each pass (SWIM's time-bounded completeness: every live member is probed once
     /// per pass).
-    pub(crate) fn next_probe<R: Rng>(&mut self, rng: &mut R) -> Option<String> {
+    pub(crate) fn next_probe<R: Rng>(&mut self, rng: &mut R) -> Option<CompactString> {
         if self.live == 0 {
             return None;
         }
         for _ in 0..2 {
             while self.probe_next < self.probe_order.len() {
-                let name = &self.probe_order[self.probe_next];
+                let slot = self.probe_order[self.probe_next];
                 self.probe_next += 1;
-                if self.members.get(name).is_some_and(|m| m.status.is_live()) {
-                    return Some(name.clone());
+                if let Some(r) = &self.rows[slot as usize] {
+                    if r.status.is_live() {
+                        return Some(r.name.clone());
+                    }
                 }
             }
-            // Rebuilt from the table: drops removed members and duplicates left by restarts.
-            self.probe_order = self.members.keys().cloned().collect();
+            // Rebuilt from the table at the end of each pass.
+            self.probe_order.clear();
+            self.probe_order.extend(
+                self.rows
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.is_some())
+                    .map(|(slot, _)| slot as u32),
+            );
             self.probe_order.shuffle(rng);
             self.probe_next = 0;
         }
@@ -134,16 +445,14 @@ impl Table {
         &self,
         k: usize,
         rng: &mut R,
-        pred: impl Fn(&Member) -> bool,
-    ) -> Vec<&Member> {
-        if k == 0 || self.members.is_empty() {
-            return Vec::new();
-        }
+        pred: impl Fn(&Row) -> bool,
+    ) -> Vec<&Row> {
         // Sample positions in the probe order (a random permutation already) from a random
-        // start: O(k) expected for a mostly live table, no allocation of the whole table.
+        // start with a step coprime to its length: O(k) expected for a mostly live table, no
+        // allocation of the whole table, and every slot visited at most once.
         let n = self.probe_order.len();
-        let mut out: Vec<&Member> = Vec::with_capacity(k);
-        if n == 0 {
+        let mut out: Vec<&Row> = Vec::with_capacity(k.min(n));
+        if k == 0 || n == 0 {
             return out;
         }
         let start = rng.random_range(0..n);
@@ -154,10 +463,10 @@ impl Table {
         };
         let step = if gcd(step, n) == 1 { step } else { 1 };
         for i in 0..n {
-            let name = &self.probe_order[(start + i * step) % n];
-            if let Some(m) = self.members.get(name) {
-                if pred(m) && !out.iter().any(|o| o.name == m.name) {
-                    out.push(m);
+            let slot = self.probe_order[(start + i * step) % n];
+            if let Some(r) = &self.rows[slot as usize] {
+                if pred(r) {
+                    out.push(r);
                     if out.len() == k {
                         break;
                     }
@@ -200,12 +509,12 @@ mod tests {
     #[test]
     fn fingerprint_is_order_independent_and_tracks_changes() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut a = Table::default();
-        let mut b = Table::default();
-        a.insert(member("x"), &mut rng);
-        a.insert(member("y"), &mut rng);
-        b.insert(member("y"), &mut rng);
-        b.insert(member("x"), &mut rng);
+        let mut a = Table::new(Instant::now());
+        let mut b = Table::new(Instant::now());
+        a.insert(&member("x"), &mut rng);
+        a.insert(&member("y"), &mut rng);
+        b.insert(&member("y"), &mut rng);
+        b.insert(&member("x"), &mut rng);
         assert_eq!(a.fingerprint(), b.fingerprint());
         a.update("x", |m| m.incarnation = 2);
         assert_ne!(a.fingerprint(), b.fingerprint());
@@ -220,16 +529,19 @@ mod tests {
     #[test]
     fn probe_order_visits_every_live_member_once_per_pass() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let mut t = Table::default();
+        let mut t = Table::new(Instant::now());
         for i in 0..10 {
-            t.insert(member(&format!("m{i}")), &mut rng);
+            t.insert(&member(&format!("m{i}")), &mut rng);
         }
         t.update("m3", |m| m.status = MemberStatus::Failed);
         // Skip to a pass boundary, then check one whole pass.
         while t.probe_next < t.probe_order.len() {
             t.next_probe(&mut rng);
         }
-        let pass: Vec<String> = (0..9).filter_map(|_| t.next_probe(&mut rng)).collect();
+        let pass: Vec<String> = (0..9)
+            .filter_map(|_| t.next_probe(&mut rng))
+            .map(|n| n.to_string())
+            .collect();
         let unique: BTreeSet<_> = pass.iter().collect();
         assert_eq!(unique.len(), 9);
         assert!(!unique.contains(&"m3".to_owned()));
@@ -238,16 +550,115 @@ mod tests {
     #[test]
     fn random_members_are_distinct_and_filtered() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut t = Table::default();
+        let mut t = Table::new(Instant::now());
         for i in 0..20 {
-            t.insert(member(&format!("m{i}")), &mut rng);
+            t.insert(&member(&format!("m{i}")), &mut rng);
         }
         for _ in 0..50 {
             let picked = t.random_members(3, &mut rng, |m| m.name != "m0");
             assert_eq!(picked.len(), 3);
-            let names: BTreeSet<_> = picked.iter().map(|m| &m.name).collect();
+            let names: BTreeSet<_> = picked.iter().map(|m| m.name.as_str()).collect();
             assert_eq!(names.len(), 3);
-            assert!(!names.contains(&"m0".to_owned()));
+            assert!(!names.contains("m0"));
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant for virtual time
+mod compact_tests {
+    use std::time::{Duration, Instant};
+
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::member::{Confirmation, Evidence};
+
+    #[test]
+    fn a_row_stays_small() {
+        // 10^8 rows in a 10,000-node simulation: every byte here is 100 MB there.
+        assert!(
+            std::mem::size_of::<Option<Row>>() <= 112,
+            "{}",
+            std::mem::size_of::<Row>()
+        );
+    }
+
+    #[test]
+    fn rows_give_back_the_member_they_were_made_from() {
+        let t0 = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut t = Table::new(t0);
+        let mut m = Member::new(
+            "a-rather-long-member-name-beyond-inline.example.org".to_owned(),
+            ([10, 0, 0, 1], 7000).into(),
+            3,
+            4,
+            [("role".to_owned(), "db".to_owned())].into_iter().collect(),
+            t0 + Duration::from_millis(1500),
+        );
+        m.rtt = Some(Duration::from_micros(1234));
+        m.status = MemberStatus::Suspect;
+        m.evidence = Some(Evidence {
+            accuser: "b".to_owned(),
+            suspected_at: t0 + Duration::from_secs(2),
+            confirmations: vec![Confirmation {
+                from: "c".to_owned(),
+                at: t0 + Duration::from_secs(3),
+            }],
+            probes: Vec::new(),
+            unreachable: true,
+            timeout: Duration::from_secs(5),
+            declared_by: None,
+            failed_at: None,
+        });
+        t.insert(&m, &mut rng);
+        assert_eq!(t.member(&m.name), Some(m.clone()));
+        assert_eq!(t.live(), 1);
+        let after = t
+            .update_member(&m.name, |r| {
+                r.status = MemberStatus::Failed;
+                r.set_evidence(None);
+            })
+            .unwrap();
+        assert_eq!(after.evidence, None);
+        assert_eq!(t.live(), 0);
+        assert_eq!(t.remove(&m.name).map(|r| r.name), Some(m.name.clone()));
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.fingerprint(), 0);
+    }
+
+    #[test]
+    fn removed_slots_are_reused_without_stale_probe_positions() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let t0 = Instant::now();
+        let mut t = Table::new(t0);
+        let mk = |n: &str| {
+            Member::new(
+                n.to_owned(),
+                ([127, 0, 0, 1], 1).into(),
+                1,
+                0,
+                Tags::new(),
+                t0,
+            )
+        };
+        for i in 0..5 {
+            t.insert(&mk(&format!("m{i}")), &mut rng);
+        }
+        t.remove("m2");
+        t.insert(&mk("new"), &mut rng);
+        assert_eq!(t.len(), 5);
+        assert_eq!(t.probe_order.len(), 5);
+        let mut seen: Vec<String> = (0..5)
+            .filter_map(|_| t.next_probe(&mut rng))
+            .map(|n| n.to_string())
+            .collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 5, "{seen:?}");
+        assert!(t.get("m2").is_none());
+        assert!(t.get("new").is_some());
     }
 }

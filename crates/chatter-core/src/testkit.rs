@@ -119,11 +119,11 @@ impl Net {
 
     pub(crate) fn status(&self, observer: usize, subject: usize) -> Option<MemberStatus> {
         self.nodes[observer]
-            .member(&format!("n{subject}"))
+            .member_brief(&format!("n{subject}"))
             .map(|m| m.status)
     }
 
-    pub(crate) fn member(&self, observer: usize, subject: usize) -> &Member {
+    pub(crate) fn member(&self, observer: usize, subject: usize) -> Member {
         self.nodes[observer].member(&format!("n{subject}")).unwrap()
     }
 

@@ -62,18 +62,18 @@ impl Node {
             return;
         }
         let previous = known.status;
-        let changed = known.addr != alive.addr || known.tags != alive.tags;
-        let snapshot = self.table.update(&alive.name, |m| {
+        let changed = known.addr != alive.addr || *known.tags() != alive.tags;
+        let at = self.table.stamp(now);
+        let snapshot = self.table.update_member(&alive.name, |m| {
             m.incarnation = alive.incarnation;
             m.addr = alive.addr;
-            m.tags = alive.tags.clone();
-            m.last_update = now;
+            m.set_tags(alive.tags.clone());
+            m.last_update = at;
             if m.status != MemberStatus::Alive {
                 m.status = MemberStatus::Alive;
-                m.status_since = now;
-                m.evidence = None;
+                m.status_since = at;
+                m.set_evidence(None);
             }
-            m.clone()
         });
         self.suspicions.remove(&alive.name);
         let name = alive.name.clone();
@@ -98,7 +98,7 @@ impl Node {
             alive.tags.clone(),
             now,
         );
-        self.table.insert(member.clone(), &mut self.rng);
+        self.table.insert(&member, &mut self.rng);
         let name = alive.name.clone();
         self.enqueue_broadcast(now, &name, &Message::Alive(alive));
         self.emit(Event::Joined(member));
@@ -199,8 +199,8 @@ impl Node {
                     s.make_strong(strong_timeout);
                 }
                 let timeout = s.timeout();
-                let snapshot = self.table.update(name, |m| {
-                    if let Some(e) = &mut m.evidence {
+                let snapshot = self.table.update_member(name, |m| {
+                    if let Some(e) = m.evidence_mut() {
                         for r in records {
                             push_bounded(&mut e.probes, r);
                         }
@@ -216,7 +216,6 @@ impl Node {
                         e.unreachable |= unreachable;
                         e.timeout = timeout;
                     }
-                    m.clone()
                 });
                 if independent || newly_strong {
                     if let Some(m) = snapshot {
@@ -271,15 +270,15 @@ impl Node {
             declared_by: None,
             failed_at: None,
         };
-        let Some(member) = self.table.update(name, |m| {
+        let at = self.table.stamp(now);
+        let Some(member) = self.table.update_member(name, |m| {
             m.incarnation = incarnation;
             if m.status != MemberStatus::Suspect {
                 m.status = MemberStatus::Suspect;
-                m.status_since = now;
+                m.status_since = at;
             }
-            m.last_update = now;
-            m.evidence = Some(evidence);
-            m.clone()
+            m.last_update = at;
+            m.set_evidence(Some(evidence));
         }) else {
             return;
         };
@@ -310,7 +309,7 @@ impl Node {
         }
         let timeout = s.timeout();
         self.table.update(&suspect.name, |m| {
-            if let Some(e) = &mut m.evidence {
+            if let Some(e) = m.evidence_mut() {
                 if independent {
                     push_bounded(
                         &mut e.confirmations,
@@ -377,12 +376,13 @@ impl Node {
 
     fn mark_failed(&mut self, now: Instant, failed: wire::Failed) {
         self.suspicions.remove(&failed.name);
-        let Some(member) = self.table.update(&failed.name, |m| {
+        let at = self.table.stamp(now);
+        let Some(member) = self.table.update_member(&failed.name, |m| {
             m.incarnation = failed.incarnation;
             m.status = MemberStatus::Failed;
-            m.status_since = now;
-            m.last_update = now;
-            let evidence = m.evidence.get_or_insert_with(|| Evidence {
+            m.status_since = at;
+            m.last_update = at;
+            let evidence = m.evidence_or_insert_with(|| Evidence {
                 accuser: failed.from.clone(),
                 suspected_at: now,
                 confirmations: Vec::new(),
@@ -394,7 +394,6 @@ impl Node {
             });
             evidence.declared_by = Some(failed.from.clone());
             evidence.failed_at = Some(now);
-            m.clone()
         }) else {
             return;
         };
@@ -424,13 +423,13 @@ impl Node {
             return;
         }
         self.suspicions.remove(&left.name);
-        let Some(member) = self.table.update(&left.name, |m| {
+        let at = self.table.stamp(now);
+        let Some(member) = self.table.update_member(&left.name, |m| {
             m.incarnation = left.incarnation;
             m.status = MemberStatus::Left;
-            m.status_since = now;
-            m.last_update = now;
-            m.evidence = None;
-            m.clone()
+            m.status_since = at;
+            m.last_update = at;
+            m.set_evidence(None);
         }) else {
             return;
         };

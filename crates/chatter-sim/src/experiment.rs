@@ -132,7 +132,7 @@ pub fn detection_row(params: &DetectionParams, loss: f64, icmp: bool, seed: u64)
         let generation = sim.generation(victim);
         let full = sim.wait_until(bound, |s| {
             s.up_nodes().into_iter().filter(|&o| o != victim).all(|o| {
-                s.member_of(o, victim)
+                s.brief_of(o, victim)
                     .is_none_or(|m| m.generation != generation || !m.status.is_live())
             })
         });

@@ -1,8 +1,6 @@
 //! Invariant state kept per observer: the highest `(generation, incarnation)` it has shown for
 //! each member, so that a step that makes one go back is caught.
 
-use chatter_core::Member;
-
 /// What one observer has shown of every member so far, sorted by name.
 #[derive(Debug, Default)]
 pub(crate) struct SeenView {
@@ -14,41 +12,40 @@ impl SeenView {
         self.rows.clear();
     }
 
-    /// Records the current view (`members`, expected in name order; any order works, more
-    /// slowly) and calls `regressed(member, previous)` for every member whose generation went
+    /// Records the current view (`members` as `(name, generation, incarnation)`, expected in
+    /// name order; any order works, more slowly) and calls `regressed(name, current, previous)`
+    /// for every member whose generation went
     /// back, or whose incarnation went back within one generation. Members that disappeared
     /// (reaped) are remembered.
     pub(crate) fn observe<'a>(
         &mut self,
-        members: impl Iterator<Item = &'a Member>,
-        mut regressed: impl FnMut(&Member, (u64, u64)),
+        members: impl Iterator<Item = (&'a str, u64, u64)>,
+        mut regressed: impl FnMut(&str, (u64, u64), (u64, u64)),
     ) {
         let mut inserts: Vec<(usize, String, u64, u64)> = Vec::new();
         let mut j = 0;
         let mut last: Option<&str> = None;
-        for m in members {
-            if last.is_some_and(|l| m.name.as_str() < l) {
+        for (name, generation, incarnation) in members {
+            if last.is_some_and(|l| name < l) {
                 // Out of order: restart the walk from a binary search.
-                j = self
-                    .rows
-                    .partition_point(|r| r.0.as_str() < m.name.as_str());
+                j = self.rows.partition_point(|r| r.0.as_str() < name);
             }
-            last = Some(m.name.as_str());
-            while j < self.rows.len() && self.rows[j].0.as_str() < m.name.as_str() {
+            last = Some(name);
+            while j < self.rows.len() && self.rows[j].0.as_str() < name {
                 j += 1;
             }
-            let current = (m.generation, m.incarnation);
+            let current = (generation, incarnation);
             match self.rows.get_mut(j) {
-                Some(row) if row.0 == m.name => {
+                Some(row) if row.0 == name => {
                     let prev = (row.1, row.2);
                     if current < prev {
-                        regressed(m, prev);
+                        regressed(name, current, prev);
                     }
                     let best = current.max(prev);
                     row.1 = best.0;
                     row.2 = best.1;
                 }
-                _ => inserts.push((j, m.name.clone(), current.0, current.1)),
+                _ => inserts.push((j, name.to_owned(), current.0, current.1)),
             }
         }
         if inserts.is_empty() {
@@ -100,13 +97,11 @@ mod tests {
 
     fn regressions(view: &mut SeenView, members: &[Member]) -> Vec<String> {
         let mut found = Vec::new();
-        view.observe(members.iter(), |m, prev| {
-            found.push(format!(
-                "{} {:?}->{:?}",
-                m.name,
-                prev,
-                (m.generation, m.incarnation)
-            ))
+        let rows = members
+            .iter()
+            .map(|m| (m.name.as_str(), m.generation, m.incarnation));
+        view.observe(rows, |name, current, prev| {
+            found.push(format!("{name} {prev:?}->{current:?}"))
         });
         found
     }

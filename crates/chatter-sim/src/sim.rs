@@ -6,7 +6,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use chatter_core::{wire, Config, ConfigError, Event, Identity, Member, MemberStatus, Node, Stats};
+use chatter_core::{
+    wire, Config, ConfigError, Event, Identity, Member, MemberBrief, MemberStatus, Node, Stats,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -882,18 +884,24 @@ impl Sim {
                 ));
             }
             let name = &slot.name;
-            slot.seen
-                .observe(std::iter::once(local).chain(node.members()), |m, prev| {
-                    violation(format!(
-                        "t={:.3}s {name} sees {} go back from gen {} inc {} to gen {} inc {}",
-                        now_v.as_secs_f64(),
-                        m.name,
-                        prev.0,
-                        prev.1,
-                        m.generation,
-                        m.incarnation
-                    ))
-                });
+            let mut rows: Vec<(&str, u64, u64)> =
+                std::iter::once((local.name.as_str(), local.generation, local.incarnation))
+                    .chain(
+                        node.member_briefs()
+                            .map(|(n, b)| (n, b.generation, b.incarnation)),
+                    )
+                    .collect();
+            rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            slot.seen.observe(rows.into_iter(), |member, now_at, prev| {
+                violation(format!(
+                    "t={:.3}s {name} sees {member} go back from gen {} inc {} to gen {} inc {}",
+                    now_v.as_secs_f64(),
+                    prev.0,
+                    prev.1,
+                    now_at.0,
+                    now_at.1
+                ))
+            });
         }
         let mut deadline = node
             .poll_timeout()
@@ -984,13 +992,20 @@ impl Sim {
     }
 
     /// What `observer` knows of `subject` (itself included), if `observer` is up and knows it.
-    pub fn member_of(&self, observer: usize, subject: usize) -> Option<&Member> {
+    ///
+    /// The [`Member`] is built from the node's compact table; [`Sim::brief_of`] is cheaper.
+    pub fn member_of(&self, observer: usize, subject: usize) -> Option<Member> {
         self.node(observer)?.member(self.name(subject))
+    }
+
+    /// Status, life and address `observer` gives `subject`, if `observer` is up and knows it.
+    pub fn brief_of(&self, observer: usize, subject: usize) -> Option<MemberBrief> {
+        self.node(observer)?.member_brief(self.name(subject))
     }
 
     /// The status `observer` gives `subject`, if `observer` is up and knows it.
     pub fn status_of(&self, observer: usize, subject: usize) -> Option<MemberStatus> {
-        self.member_of(observer, subject).map(|m| m.status)
+        self.brief_of(observer, subject).map(|m| m.status)
     }
 
     /// Every up node sees every other up node as `Alive` in its current generation.
@@ -1008,7 +1023,7 @@ impl Sim {
         up.iter().all(|&o| {
             up.iter().all(|&s| {
                 o == s
-                    || self.member_of(o, s).is_some_and(|m| {
+                    || self.brief_of(o, s).is_some_and(|m| {
                         m.status == MemberStatus::Alive && m.generation == self.generation(s)
                     })
             })
@@ -1020,7 +1035,7 @@ impl Sim {
         self.up_nodes()
             .into_iter()
             .filter(|&o| o != subject)
-            .all(|o| self.member_of(o, subject).is_some_and(&mut pred))
+            .all(|o| self.member_of(o, subject).is_some_and(|m| pred(&m)))
     }
 
     /// Every up node other than `subject` sees `subject` with this status.

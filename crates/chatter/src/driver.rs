@@ -116,7 +116,7 @@ impl Driver {
     pub(crate) fn snapshot_of(node: &Node, io: IoStats) -> Snapshot {
         Snapshot {
             local: node.local_member().clone(),
-            members: node.members().cloned().collect(),
+            members: node.members().collect(),
             stats: *node.stats(),
             health_score: node.health_score(),
             pending_broadcasts: node.pending_broadcasts(),
@@ -128,10 +128,10 @@ impl Driver {
 
     /// The members of `node` that are alive or suspect, itself included unless it has left.
     pub(crate) fn live_of(node: &Node) -> BTreeMap<String, Member> {
-        std::iter::once(node.local_member())
+        std::iter::once(node.local_member().clone())
             .chain(node.members())
             .filter(|m| m.status.is_live())
-            .map(|m| (m.name.clone(), m.clone()))
+            .map(|m| (m.name.clone(), m))
             .collect()
     }
 

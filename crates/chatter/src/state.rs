@@ -42,7 +42,7 @@ pub struct StateValue {
 impl NodeState {
     /// A copy of the state of member `name` (this node included), if the member is known.
     pub(crate) fn of(node: &Node, name: &str) -> Option<Self> {
-        let member = node.member(name)?;
+        let member = node.member_brief(name)?;
         let entries = node
             .node_state(name)
             .map(|entries| {
@@ -62,7 +62,7 @@ impl NodeState {
             })
             .unwrap_or_default();
         Some(Self {
-            node: member.name.clone(),
+            node: name.to_owned(),
             generation: member.generation,
             status: member.status,
             version: node.state_version(name).unwrap_or(0),
@@ -72,7 +72,8 @@ impl NodeState {
 
     /// Copies of the state of every member this node knows, itself included, ordered by name.
     pub(crate) fn all(node: &Node) -> Vec<Self> {
-        let mut names: Vec<&str> = node.members().map(|m| m.name.as_str()).collect();
+        let mut names: Vec<&str> = node.member_briefs().map(|(name, _)| name).collect();
+        names.sort_unstable();
         let me = node.name();
         let at = names.partition_point(|n| *n < me);
         names.insert(at, me);
