@@ -278,17 +278,14 @@ impl Node {
     ) {
         let members = members.into_iter();
         self.table.reserve(members.size_hint().0);
-        for (name, addr, generation) in members {
-            if name == self.me.name || self.table.get(name).is_some() {
-                continue;
-            }
-            if self.table.len() >= self.config.max_members {
-                self.stats.dropped_table_full += 1;
-                break;
-            }
-            let member = Member::new(name.to_owned(), addr, generation, 0, Tags::new(), now);
-            self.table.insert(&member, &mut self.rng);
-        }
+        let me = self.me.name.clone();
+        let left_out = self.table.insert_new_alive(
+            members.filter(|(name, _, _)| *name != me),
+            now,
+            self.config.max_members,
+            &mut self.rng,
+        );
+        self.stats.dropped_table_full += left_out as u64;
     }
 
     /// Other members that are alive or suspect.

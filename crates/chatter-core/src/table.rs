@@ -308,11 +308,71 @@ impl Table {
     /// takes a random position in the probe order, so that new members are not all probed at
     /// once.
     pub(crate) fn insert<R: Rng>(&mut self, member: &Member, rng: &mut R) {
+        let Some(slot) = self.insert_row(member) else {
+            return;
+        };
+        let at = rng.random_range(0..=self.probe_order.len());
+        self.probe_order.insert(at, slot);
+        if at < self.probe_next {
+            self.probe_next += 1;
+        }
+    }
+
+    /// Enters alive members with no tags that the table does not hold yet (others are
+    /// skipped), at most `limit`, then shuffles the whole probe order: O(n) where
+    /// [`Table::insert`]'s random placement costs O(n) per member. Returns how many were
+    /// left out for the limit.
+    pub(crate) fn insert_new_alive<'a, R: Rng>(
+        &mut self,
+        members: impl IntoIterator<Item = (&'a str, SocketAddr, u64)>,
+        now: Instant,
+        limit: usize,
+        rng: &mut R,
+    ) -> usize {
+        let at = self.stamp(now);
+        let mut left_out = 0;
+        for (name, addr, generation) in members {
+            if self.find(name).is_some() {
+                continue;
+            }
+            if self.len() >= limit {
+                left_out += 1;
+                continue;
+            }
+            let row = Row {
+                name: CompactString::from(name),
+                addr,
+                generation,
+                incarnation: 0,
+                status_since: at,
+                last_update: at,
+                tags: None,
+                extra: None,
+                rtt_micros: NO_RTT,
+                status: MemberStatus::Alive,
+            };
+            if let Some(slot) = self.insert_new_row(row) {
+                self.probe_order.push(slot);
+            }
+        }
+        self.probe_order.shuffle(rng);
+        self.probe_next = 0;
+        left_out
+    }
+
+    /// Stores a member's row; returns its slot if it is a new member (a previous life of a
+    /// known name is replaced in place and keeps its place in the probe order).
+    fn insert_row(&mut self, member: &Member) -> Option<u32> {
         let row = Row::from_member(member, self);
         if let Some(slot) = self.find(&member.name) {
             self.update_slot(slot, |r| *r = row);
-            return;
+            return None;
         }
+        self.insert_new_row(row)
+    }
+
+    /// Stores the row of a name the table does not hold; returns its slot.
+    fn insert_new_row(&mut self, row: Row) -> Option<u32> {
         self.fingerprint ^= hash_of(&row);
         if row.status.is_live() {
             self.live += 1;
@@ -324,11 +384,9 @@ impl Table {
                 slot
             }
             None => {
-                let Ok(slot) = u32::try_from(self.rows.len()) else {
-                    // More than 4 billion members: the configured `max_members` keeps tables
-                    // far below this.
-                    return;
-                };
+                // More than 4 billion members: the configured `max_members` keeps tables far
+                // below this.
+                let slot = u32::try_from(self.rows.len()).ok()?;
                 self.rows.push(Some(row));
                 slot
             }
@@ -344,11 +402,7 @@ impl Table {
                 .as_ref()
                 .map_or(0, |r| hasher.hash_one(r.name.as_str()))
         });
-        let at = rng.random_range(0..=self.probe_order.len());
-        self.probe_order.insert(at, slot);
-        if at < self.probe_next {
-            self.probe_next += 1;
-        }
+        Some(slot)
     }
 
     /// Removes a member; returns its last public view.

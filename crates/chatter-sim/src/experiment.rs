@@ -11,11 +11,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::sim::{Sim, SimConfig};
 
 mod dissemination;
+mod scale;
 
 pub use dissemination::{
     dissemination, dissemination_header, dissemination_line, dissemination_row,
     dissemination_table, dissemination_with, DisseminationParams, DisseminationRow,
 };
+pub use scale::{scale_header, scale_line, scale_row, scale_with, ScaleParams, ScaleRow};
 
 /// Parameters of the failure detection experiment.
 #[derive(Debug, Clone, PartialEq)]
