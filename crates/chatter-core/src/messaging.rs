@@ -118,7 +118,7 @@ impl Node {
             .filter(|n| Some(n.as_str()) != except)
             .filter_map(|n| self.table.get(n))
             .filter(|m| m.status.is_live())
-            .map(|m| m.addr)
+            .map(|m| m.addr())
             .collect();
         for dst in targets {
             self.stats.messages_sent += 1;
@@ -246,7 +246,7 @@ impl Node {
                 m.status == MemberStatus::Alive && !neighbours.contains_key(m.name.as_str())
             })
             .into_iter()
-            .map(|m| (m.name.to_string(), m.addr))
+            .map(|m| (m.name.to_string(), m.addr()))
             .collect();
         let max_neighbours = self.config.max_broadcast_neighbours;
         for (name, addr) in recruits {

@@ -232,7 +232,7 @@ impl Node {
             return Some(MemberBrief::of(&self.me));
         }
         self.table.get(name).map(|r| MemberBrief {
-            addr: r.addr,
+            addr: r.addr(),
             generation: r.generation,
             incarnation: r.incarnation,
             status: r.status,
@@ -246,7 +246,7 @@ impl Node {
             (
                 r.name.as_str(),
                 MemberBrief {
-                    addr: r.addr,
+                    addr: r.addr(),
                     generation: r.generation,
                     incarnation: r.incarnation,
                     status: r.status,
@@ -579,7 +579,7 @@ impl Node {
                     .eager_peers()
                     .filter_map(|n| self.table.get(n))
                     .filter(|m| m.status.is_live())
-                    .map(|m| m.addr),
+                    .map(|m| m.addr()),
             );
         }
         let random: Vec<SocketAddr> = self
@@ -590,7 +590,7 @@ impl Node {
                         && now_stamp.since(m.status_since) < recent)
             })
             .into_iter()
-            .map(|m| m.addr)
+            .map(|m| m.addr())
             .collect();
         targets.extend(
             random

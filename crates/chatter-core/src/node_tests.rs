@@ -526,3 +526,57 @@ fn overwrites_in_a_burst_leave_no_watermark_gaps() {
         assert_eq!(net.nodes[i].state_version("n0"), Some(30), "node {i}");
     }
 }
+
+/// Node 0 of two preloaded nodes probes node 1; its first datagram to node 1 (the ping) is
+/// lost. Returns how many suspicions node 0 raised.
+fn probe_with_lost_ping(retry: bool) -> u64 {
+    use crate::{Identity, Node};
+    #[allow(clippy::disallowed_methods)]
+    let t0 = std::time::Instant::now();
+    let config = Config {
+        retry_direct_probe: retry,
+        ..Config::lan()
+    };
+    let mut nodes: Vec<Node> = (0..2)
+        .map(|i| {
+            let mut n = Node::new(
+                Identity::new(format!("n{i}"), addr(i), 1),
+                config.clone(),
+                i as u64,
+                t0,
+            )
+            .unwrap();
+            n.preload_members(t0, [(format!("n{}", 1 - i).as_str(), addr(1 - i), 1)]);
+            n
+        })
+        .collect();
+    let mut dropped = false;
+    let mut now = t0;
+    while now < t0 + secs(3) {
+        now += Duration::from_millis(10);
+        for node in &mut nodes {
+            node.handle_timeout(now);
+        }
+        for i in 0..2 {
+            while let Some(t) = nodes[i].poll_transmit() {
+                let is_ping = wire::decode_packet(&t.payload, nodes[i].cluster, usize::MAX)
+                    .is_ok_and(|m| m.iter().any(|m| matches!(m, Message::Ping(_))));
+                if i == 0 && is_ping && !dropped {
+                    dropped = true;
+                    continue;
+                }
+                nodes[1 - i].handle_datagram(now, addr(i), &t.payload);
+            }
+        }
+    }
+    assert!(dropped, "node 0 never probed node 1");
+    nodes[0].stats().suspicions_raised
+}
+
+#[test]
+fn a_lost_ping_is_retried_directly_instead_of_raising_a_suspicion() {
+    assert_eq!(probe_with_lost_ping(true), 0);
+    // Without the retry and with nobody to ask indirectly, the same loss makes n1 suspect:
+    // the retry is what saved it.
+    assert_eq!(probe_with_lost_ping(false), 1);
+}

@@ -77,7 +77,7 @@ impl Node {
             return;
         };
         let (addr, generation, suspect_msg) = (
-            target.addr,
+            target.addr(),
             target.generation,
             // Lifeguard's buddy system: a suspect hears of its suspicion with the probe itself,
             // so it can refute at once instead of waiting for gossip to reach it.
@@ -141,13 +141,25 @@ impl Node {
                 m.status == crate::MemberStatus::Alive && m.name != target
             })
             .into_iter()
-            .map(|m| (m.name.to_string(), m.addr, None))
+            .map(|m| (m.name.to_string(), m.addr(), None))
             .collect();
         let wait = self.awareness.scale(self.config.probe_timeout);
         if let Some(probe) = &mut self.probe {
             probe.phase = Phase::Indirect;
             probe.deadline = now + wait;
             probe.via = via.clone();
+        }
+        let unreachable = self.probe.as_ref().is_some_and(|p| p.unreachable);
+        if self.config.retry_direct_probe && !unreachable {
+            // Answered under the indirect sequence number, like the relays' forwarded acks.
+            self.send(
+                addr,
+                &[Message::Ping(wire::Ping {
+                    seq,
+                    target: target.clone(),
+                    generation,
+                })],
+            );
         }
         if via.is_empty() {
             // Nobody to ask: with ICMP evidence the verdict need not wait.

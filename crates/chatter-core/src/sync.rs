@@ -123,7 +123,7 @@ impl Node {
             .table
             .random_members(1, &mut self.rng, |m| m.status.is_live())
             .first()
-            .map(|m| m.addr);
+            .map(|m| m.addr());
         if let Some(dst) = target {
             self.send_sync_request(dst);
         }
@@ -140,7 +140,7 @@ impl Node {
             .table
             .iter()
             .filter(|m| m.status.is_live())
-            .map(|m| m.addr)
+            .map(|m| m.addr())
             .collect();
         let mut candidates: Vec<SocketAddr> = self
             .seeds
@@ -153,7 +153,7 @@ impl Node {
             .random_members(1, &mut self.rng, |m| m.status == MemberStatus::Failed)
             .first()
         {
-            candidates.push(failed.addr);
+            candidates.push(failed.addr());
         }
         if candidates.is_empty() {
             return;
@@ -253,7 +253,7 @@ impl Node {
         });
         rows.extend(self.table.iter().map(|m| MemberState {
             name: m.name.to_string(),
-            addr: m.addr,
+            addr: m.addr(),
             generation: m.generation,
             incarnation: m.incarnation,
             status: wire_status(m.status),

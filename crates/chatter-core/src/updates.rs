@@ -45,7 +45,7 @@ impl Node {
             return;
         }
         if alive.generation > known.generation {
-            if known.status.is_live() && known.addr != alive.addr {
+            if known.status.is_live() && known.addr() != alive.addr {
                 // A new life at another address while the old one still answers: either a
                 // restart whose old life is not yet detected failed, or two processes with one
                 // name. Keep the known one until it fails; report the claim.
@@ -62,11 +62,11 @@ impl Node {
             return;
         }
         let previous = known.status;
-        let changed = known.addr != alive.addr || *known.tags() != alive.tags;
+        let changed = known.addr() != alive.addr || *known.tags() != alive.tags;
         let at = self.table.stamp(now);
         let snapshot = self.table.update_member(&alive.name, |m| {
             m.incarnation = alive.incarnation;
-            m.addr = alive.addr;
+            m.set_addr(alive.addr);
             m.set_tags(alive.tags.clone());
             m.last_update = at;
             if m.status != MemberStatus::Alive {

@@ -84,6 +84,11 @@ pub struct ScaleRow {
     pub bytes_per_node_second: f64,
     /// Steady state: datagrams sent per node per second.
     pub packets_per_node_second: f64,
+    /// Steady state: suspicions raised per node per hour (every one of a running node is
+    /// false, and costs a suspicion and a refutation gossiped to every node).
+    pub suspicions_per_node_hour: f64,
+    /// Steady state: piggybacked updates per datagram sent.
+    pub updates_per_packet: f64,
     /// Per measured broadcast: datagrams of the broadcast tree divided by N.
     pub broadcast_datagrams_per_node: Vec<f64>,
     /// Per measured broadcast that reached every node: time to the last one.
@@ -154,12 +159,16 @@ pub fn scale_row(params: &ScaleParams, n: usize, seed: u64) -> ScaleRow {
     sim.set_loss(params.loss);
     sim.run_for(params.settle);
 
-    let (t, before) = (sim.now(), sim.traffic());
+    let (t, before, stats_before) = (sim.now(), sim.traffic(), sim.total_stats());
     sim.run_for(params.measure);
     let cost = sim.traffic().since(&before);
+    let stats = sim.total_stats();
     let per = (sim.now() - t).as_secs_f64() * n as f64;
     row.bytes_per_node_second = cost.bytes as f64 / per;
     row.packets_per_node_second = cost.packets as f64 / per;
+    row.suspicions_per_node_hour =
+        (stats.suspicions_raised - stats_before.suspicions_raised) as f64 / per * 3600.0;
+    row.updates_per_packet = cost.gossip_sent as f64 / cost.packets.max(1) as f64;
 
     for k in 0..params.warmup_broadcasts + params.broadcasts {
         let origin = rng.random_range(0..n);
@@ -270,7 +279,8 @@ pub fn scale_header(params: &ScaleParams) -> String {
     );
     let _ = writeln!(
         out,
-        "B/s, pkt/s = sent per node per second at steady state; bcast = datagrams of the tree \
+        "B/s, pkt/s = sent per node per second at steady state, susp/h = suspicions raised \
+         per node-hour meanwhile (all false), upd = piggybacked updates per datagram; bcast = datagrams of the tree \
          per node (median) and time to the last node (median, ms); kv = time to the last node \
          (ms) and datagrams carrying it per node; detect = crash to first / every survivor (s); \
          FP = failed verdicts about running nodes; RSS = simulator resident memory after the \
@@ -278,11 +288,13 @@ pub fn scale_header(params: &ScaleParams) -> String {
     );
     let _ = writeln!(
         out,
-        "{:>6} | {:>6} {:>5} | {:>5} {:>7} {:>4} | {:>7} {:>5} | {:>6} {:>6} | {:>3} {:>7} | \
-         {:>6} {:>7} {:>6} {:>6}",
+        "{:>6} | {:>6} {:>5} {:>6} {:>4} | {:>5} {:>7} {:>4} | {:>7} {:>5} | {:>6} {:>6} | {:>3} \
+         {:>7} | {:>6} {:>7} {:>6} {:>6}",
         "N",
         "B/s",
         "pkt/s",
+        "susp/h",
+        "upd",
         "bcast",
         "ms",
         "miss",
@@ -314,11 +326,13 @@ pub fn scale_line(row: &ScaleRow) -> String {
         .copied();
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     format!(
-        "{:>6} | {:>6.1} {:>5.2} | {:>5.3} {:>7} {:>4} | {:>7} {:>5.2} | {:>6} {:>6} | {:>3} \
-         {:>7.1} | {:>5.1}s {:>6.1}s {:>6.0} {:>6.0}",
+        "{:>6} | {:>6.1} {:>5.2} {:>6.1} {:>4.1} | {:>5.3} {:>7} {:>4} | {:>7} {:>5.2} | {:>6} \
+         {:>6} | {:>3} {:>7.1} | {:>5.1}s {:>6.1}s {:>6.0} {:>6.0}",
         row.nodes,
         row.bytes_per_node_second,
         row.packets_per_node_second,
+        row.suspicions_per_node_hour,
+        row.updates_per_packet,
         median_dgrams,
         ms(median_latency),
         row.broadcasts_incomplete,
