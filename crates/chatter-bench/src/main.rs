@@ -114,8 +114,15 @@ enum Scenario {
         /// The chitchat node binary [default: chatter-bench-chitchat next to this executable].
         #[arg(long)]
         chitchat: Option<PathBuf>,
-        /// Extra chatterd flags for an added "Chatter (Serf timings)" column, e.g. the flags
-        /// setting probe interval 1 s, probe timeout 500 ms, suspicion multiplier 4.
+        /// Add a "Chatter (Serf timings)" column: chatterd with the timing flags that match
+        /// Serf's LAN defaults (--probe-interval 1s --probe-timeout 500ms --indirect-checks 3
+        /// --suspicion-mult 4 --suspicion-max-timeout-mult 6 --suspicion-confirmations 2
+        /// --gossip-interval 200ms --gossip-fanout 3 --retransmit-mult 4 --sync-interval 30s).
+        #[arg(long)]
+        chatter_serf_timings: bool,
+        /// Extra chatterd flags for the "Chatter (Serf timings)" column (which they add when
+        /// --chatter-serf-timings is absent); with --chatter-serf-timings they add to its flags
+        /// and replace those they repeat, e.g. '--unreachable-suspicion-timeout 1h'.
         #[arg(long, allow_hyphen_values = true)]
         chatter_tuned_args: Option<String>,
         /// Smoke test: 5 nodes, 1 kill, one 2 s pause, 3 messages, 5 s idle window (~2 min).
@@ -211,6 +218,7 @@ fn main() -> Result<()> {
             systems,
             serf,
             chitchat,
+            chatter_serf_timings,
             chatter_tuned_args,
             quick,
             markdown,
@@ -254,8 +262,11 @@ fn main() -> Result<()> {
                 chatterd,
                 serf,
                 chitchat,
-                tuned_args: chatter_tuned_args
-                    .map(|s| s.split_whitespace().map(str::to_owned).collect()),
+                tuned_args: compare::tuned_args(
+                    chatter_serf_timings,
+                    chatter_tuned_args.map(|s| s.split_whitespace().map(str::to_owned).collect()),
+                ),
+                serf_timings: chatter_serf_timings,
                 quick,
                 update_doc,
                 markdown,

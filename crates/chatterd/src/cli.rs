@@ -60,7 +60,8 @@ pub struct Args {
     pub tags: Vec<(String, String)>,
 
     /// Protocol timing profile: lan (one data centre), wan (across regions), local (processes
-    /// on one machine: ten times faster than lan) [default: lan; local with --demo].
+    /// on one machine: ten times faster than lan) [default: lan; local with --demo]. The
+    /// options under "Protocol timings" override single values of it.
     #[arg(long, value_enum, value_name = "PROFILE")]
     pub profile: Option<Profile>,
 
@@ -145,6 +146,197 @@ pub struct Args {
         conflicts_with_all = ["listen", "advertise", "node_name", "seeds", "http", "config"],
     )]
     pub demo: Option<u32>,
+
+    /// Protocol timings that override the profile's.
+    #[command(flatten)]
+    pub timings: Timings,
+}
+
+/// Protocol timing options: each overrides one field of the `--profile`'s [`chatter::Config`]
+/// (the flag's name is the field's, with dashes). The help of each ends with the value of
+/// every profile, `[lan: .., wan: .., local: ..]`; a test checks them against the profiles.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+#[command(next_help_heading = "Protocol timings (each overrides one value of --profile)")]
+pub struct Timings {
+    /// Time between two probes started by this node (one SWIM protocol period). Shorter
+    /// detects a dead member sooner, for proportionally more packets [lan: 1s, wan: 5s,
+    /// local: 200ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub probe_interval: Option<Duration>,
+
+    /// How long to wait for the direct ack before asking other members to probe indirectly;
+    /// must be shorter than --probe-interval [lan: 500ms, wan: 3s, local: 100ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub probe_timeout: Option<Duration>,
+
+    /// Members asked to probe a member that missed its direct ack (SWIM's k); 0 turns
+    /// indirect probes off [lan: 3, wan: 3, local: 3].
+    #[arg(long, value_name = "N", value_parser = parse_indirect_checks)]
+    pub indirect_checks: Option<usize>,
+
+    /// Lifeguard suspicion multiplier: the shortest suspicion timeout is
+    /// N x max(1, log10(members)) x --probe-interval [lan: 5, wan: 6, local: 5].
+    #[arg(long, value_name = "N", value_parser = parse_multiplier)]
+    pub suspicion_mult: Option<u32>,
+
+    /// A fresh suspicion starts at N times the shortest timeout and shrinks towards it as
+    /// other members confirm it (Lifeguard) [lan: 6, wan: 6, local: 6].
+    #[arg(long, value_name = "N", value_parser = parse_multiplier)]
+    pub suspicion_max_timeout_mult: Option<u32>,
+
+    /// Independent confirmations after which a suspicion reaches its shortest timeout (at most
+    /// members - 2 are expected) [lan: 3, wan: 3, local: 3].
+    #[arg(long, value_name = "N", value_parser = parse_confirmations)]
+    pub suspicion_confirmations: Option<u32>,
+
+    /// Suspicion timeout when ICMP port-unreachable showed the process gone and no indirect
+    /// probe got an ack; it only ever shortens the Lifeguard timeout, so a value above that
+    /// turns the shortcut off [lan: 1s, wan: 5s, local: 200ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub unreachable_suspicion_timeout: Option<Duration>,
+
+    /// Period of gossip rounds while there are updates to spread [lan: 200ms, wan: 500ms,
+    /// local: 50ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub gossip_interval: Option<Duration>,
+
+    /// Members each gossip round sends to [lan: 3, wan: 4, local: 3].
+    #[arg(long, value_name = "N", value_parser = parse_fanout)]
+    pub gossip_fanout: Option<usize>,
+
+    /// Each update is piggybacked N x ceil(log10(members + 1)) times [lan: 4, wan: 4,
+    /// local: 4].
+    #[arg(long, value_name = "N", value_parser = parse_multiplier)]
+    pub retransmit_mult: Option<u32>,
+
+    /// Period of the push-pull anti-entropy exchange with one random member [lan: 10s,
+    /// wan: 30s, local: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub sync_interval: Option<Duration>,
+}
+
+/// A timing value, for messages and command lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimingValue {
+    /// A duration.
+    Duration(Duration),
+    /// A count or multiplier.
+    Count(u64),
+}
+
+impl std::fmt::Display for TimingValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimingValue::Duration(d) => {
+                let text = crate::process::format_duration(*d);
+                // format_duration keeps whole milliseconds; say more when there is more.
+                if crate::process::parse_duration(&text).ok() == Some(*d) {
+                    f.write_str(&text)
+                } else {
+                    write!(f, "{}s", d.as_secs_f64())
+                }
+            }
+            TimingValue::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Timings {
+    /// The flag names (without `--`, also the config file's keys) in help order.
+    pub const NAMES: [&'static str; 11] = [
+        "probe-interval",
+        "probe-timeout",
+        "indirect-checks",
+        "suspicion-mult",
+        "suspicion-max-timeout-mult",
+        "suspicion-confirmations",
+        "unreachable-suspicion-timeout",
+        "gossip-interval",
+        "gossip-fanout",
+        "retransmit-mult",
+        "sync-interval",
+    ];
+
+    /// Every timing of `config`, as (flag name, value), in the order of [`Timings::NAMES`].
+    pub fn of(config: &Config) -> [(&'static str, TimingValue); 11] {
+        use TimingValue::{Count, Duration as D};
+        let n = Self::NAMES;
+        [
+            (n[0], D(config.probe_interval)),
+            (n[1], D(config.probe_timeout)),
+            (n[2], Count(config.indirect_checks as u64)),
+            (n[3], Count(config.suspicion_mult.into())),
+            (n[4], Count(config.suspicion_max_timeout_mult.into())),
+            (n[5], Count(config.suspicion_confirmations.into())),
+            (n[6], D(config.unreachable_suspicion_timeout)),
+            (n[7], D(config.gossip_interval)),
+            (n[8], Count(config.gossip_fanout as u64)),
+            (n[9], Count(config.retransmit_mult.into())),
+            (n[10], D(config.sync_interval)),
+        ]
+    }
+
+    /// The timings given (on the command line or in the config file), as (flag name, value).
+    pub fn given(&self) -> Vec<(&'static str, TimingValue)> {
+        use TimingValue::{Count, Duration as D};
+        let n = Self::NAMES;
+        [
+            (n[0], self.probe_interval.map(D)),
+            (n[1], self.probe_timeout.map(D)),
+            (n[2], self.indirect_checks.map(|v| Count(v as u64))),
+            (n[3], self.suspicion_mult.map(|v| Count(v.into()))),
+            (
+                n[4],
+                self.suspicion_max_timeout_mult.map(|v| Count(v.into())),
+            ),
+            (n[5], self.suspicion_confirmations.map(|v| Count(v.into()))),
+            (n[6], self.unreachable_suspicion_timeout.map(D)),
+            (n[7], self.gossip_interval.map(D)),
+            (n[8], self.gossip_fanout.map(|v| Count(v as u64))),
+            (n[9], self.retransmit_mult.map(|v| Count(v.into()))),
+            (n[10], self.sync_interval.map(D)),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .collect()
+    }
+
+    /// The command-line flags that give the same timings (for the `--demo` children).
+    pub fn flags(&self) -> Vec<String> {
+        self.given()
+            .into_iter()
+            .flat_map(|(name, value)| [format!("--{name}"), value.to_string()])
+            .collect()
+    }
+
+    /// Sets the given timings in `config`.
+    pub fn apply(&self, config: &mut Config) {
+        fn set<T: Copy>(field: &mut T, value: Option<T>) {
+            if let Some(value) = value {
+                *field = value;
+            }
+        }
+        set(&mut config.probe_interval, self.probe_interval);
+        set(&mut config.probe_timeout, self.probe_timeout);
+        set(&mut config.indirect_checks, self.indirect_checks);
+        set(&mut config.suspicion_mult, self.suspicion_mult);
+        set(
+            &mut config.suspicion_max_timeout_mult,
+            self.suspicion_max_timeout_mult,
+        );
+        set(
+            &mut config.suspicion_confirmations,
+            self.suspicion_confirmations,
+        );
+        set(
+            &mut config.unreachable_suspicion_timeout,
+            self.unreachable_suspicion_timeout,
+        );
+        set(&mut config.gossip_interval, self.gossip_interval);
+        set(&mut config.gossip_fanout, self.gossip_fanout);
+        set(&mut config.retransmit_mult, self.retransmit_mult);
+        set(&mut config.sync_interval, self.sync_interval);
+    }
 }
 
 /// Protocol timing profile, see [`chatter::Config`].
@@ -179,8 +371,54 @@ impl Profile {
 }
 
 impl Args {
+    /// The profile in effect: `--profile`, else `local` with `--demo` and `lan` without.
+    pub fn effective_profile(&self) -> Profile {
+        self.profile.unwrap_or(if self.demo.is_some() {
+            Profile::Local
+        } else {
+            Profile::Lan
+        })
+    }
+
+    /// The protocol configuration: the profile's, with the cluster name and the timings given,
+    /// checked by [`Config::validate`]. The error is one line naming the values involved, given
+    /// (flag or config file) or from the profile, e.g. `invalid protocol timings: probe_timeout
+    /// must be positive and shorter than probe_interval (probe-interval 300ms; probe-timeout
+    /// 500ms from profile lan)`.
+    pub fn protocol_config(&self) -> Result<Config, String> {
+        let profile = self.effective_profile();
+        let mut config = profile.config();
+        config.cluster_name = self.cluster.clone();
+        self.timings.apply(&mut config);
+        config.validate().map_err(|err| {
+            let text = err.to_string();
+            let rule = text
+                .strip_prefix("invalid configuration: ")
+                .unwrap_or(&text);
+            let given = self.timings.given();
+            let involved: Vec<String> = Timings::of(&config)
+                .into_iter()
+                .filter(|(name, _)| rule.contains(&name.replace('-', "_")))
+                .map(|(name, value)| {
+                    if given.iter().any(|(g, _)| *g == name) {
+                        format!("{name} {value}")
+                    } else {
+                        format!("{name} {value} from profile {}", profile.as_str())
+                    }
+                })
+                .collect();
+            if involved.is_empty() {
+                format!("invalid protocol timings: {rule}")
+            } else {
+                format!("invalid protocol timings: {rule} ({})", involved.join("; "))
+            }
+        })?;
+        Ok(config)
+    }
+
     /// Checks the rules that span several flags: check names unique, at most 64 checks,
-    /// services and event handlers.
+    /// services and event handlers, and the protocol timings on top of the profile
+    /// ([`Args::protocol_config`]).
     pub fn validate(&self) -> Result<(), String> {
         let mut names: Vec<&str> = self.checks.iter().map(|c| c.name.as_str()).collect();
         names.sort_unstable();
@@ -205,8 +443,38 @@ impl Args {
                 return Err(format!("{count} {what}: at most {max} are allowed"));
             }
         }
+        self.protocol_config()?;
         Ok(())
     }
+}
+
+/// Parses a whole number in `min..=max`.
+fn parse_count(s: &str, min: u32, max: u32) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from {min} to {max}")),
+    }
+}
+
+/// Parses `--indirect-checks`: 0 to 16.
+pub fn parse_indirect_checks(s: &str) -> Result<usize, String> {
+    parse_count(s, 0, 16).map(|n| n as usize)
+}
+
+/// Parses a multiplier (`--suspicion-mult`, `--suspicion-max-timeout-mult`,
+/// `--retransmit-mult`): 1 to 100, which keeps every derived timeout far from overflowing.
+pub fn parse_multiplier(s: &str) -> Result<u32, String> {
+    parse_count(s, 1, 100)
+}
+
+/// Parses `--suspicion-confirmations`: 0 to 32.
+pub fn parse_confirmations(s: &str) -> Result<u32, String> {
+    parse_count(s, 0, 32)
+}
+
+/// Parses `--gossip-fanout`: 1 to 32.
+pub fn parse_fanout(s: &str) -> Result<usize, String> {
+    parse_count(s, 1, 32).map(|n| n as usize)
 }
 
 /// Parses a duration above zero (see [`crate::process::parse_duration`]).
@@ -360,6 +628,142 @@ mod tests {
         let line = one_line_error(&err);
         assert!(!line.contains('\n'));
         assert!(line.contains("--tag"), "{line}");
+    }
+
+    #[test]
+    fn timing_help_gives_every_profiles_value() {
+        let command = <Args as clap::CommandFactory>::command();
+        let profiles = [
+            ("lan", Timings::of(&Config::lan())),
+            ("wan", Timings::of(&Config::wan())),
+            ("local", Timings::of(&Config::local())),
+        ];
+        for (i, name) in Timings::NAMES.iter().enumerate() {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(name))
+                .unwrap_or_else(|| panic!("no flag --{name}"));
+            let help = arg.get_help().unwrap().to_string();
+            let values: Vec<String> = profiles
+                .iter()
+                .map(|(profile, timings)| {
+                    assert_eq!(timings[i].0, *name);
+                    format!("{profile}: {}", timings[i].1)
+                })
+                .collect();
+            let expected = format!("[{}]", values.join(", "));
+            let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                help.ends_with(&expected),
+                "--{name}: {help:?} should end with {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn timing_flags_override_the_profile() {
+        let args = Args::try_parse_from([
+            "chatterd",
+            "--profile",
+            "wan",
+            "--probe-interval",
+            "1.5s",
+            "--probe-timeout",
+            "400ms",
+            "--indirect-checks",
+            "0",
+            "--suspicion-mult",
+            "4",
+            "--suspicion-max-timeout-mult",
+            "3",
+            "--suspicion-confirmations",
+            "2",
+            "--unreachable-suspicion-timeout",
+            "1h",
+            "--gossip-interval",
+            "100ms",
+            "--gossip-fanout",
+            "5",
+            "--retransmit-mult",
+            "2",
+            "--sync-interval",
+            "1m",
+        ])
+        .unwrap();
+        let config = args.protocol_config().unwrap();
+        let expected = Config {
+            probe_interval: Duration::from_millis(1500),
+            probe_timeout: Duration::from_millis(400),
+            indirect_checks: 0,
+            suspicion_mult: 4,
+            suspicion_max_timeout_mult: 3,
+            suspicion_confirmations: 2,
+            unreachable_suspicion_timeout: Duration::from_secs(3600),
+            gossip_interval: Duration::from_millis(100),
+            gossip_fanout: 5,
+            retransmit_mult: 2,
+            sync_interval: Duration::from_secs(60),
+            ..Config::wan()
+        };
+        assert_eq!(config, expected);
+        // The same flags again, as the demo gives them to its children.
+        let mut argv = vec!["chatterd".to_owned()];
+        argv.extend(args.timings.flags());
+        let again = Args::try_parse_from(argv).unwrap();
+        assert_eq!(again.timings, args.timings);
+        // Nothing given: the profile as it is.
+        let plain = Args::try_parse_from(["chatterd", "--profile", "wan"]).unwrap();
+        assert_eq!(
+            plain.protocol_config().unwrap(),
+            Config {
+                cluster_name: "chatter".into(),
+                ..Config::wan()
+            }
+        );
+        assert!(plain.timings.flags().is_empty());
+    }
+
+    #[test]
+    fn out_of_range_timings_are_refused_by_the_parser() {
+        for (flag, value) in [
+            ("--probe-interval", "0s"),
+            ("--probe-interval", "soon"),
+            ("--probe-timeout", "-1s"),
+            ("--indirect-checks", "17"),
+            ("--suspicion-mult", "0"),
+            ("--suspicion-max-timeout-mult", "101"),
+            ("--suspicion-confirmations", "-1"),
+            ("--gossip-fanout", "0"),
+            ("--retransmit-mult", "1.5"),
+            ("--sync-interval", "0"),
+        ] {
+            let arg = format!("{flag}={value}");
+            let err = Args::try_parse_from(["chatterd", &arg]).unwrap_err();
+            let line = one_line_error(&err);
+            assert!(line.contains(flag), "{flag} {value}: {line}");
+        }
+    }
+
+    #[test]
+    fn invalid_timing_combinations_name_the_values_and_their_source() {
+        let args = Args::try_parse_from(["chatterd", "--probe-interval", "300ms"]).unwrap();
+        let err = args.validate().unwrap_err();
+        assert_eq!(
+            err,
+            "invalid protocol timings: probe_timeout must be positive and shorter than \
+             probe_interval (probe-interval 300ms; probe-timeout 500ms from profile lan)"
+        );
+        // The demo's default profile is local, whose probe timeout is 100 ms.
+        let args = Args::try_parse_from(["chatterd", "--demo", "--probe-interval", "300ms"]);
+        assert!(args.unwrap().validate().is_ok());
+        let args =
+            Args::try_parse_from(["chatterd", "--profile", "local", "--probe-timeout", "200ms"])
+                .unwrap();
+        let err = args.validate().unwrap_err();
+        assert!(
+            err.contains("(probe-interval 200ms from profile local; probe-timeout 200ms)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //! status-interval = "10s"
 //! event-handler-timeout = "30s"
 //!
+//! # protocol timings on top of the profile (the flags of the same names)
+//! probe-interval = "1s"
+//! suspicion-mult = 4
+//! sync-interval = "30s"
+//!
 //! [tag]
 //! role = "web"
 //! zone = "eu-1"
@@ -49,7 +54,7 @@ use clap::ValueEnum;
 use serde::Deserialize;
 
 use crate::checks::{CheckKind, CheckSpec};
-use crate::cli::{self, Args, Profile};
+use crate::cli::{self, Args, Profile, Timings};
 use crate::handlers::HandlerSpec;
 use crate::process::parse_duration;
 
@@ -90,6 +95,29 @@ pub struct FileConfig {
     /// `--event-handler`, as `[[event-handler]]` tables.
     #[serde(default)]
     pub event_handler: Vec<FileHandler>,
+
+    /// `--probe-interval`, e.g. `"1s"`.
+    pub probe_interval: Option<String>,
+    /// `--probe-timeout`, e.g. `"500ms"`.
+    pub probe_timeout: Option<String>,
+    /// `--indirect-checks`.
+    pub indirect_checks: Option<i64>,
+    /// `--suspicion-mult`.
+    pub suspicion_mult: Option<i64>,
+    /// `--suspicion-max-timeout-mult`.
+    pub suspicion_max_timeout_mult: Option<i64>,
+    /// `--suspicion-confirmations`.
+    pub suspicion_confirmations: Option<i64>,
+    /// `--unreachable-suspicion-timeout`, e.g. `"1s"`.
+    pub unreachable_suspicion_timeout: Option<String>,
+    /// `--gossip-interval`, e.g. `"200ms"`.
+    pub gossip_interval: Option<String>,
+    /// `--gossip-fanout`.
+    pub gossip_fanout: Option<i64>,
+    /// `--retransmit-mult`.
+    pub retransmit_mult: Option<i64>,
+    /// `--sync-interval`, e.g. `"10s"`.
+    pub sync_interval: Option<String>,
 }
 
 /// A `[[check]]` table: `name`, one of `cmd`, `http`, `tcp`, optional `interval` and `timeout`.
@@ -204,6 +232,7 @@ fn from_command_line(matches: &ArgMatches, id: &str) -> bool {
 
 /// Merges a parsed config file under the command line.
 pub fn merge(args: &mut Args, matches: &ArgMatches, file: FileConfig) -> Result<()> {
+    merge_timings(&mut args.timings, &file)?;
     if let Some(listen) = file.listen {
         if !from_command_line(matches, "listen") {
             args.listen = listen;
@@ -315,10 +344,98 @@ pub fn merge(args: &mut Args, matches: &ArgMatches, file: FileConfig) -> Result<
     Ok(())
 }
 
+/// Fills the timings the command line did not give from the file (each checked like its flag,
+/// even when the flag overrides it).
+fn merge_timings(timings: &mut Timings, file: &FileConfig) -> Result<()> {
+    fn fill<T>(
+        slot: &mut Option<T>,
+        key: &str,
+        value: Option<String>,
+        parse: fn(&str) -> std::result::Result<T, String>,
+    ) -> Result<()> {
+        if let Some(value) = value {
+            let value = parse(&value).map_err(|e| anyhow!("{key}: {e}"))?;
+            slot.get_or_insert(value);
+        }
+        Ok(())
+    }
+    let number = |v: Option<i64>| v.map(|n| n.to_string());
+    let duration = cli::parse_positive_duration;
+    let t = timings;
+    fill(
+        &mut t.probe_interval,
+        "probe-interval",
+        file.probe_interval.clone(),
+        duration,
+    )?;
+    fill(
+        &mut t.probe_timeout,
+        "probe-timeout",
+        file.probe_timeout.clone(),
+        duration,
+    )?;
+    fill(
+        &mut t.indirect_checks,
+        "indirect-checks",
+        number(file.indirect_checks),
+        cli::parse_indirect_checks,
+    )?;
+    fill(
+        &mut t.suspicion_mult,
+        "suspicion-mult",
+        number(file.suspicion_mult),
+        cli::parse_multiplier,
+    )?;
+    fill(
+        &mut t.suspicion_max_timeout_mult,
+        "suspicion-max-timeout-mult",
+        number(file.suspicion_max_timeout_mult),
+        cli::parse_multiplier,
+    )?;
+    fill(
+        &mut t.suspicion_confirmations,
+        "suspicion-confirmations",
+        number(file.suspicion_confirmations),
+        cli::parse_confirmations,
+    )?;
+    fill(
+        &mut t.unreachable_suspicion_timeout,
+        "unreachable-suspicion-timeout",
+        file.unreachable_suspicion_timeout.clone(),
+        duration,
+    )?;
+    fill(
+        &mut t.gossip_interval,
+        "gossip-interval",
+        file.gossip_interval.clone(),
+        duration,
+    )?;
+    fill(
+        &mut t.gossip_fanout,
+        "gossip-fanout",
+        number(file.gossip_fanout),
+        cli::parse_fanout,
+    )?;
+    fill(
+        &mut t.retransmit_mult,
+        "retransmit-mult",
+        number(file.retransmit_mult),
+        cli::parse_multiplier,
+    )?;
+    fill(
+        &mut t.sync_interval,
+        "sync-interval",
+        file.sync_interval.clone(),
+        duration,
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::{CommandFactory, FromArgMatches};
+    use std::time::Duration;
 
     fn merged(argv: &[&str], toml: &str) -> Result<Args> {
         let matches = Args::command().try_get_matches_from(argv).unwrap();
@@ -473,6 +590,97 @@ mod tests {
     }
 
     #[test]
+    fn timing_keys_merge_under_the_flags() {
+        let file = r#"
+            profile = "lan"
+            probe-interval = "5s"
+            probe-timeout = "50ms"
+            suspicion-mult = 4
+            sync-interval = "30s"
+        "#;
+        let args = merged(&["chatterd"], file).unwrap();
+        let config = args.protocol_config().unwrap();
+        assert_eq!(config.probe_interval, Duration::from_secs(5));
+        assert_eq!(config.probe_timeout, Duration::from_millis(50));
+        assert_eq!(config.suspicion_mult, 4);
+        assert_eq!(config.sync_interval, Duration::from_secs(30));
+        assert_eq!(
+            config.gossip_interval,
+            chatter::Config::lan().gossip_interval
+        );
+
+        let args = merged(
+            &[
+                "chatterd",
+                "--probe-interval",
+                "100ms",
+                "--suspicion-mult",
+                "6",
+            ],
+            file,
+        )
+        .unwrap();
+        let config = args.protocol_config().unwrap();
+        assert_eq!(config.probe_interval, Duration::from_millis(100));
+        assert_eq!(config.probe_timeout, Duration::from_millis(50));
+        assert_eq!(config.suspicion_mult, 6);
+        assert_eq!(config.sync_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_example_timings_are_the_lan_profile() {
+        // The example documents every timing key, commented out, with the lan profile's value.
+        let text = include_str!("../../../docs/chatterd.example.toml");
+        let mut found = Vec::new();
+        let uncommented: String = text
+            .lines()
+            .map(|line| {
+                let key = line
+                    .strip_prefix("# ")
+                    .and_then(|rest| rest.split_once(" = "))
+                    .map(|(key, _)| key)
+                    .filter(|key| Timings::NAMES.contains(key));
+                match key {
+                    Some(key) => {
+                        found.push(key);
+                        format!("{}\n", &line[2..])
+                    }
+                    None => format!("{line}\n"),
+                }
+            })
+            .collect();
+        assert_eq!(found, Timings::NAMES, "each timing key once, in help order");
+        // The comment above each key gives the wan and local values.
+        let wan = Timings::of(&chatter::Config::wan());
+        let local = Timings::of(&chatter::Config::local());
+        let mut comment = String::new();
+        for line in text.lines() {
+            match line
+                .strip_prefix("# ")
+                .and_then(|rest| rest.split_once(" = "))
+            {
+                Some((key, _)) if Timings::NAMES.contains(&key) => {
+                    let i = Timings::NAMES.iter().position(|k| *k == key).unwrap();
+                    let values = format!("(wan {}, local {})", wan[i].1, local[i].1);
+                    assert!(
+                        comment.contains(&values),
+                        "{key}: {values} not in {comment:?}"
+                    );
+                    comment.clear();
+                }
+                _ => {
+                    comment.push_str(line.trim_start_matches('#'));
+                }
+            }
+        }
+        let args = merged(&["chatterd"], &uncommented).unwrap();
+        assert_eq!(args.timings.given().len(), Timings::NAMES.len());
+        let mut lan = chatter::Config::lan();
+        lan.cluster_name = args.cluster.clone();
+        assert_eq!(args.protocol_config().unwrap(), lan);
+    }
+
+    #[test]
     fn mistakes_are_one_line_errors() {
         for (toml, expected) in [
             ("lisen = \"127.0.0.1:1\"", "line 1: unknown field `lisen`"),
@@ -496,6 +704,21 @@ mod tests {
                 "event filter",
             ),
             ("status-interval = \"soon\"", "status-interval"),
+            ("probe-interval = \"0s\"", "probe-interval: must be above 0"),
+            ("probe-interval = 1", "line 1: invalid type: integer"),
+            (
+                "suspicion-mult = 0",
+                "suspicion-mult: expected a whole number from 1 to 100",
+            ),
+            (
+                "gossip-fanout = -2",
+                "gossip-fanout: expected a whole number",
+            ),
+            (
+                "probe-timeout = \"2s\"",
+                "probe_timeout must be positive and shorter than probe_interval \
+                 (probe-interval 1s from profile lan; probe-timeout 2s)",
+            ),
             ("http-token = \"two words\"", "http-token"),
         ] {
             let err = merged(&["chatterd"], toml).unwrap_err().to_string();

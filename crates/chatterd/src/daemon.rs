@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::cli::{Args, Profile};
+use crate::cli::{Args, Timings};
 use crate::http::{self, AppState};
 
 /// How long a graceful leave may take before the daemon exits anyway.
@@ -55,9 +55,8 @@ impl Daemon {
             None => crate::cli::hostname()
                 .ok_or_else(|| anyhow!("cannot determine the host name; pass --node-name"))?,
         };
-        let profile = args.profile.unwrap_or(Profile::Lan);
-        let mut config = profile.config();
-        config.cluster_name = args.cluster.clone();
+        let profile = args.effective_profile();
+        let config = args.protocol_config().map_err(|e| anyhow!("{e}"))?;
 
         let listener = TcpListener::bind(args.http)
             .await
@@ -96,6 +95,7 @@ impl Daemon {
             advertised = %handle.local().addr,
             http = %http_addr,
             profile = profile.as_str(),
+            timings = %timings_text(&args.timings),
             cluster = %args.cluster,
             seeds = ?args.seeds,
             "chatterd started"
@@ -257,6 +257,19 @@ fn spawn_error(err: chatter::Error, listen: SocketAddr) -> anyhow::Error {
         ),
         other => anyhow::Error::new(other).context("cannot start the gossip node"),
     }
+}
+
+/// The timings that override the profile, as `probe-interval=1s gossip-fanout=4`, or `profile`.
+fn timings_text(timings: &Timings) -> String {
+    let given = timings.given();
+    if given.is_empty() {
+        return "profile".to_owned();
+    }
+    given
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Prints the machine-readable ready line and flushes it.

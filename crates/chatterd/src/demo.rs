@@ -76,7 +76,7 @@ struct Started {
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub async fn run(nodes: u32, args: &Args) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the chatterd executable")?;
-    let profile = args.profile.unwrap_or(Profile::Local);
+    let profile = args.effective_profile();
     let mut sigterm = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
 
@@ -121,7 +121,7 @@ pub async fn run(nodes: u32, args: &Args) -> Result<()> {
         return Err(err);
     }
 
-    print_table(&pending, profile, nodes);
+    print_table(&pending, profile, args, nodes);
 
     for (ready, started) in pending {
         let Started {
@@ -220,6 +220,7 @@ fn start_child(
     cmd.args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         .args(["--node-name", name])
         .args(["--profile", profile.as_str()])
+        .args(args.timings.flags())
         .args(["--cluster", &args.cluster]);
     for (key, value) in &args.tags {
         cmd.arg("--tag").arg(format!("{key}={value}"));
@@ -346,8 +347,15 @@ async fn read_ready(name: &str, started: &mut Started) -> Result<Ready> {
     }
 }
 
-fn print_table(nodes: &[(Ready, Started)], profile: Profile, count: u32) {
-    let bound = profile.config().detection_bound(count as usize);
+fn print_table(nodes: &[(Ready, Started)], profile: Profile, args: &Args, count: u32) {
+    // The timings were validated before the first child started.
+    let config = args.protocol_config().unwrap_or_else(|_| profile.config());
+    let bound = config.detection_bound(count as usize);
+    let tuned = if args.timings.given().is_empty() {
+        ""
+    } else {
+        " with the timing options given"
+    };
     let name_width = nodes
         .iter()
         .map(|(r, _)| r.name.len())
@@ -356,7 +364,7 @@ fn print_table(nodes: &[(Ready, Started)], profile: Profile, count: u32) {
         .max(4);
     println!();
     println!(
-        "Chatter demo: {count} nodes on 127.0.0.1, profile {} (a crash is detected within ~{:.1} s)",
+        "Chatter demo: {count} nodes on 127.0.0.1, profile {}{tuned} (a crash is detected within ~{:.1} s)",
         profile.as_str(),
         bound.as_secs_f64()
     );

@@ -35,6 +35,13 @@ fn main() -> ExitCode {
         }
     }
 
+    // The rules spanning flags (the protocol timings on top of the profile among them) are
+    // mistakes of the command line or the file: refused like a bad flag, before anything starts.
+    if let Err(err) = args.validate() {
+        eprintln!("chatterd: {err}");
+        return ExitCode::from(2);
+    }
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use chatter_api::{ErrorBody, HealthView, MemberView, MembersResponse, SelfView, Status};
-use common::{Daemon, CHATTERD};
+use common::{Daemon, TempFile, CHATTERD};
 
 /// Runs chatterd with `args`, expecting it to exit by itself within 10 s.
 fn run_to_exit(args: &[&str]) -> Output {
@@ -72,9 +72,34 @@ fn bad_flags_are_refused_in_one_line() {
         (&["--seed", "no-port"][..], "--seed"),
         (&["--node-name", ""][..], "--node-name"),
         (&["--bogus"][..], "--bogus"),
+        (&["--probe-interval", "0s"][..], "--probe-interval"),
+        (&["--suspicion-mult", "0"][..], "--suspicion-mult"),
+        (&["--gossip-fanout", "many"][..], "--gossip-fanout"),
     ] {
         assert_one_line_error(args, expected);
     }
+}
+
+#[test]
+fn invalid_timing_combination_is_refused_in_one_line() {
+    // Each value is fine alone; the lan profile's 500 ms probe timeout does not fit in 300 ms.
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--node-name",
+        "bad-timings",
+        "--probe-interval",
+        "300ms",
+    ];
+    assert_one_line_error(
+        &args,
+        "invalid protocol timings: probe_timeout must be positive and shorter than \
+         probe_interval (probe-interval 300ms; probe-timeout 500ms from profile lan)",
+    );
+    // Refused like a bad flag: exit status 2.
+    assert_eq!(run_to_exit(&args).status.code(), Some(2));
 }
 
 #[test]
@@ -215,28 +240,6 @@ fn http_api_answers_json() {
     serde_json::from_str::<ErrorBody>(&body).unwrap();
 }
 
-/// A config file in the temp directory, removed on drop.
-struct TempFile(std::path::PathBuf);
-
-impl TempFile {
-    fn new(name: &str, text: &str) -> TempFile {
-        let path =
-            std::env::temp_dir().join(format!("chatterd-test-{}-{name}", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        TempFile(path)
-    }
-
-    fn path(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 #[test]
 fn config_file_is_merged_under_the_flags() {
     let file = TempFile::new(
@@ -259,6 +262,15 @@ fn config_file_is_merged_under_the_flags() {
 fn bad_config_file_is_refused_in_one_line() {
     let file = TempFile::new("typo.toml", "node-name = \"x\"\nlisen = \"127.0.0.1:0\"\n");
     assert_one_line_error(&["--config", &file.path()], "line 2: unknown field `lisen`");
+    let file = TempFile::new(
+        "timings.toml",
+        "profile = \"local\"\nsync-interval = \"1s\"\nprobe-timeout = \"250ms\"\n",
+    );
+    assert_one_line_error(
+        &["--config", &file.path()],
+        "invalid protocol timings: probe_timeout must be positive and shorter than \
+         probe_interval (probe-interval 200ms from profile local; probe-timeout 250ms)",
+    );
     assert_one_line_error(
         &["--config", "/nonexistent/chatterd.toml"],
         "cannot read config /nonexistent/chatterd.toml",

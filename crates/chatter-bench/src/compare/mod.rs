@@ -36,7 +36,10 @@ pub struct Options {
     pub chatterd: PathBuf,
     pub serf: PathBuf,
     pub chitchat: PathBuf,
+    /// Flags of the "Chatter (Serf timings)" column; None: no such column.
     pub tuned_args: Option<Vec<String>>,
+    /// Whether `tuned_args` start with [`SERF_TIMINGS`].
+    pub serf_timings: bool,
     pub quick: bool,
     pub update_doc: Option<PathBuf>,
     pub markdown: Option<PathBuf>,
@@ -47,6 +50,53 @@ pub struct Options {
 const CHATTER: &str = "Chatter";
 /// Label of Chatter tuned to Serf's probe settings.
 const CHATTER_TUNED: &str = "Chatter (Serf timings)";
+
+/// Serf's LAN defaults (memberlist's `DefaultLANConfig`, which `serf agent` uses unless told
+/// otherwise), as the chatterd flags that set the same values: (flag, value, Serf's setting).
+/// memberlist has no confirmation count of its own: it expects `SuspicionMult - 2`.
+pub const SERF_TIMINGS: [(&str, &str, &str); 10] = [
+    ("probe-interval", "1s", "ProbeInterval 1s"),
+    ("probe-timeout", "500ms", "ProbeTimeout 500ms"),
+    ("indirect-checks", "3", "IndirectChecks 3"),
+    ("suspicion-mult", "4", "SuspicionMult 4"),
+    (
+        "suspicion-max-timeout-mult",
+        "6",
+        "SuspicionMaxTimeoutMult 6",
+    ),
+    (
+        "suspicion-confirmations",
+        "2",
+        "SuspicionMult - 2 = 2 confirmations expected (derived, not a setting)",
+    ),
+    ("gossip-interval", "200ms", "GossipInterval 200ms"),
+    ("gossip-fanout", "3", "GossipNodes 3"),
+    ("retransmit-mult", "4", "RetransmitMult 4"),
+    ("sync-interval", "30s", "PushPullInterval 30s"),
+];
+
+/// The flags of the "Chatter (Serf timings)" column: with `serf`, [`SERF_TIMINGS`] followed by
+/// `extra`, whose flags replace Serf's of the same name; without, `extra` alone. None: no
+/// such column.
+pub fn tuned_args(serf: bool, extra: Option<Vec<String>>) -> Option<Vec<String>> {
+    if !serf {
+        return extra;
+    }
+    let extra = extra.unwrap_or_default();
+    let mut args = Vec::new();
+    for (name, value, _) in SERF_TIMINGS {
+        let flag = format!("--{name}");
+        let replaced = extra
+            .iter()
+            .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+        if !replaced {
+            args.push(flag);
+            args.push(value.to_owned());
+        }
+    }
+    args.extend(extra);
+    Some(args)
+}
 
 /// Figures of one system at one cluster size.
 #[derive(Default)]
@@ -606,23 +656,118 @@ fn leave(c: &mut Cluster, n: usize, fig: &mut Figures) -> Result<()> {
     Ok(())
 }
 
-/// Whether `chatterd --help` lists any protocol timing option.
-fn chatterd_timing_flags(opts: &Options) -> Option<String> {
-    let out = std::process::Command::new(&opts.chatterd)
+/// A protocol timing option of chatterd, and the `lan` profile's value as its help gives it.
+#[derive(Debug, PartialEq)]
+struct TimingFlag {
+    name: String,
+    lan: String,
+}
+
+/// The protocol timing options `chatterd --help` lists (none for a chatterd built before they
+/// existed).
+fn chatterd_timing_flags(opts: &Options) -> Vec<TimingFlag> {
+    match std::process::Command::new(&opts.chatterd)
         .arg("--help")
         .output()
-        .ok()?;
-    let help = String::from_utf8_lossy(&out.stdout);
-    let flags: Vec<&str> = help
-        .split_whitespace()
-        .filter(|w| {
-            w.starts_with("--")
-                && ["probe", "suspicion", "gossip-interval"]
-                    .iter()
-                    .any(|k| w.contains(k))
+    {
+        Ok(out) => parse_timing_help(&String::from_utf8_lossy(&out.stdout)),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The options of clap's long help whose description ends with every profile's value,
+/// `[lan: 1s, wan: 5s, local: 200ms]`: chatterd's protocol timings.
+fn parse_timing_help(help: &str) -> Vec<TimingFlag> {
+    // An option starts a line (after at most 6 spaces); its description follows, indented
+    // further.
+    let mut options: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        let text = line.trim_start();
+        let indent = line.len() - text.len();
+        if indent <= 6 && text.starts_with('-') {
+            let name = text
+                .split_whitespace()
+                .map(|w| w.trim_end_matches(','))
+                .find_map(|w| w.strip_prefix("--"))
+                .unwrap_or_default();
+            options.push((name.to_owned(), String::new()));
+        } else if let Some((_, description)) = options.last_mut() {
+            description.push(' ');
+            description.push_str(text);
+        }
+    }
+    options
+        .into_iter()
+        .filter_map(|(name, description)| {
+            let (_, after) = description.split_once("[lan: ")?;
+            let lan = after.split([',', ']']).next()?.trim().to_owned();
+            Some(TimingFlag { name, lan })
         })
+        .collect()
+}
+
+/// The paragraph on timings in the report: what the "Chatter (Serf timings)" column ran with,
+/// and where the `lan` profile's values differ from Serf's.
+fn timing_note(opts: &Options, flags: &[TimingFlag]) -> String {
+    if flags.is_empty() {
+        return match &opts.tuned_args {
+            Some(args) => format!("Chatter (Serf timings) ran with `{}`.", args.join(" ")),
+            None => "No \"Chatter tuned to Serf's probe settings\" column: this chatterd has \
+                 no flag or config key for protocol timings (only `--profile lan|wan|local`)."
+                .to_owned(),
+        };
+    }
+    let lan = |name: &str| {
+        flags
+            .iter()
+            .find(|f| f.name == name)
+            .map_or("?", |f| f.lan.as_str())
+    };
+    let serf: Vec<&str> = SERF_TIMINGS
+        .iter()
+        .map(|(_, _, setting)| *setting)
         .collect();
-    (!flags.is_empty()).then(|| flags.join(" "))
+    let column = match &opts.tuned_args {
+        Some(args) if opts.serf_timings => format!(
+            "Chatter (Serf timings) ran with `{}`: the values of Serf's LAN defaults \
+             (memberlist's `DefaultLANConfig`: {}).",
+            args.join(" "),
+            serf.join(", ")
+        ),
+        Some(args) => format!("Chatter (Serf timings) ran with `{}`.", args.join(" ")),
+        None => format!(
+            "No \"Chatter (Serf timings)\" column in this run (`--chatter-serf-timings` adds \
+             one: chatterd at the values of Serf's LAN defaults, {}).",
+            serf.join(", ")
+        ),
+    };
+    let differ: Vec<String> = SERF_TIMINGS
+        .iter()
+        .filter(|(name, value, _)| lan(name) != *value)
+        .map(|(name, value, _)| format!("`{name}` {} (Serf {value})", lan(name)))
+        .collect();
+    let same: Vec<String> = SERF_TIMINGS
+        .iter()
+        .filter(|(name, value, _)| lan(name) == *value)
+        .map(|(name, _, _)| format!("`{name}`"))
+        .collect();
+    let defaults = if differ.is_empty() {
+        "Chatter's default `lan` profile has every one of these values.".to_owned()
+    } else {
+        format!(
+            "Chatter's default `lan` profile (the Chatter column) differs from them in {}; \
+             it has Serf's {}.",
+            differ.join(", "),
+            same.join(", ")
+        )
+    };
+    format!(
+        "{column} {defaults} memberlist has no counterpart to Chatter's ICMP shortcut, which caps a \
+         suspicion at `unreachable-suspicion-timeout` ({} in `lan`) when ICMP port-unreachable \
+         shows the process gone; it stays on in both Chatter columns \
+         (`--chatter-tuned-args '--unreachable-suspicion-timeout 1h'` turns it off).",
+        lan("unreachable-suspicion-timeout")
+    )
 }
 
 pub fn run(mut opts: Options) -> Result<()> {
@@ -668,19 +813,23 @@ pub fn run(mut opts: Options) -> Result<()> {
             other => bail!("--systems: unknown system {other} (chatter, serf, chitchat)"),
         }
     }
-    let timing_note = match (&opts.tuned_args, chatterd_timing_flags(&opts)) {
-        (Some(args), _) => format!("Chatter (Serf timings) ran with `{}`.", args.join(" ")),
-        (None, Some(flags)) => format!(
-            "chatterd lists timing options ({flags}); pass them with --chatter-tuned-args to \
-             add a Chatter column tuned to Serf's probe settings."
-        ),
-        (None, None) => "No \"Chatter tuned to Serf's probe settings\" column: chatterd has \
-             no flag or config key for protocol timings (only `--profile lan|wan|local`). Its \
-             default `lan` profile already probes like Serf's default (interval 1 s, timeout \
-             500 ms); it differs in the suspicion multiplier (5 against Serf's 4) and adds a 1 s \
-             suspicion cap when ICMP port-unreachable shows the process gone."
-            .to_owned(),
-    };
+    let flags = chatterd_timing_flags(&opts);
+    if opts.serf_timings {
+        let missing: Vec<&str> = SERF_TIMINGS
+            .iter()
+            .map(|(name, _, _)| *name)
+            .filter(|name| !flags.iter().any(|f| f.name == *name))
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "--chatter-serf-timings: {} has no --{} (built before the timing options? \
+                 cargo build --release -p chatterd)",
+                opts.chatterd.display(),
+                missing.join(", --")
+            );
+        }
+    }
+    let timing_note = timing_note(&opts, &flags);
     println!("{timing_note}");
 
     let started = Instant::now();
@@ -738,4 +887,62 @@ fn which(program: &std::path::Path) -> Result<PathBuf> {
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
         .with_context(|| format!("{} is not in PATH", program.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELP: &str = "\
+Options:
+      --listen <ADDR>
+          UDP address to bind for gossip (port 0 picks a free port)
+
+          [default: 0.0.0.0:2428]
+
+  -h, --help
+          Print help (see a summary with '-h')
+
+Protocol timings (each overrides one value of --profile):
+      --probe-interval <DURATION>
+          Time between two probes started by this node. Shorter detects a dead member sooner
+          [lan: 1s, wan: 5s, local: 200ms]
+
+      --suspicion-mult <N>
+          Lifeguard suspicion multiplier, see --probe-interval [lan: 5, wan: 6,
+          local: 5]
+";
+
+    #[test]
+    fn timing_options_and_their_lan_values_are_read_from_the_help() {
+        let flags = parse_timing_help(HELP);
+        assert_eq!(
+            flags,
+            [
+                TimingFlag {
+                    name: "probe-interval".into(),
+                    lan: "1s".into()
+                },
+                TimingFlag {
+                    name: "suspicion-mult".into(),
+                    lan: "5".into()
+                },
+            ]
+        );
+        assert!(parse_timing_help("Options:\n      --listen <ADDR>\n          x\n").is_empty());
+    }
+
+    #[test]
+    fn serf_timings_come_first_and_extra_flags_replace_them() {
+        assert_eq!(tuned_args(false, None), None);
+        let extra = vec!["--gossip-fanout".to_owned(), "4".to_owned()];
+        assert_eq!(tuned_args(false, Some(extra.clone())), Some(extra.clone()));
+        let args = tuned_args(true, None).unwrap();
+        assert_eq!(args.len(), 2 * SERF_TIMINGS.len());
+        assert_eq!(args[..2], ["--probe-interval", "1s"]);
+        let args = tuned_args(true, Some(extra)).unwrap();
+        assert_eq!(args.len(), 2 * SERF_TIMINGS.len());
+        assert_eq!(args.iter().filter(|a| *a == "--gossip-fanout").count(), 1);
+        assert_eq!(args[args.len() - 2..], ["--gossip-fanout", "4"]);
+    }
 }

@@ -489,3 +489,27 @@ impl Drop for EventClient {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 }
+
+/// A file in the temp directory (a config file), removed on drop.
+pub struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    /// Writes `text` to `chatterd-test-PID-NAME` in the temp directory.
+    pub fn new(name: &str, text: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("chatterd-test-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+
+    /// The path, as an argument.
+    pub fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
