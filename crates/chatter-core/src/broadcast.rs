@@ -1,7 +1,7 @@
 //! The transmit-limited queue of updates piggybacked on outgoing datagrams.
 //!
 //! One entry per member (a newer update about a member replaces the older one); each entry is
-//! sent at most `limit` times; datagrams are filled with the least-sent entries first (newest
+//! sent at most its own `limit` times; datagrams are filled with the least-sent entries first (newest
 //! first among equals), so fresh news spreads before old news is repeated.
 
 use std::cmp::Reverse;
@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 struct Entry {
     id: u64,
     transmits: u32,
+    limit: u32,
     bytes: Vec<u8>,
 }
 
@@ -27,8 +28,9 @@ pub(crate) struct BroadcastQueue {
 const MAX_SKIPS: usize = 16;
 
 impl BroadcastQueue {
-    /// Queues `bytes` (one encoded message) as the latest update about `key`.
-    pub(crate) fn push(&mut self, key: &str, bytes: Vec<u8>) {
+    /// Queues `bytes` (one encoded message) as the latest update about `key`, to be sent at
+    /// most `limit` times.
+    pub(crate) fn push(&mut self, key: &str, bytes: Vec<u8>, limit: u32) {
         self.remove(key);
         let id = self.next_id;
         self.next_id += 1;
@@ -38,6 +40,7 @@ impl BroadcastQueue {
             Entry {
                 id,
                 transmits: 0,
+                limit: limit.max(1),
                 bytes,
             },
         );
@@ -63,8 +66,9 @@ impl BroadcastQueue {
     }
 
     /// Appends as many queued updates to `buf` as fit within `budget` bytes, counts a
-    /// transmission for each and drops those sent `limit` times. Returns how many were added.
-    pub(crate) fn fill(&mut self, buf: &mut Vec<u8>, budget: usize, limit: u32) -> usize {
+    /// transmission for each and drops those sent their limit of times. Returns how many were
+    /// added.
+    pub(crate) fn fill(&mut self, buf: &mut Vec<u8>, budget: usize) -> usize {
         let mut used = Vec::new();
         let mut skips = 0;
         for (_, _, key) in self.order.iter() {
@@ -90,7 +94,7 @@ impl BroadcastQueue {
                 self.order
                     .remove(&(entry.transmits, Reverse(entry.id), key.clone()));
                 entry.transmits += 1;
-                if entry.transmits >= limit {
+                if entry.transmits >= entry.limit {
                     self.entries.remove(key);
                 } else {
                     self.order
@@ -109,38 +113,38 @@ mod tests {
     #[test]
     fn newer_update_replaces_older_and_fresh_news_goes_first() {
         let mut q = BroadcastQueue::default();
-        q.push("a", vec![1; 10]);
-        q.push("b", vec![2; 10]);
-        q.push("a", vec![3; 10]);
+        q.push("a", vec![1; 10], 5);
+        q.push("b", vec![2; 10], 5);
+        q.push("a", vec![3; 10], 5);
         assert_eq!(q.len(), 2);
         let mut buf = Vec::new();
-        assert_eq!(q.fill(&mut buf, 10, 5), 1);
+        assert_eq!(q.fill(&mut buf, 10), 1);
         assert_eq!(buf, vec![3; 10], "newest first");
         let mut buf = Vec::new();
-        q.fill(&mut buf, 10, 5);
+        q.fill(&mut buf, 10);
         assert_eq!(buf, vec![2; 10], "then the least sent");
     }
 
     #[test]
     fn entries_retire_after_their_transmit_limit() {
         let mut q = BroadcastQueue::default();
-        q.push("a", vec![1; 4]);
+        q.push("a", vec![1; 4], 3);
         for _ in 0..3 {
             let mut buf = Vec::new();
-            assert_eq!(q.fill(&mut buf, 100, 3), 1);
+            assert_eq!(q.fill(&mut buf, 100), 1);
         }
         assert!(q.is_empty());
         let mut buf = Vec::new();
-        assert_eq!(q.fill(&mut buf, 100, 3), 0);
+        assert_eq!(q.fill(&mut buf, 100), 0);
     }
 
     #[test]
     fn fill_respects_the_budget_and_skips_too_large_entries() {
         let mut q = BroadcastQueue::default();
-        q.push("small", vec![1; 8]);
-        q.push("big", vec![2; 50]);
+        q.push("small", vec![1; 8], 5);
+        q.push("big", vec![2; 50], 5);
         let mut buf = vec![0; 20];
-        assert_eq!(q.fill(&mut buf, 30, 5), 1);
+        assert_eq!(q.fill(&mut buf, 30), 1);
         assert_eq!(buf.len(), 28);
         assert!(q.contains("big"));
     }

@@ -81,6 +81,16 @@ pub struct Config {
     /// idle clusters send nothing.
     pub retransmit_mult: u32,
 
+    /// Like `retransmit_mult`, for key/value updates. A fresh write first follows the
+    /// broadcast tree's eager links, and anti-entropy (`sync_interval`) repairs any replica the
+    /// piggybacks miss, so writes can afford fewer piggybacks than membership news, which has
+    /// no such second path. Default 4, as `retransmit_mult`: measured with `chatter-sim
+    /// experiment dissemination` at 500 nodes, 3 saves a quarter of the datagrams per write
+    /// with the same latency up to 10% loss, but at 20% loss the slowest replica's p99 grows
+    /// from 0.15 s to 10 s (it waits for anti-entropy); 2 halves the datagrams and already
+    /// hurts at 10% loss. Lower it for write-heavy clusters on clean networks.
+    pub state_retransmit_mult: u32,
+
     /// Period of gossip rounds while there are updates to spread. Default 200 ms. Rounds are
     /// also started at once when a new update arrives, so this only paces retransmissions.
     pub gossip_interval: Duration,
@@ -203,6 +213,7 @@ impl Config {
             suspicion_confirmations: 3,
             awareness_max: 8,
             retransmit_mult: 4,
+            state_retransmit_mult: 4,
             gossip_interval: Duration::from_millis(200),
             gossip_fanout: 3,
             sync_interval: Duration::from_secs(10),
@@ -298,9 +309,9 @@ impl Config {
                 "suspicion multipliers must be at least 1",
             ));
         }
-        if self.retransmit_mult == 0 || self.gossip_fanout == 0 {
+        if self.retransmit_mult == 0 || self.state_retransmit_mult == 0 || self.gossip_fanout == 0 {
             return Err(ConfigError::Invalid(
-                "retransmit_mult and gossip_fanout must be at least 1",
+                "retransmit_mult, state_retransmit_mult and gossip_fanout must be at least 1",
             ));
         }
         if self.packet_budget < 512 || self.packet_budget > self.max_packet_size {
@@ -357,8 +368,17 @@ impl Config {
     /// How many times each update is piggybacked in a cluster of `n` members:
     /// `retransmit_mult * ceil(log10(n + 1))`.
     pub fn retransmit_limit(&self, n: usize) -> u32 {
-        let scale = ((n + 1) as f64).log10().ceil().max(1.0) as u32;
-        self.retransmit_mult * scale
+        self.retransmit_mult * Self::log_scale(n)
+    }
+
+    /// How many times each key/value update is piggybacked in a cluster of `n` members:
+    /// `state_retransmit_mult * ceil(log10(n + 1))`.
+    pub fn state_retransmit_limit(&self, n: usize) -> u32 {
+        self.state_retransmit_mult * Self::log_scale(n)
+    }
+
+    fn log_scale(n: usize) -> u32 {
+        ((n + 1) as f64).log10().ceil().max(1.0) as u32
     }
 
     /// Upper bound on the time from a crash until every member marks the crashed member failed,

@@ -514,17 +514,26 @@ impl Node {
     /// Queues an update to ride on datagrams sent anyway, without starting a gossip round:
     /// for announcements whose delivery may wait for the next probe.
     pub(crate) fn enqueue_lazy(&mut self, key: &str, message: &Message) {
-        self.broadcasts.push(key, wire::message_bytes(message));
+        let limit = self.transmit_limit(message);
+        self.broadcasts
+            .push(key, wire::message_bytes(message), limit);
+    }
+
+    /// How many times a queued update is piggybacked: key/value updates have anti-entropy
+    /// behind them and are sent fewer times than membership news.
+    fn transmit_limit(&self, message: &Message) -> u32 {
+        let n = self.cluster_size();
+        match message {
+            Message::StateUpdate(_) => self.config.state_retransmit_limit(n),
+            _ => self.config.retransmit_limit(n),
+        }
     }
 
     /// Sends `messages` to `dst` in one datagram, filling the rest of the budget with queued
     /// updates.
     pub(crate) fn send(&mut self, dst: SocketAddr, messages: &[Message]) {
         let mut buf = wire::encode_packet(self.cluster, messages);
-        let limit = self.config.retransmit_limit(self.cluster_size());
-        let added = self
-            .broadcasts
-            .fill(&mut buf, self.config.packet_budget, limit);
+        let added = self.broadcasts.fill(&mut buf, self.config.packet_budget);
         self.stats.gossip_sent += added as u64;
         self.push_transmit(dst, buf);
     }
@@ -538,7 +547,9 @@ impl Node {
     /// Queues an update for piggybacking and starts a gossip round at once: news spreads at
     /// network speed, and the transmit limit bounds the cost.
     pub(crate) fn enqueue_broadcast(&mut self, now: Instant, key: &str, message: &Message) {
-        self.broadcasts.push(key, wire::message_bytes(message));
+        let limit = self.transmit_limit(message);
+        self.broadcasts
+            .push(key, wire::message_bytes(message), limit);
         self.gossip_fresh = true;
         self.next_gossip = Some(self.next_gossip.map_or(now, |t| t.min(now)));
     }
@@ -598,13 +609,10 @@ impl Node {
                 .filter(|a| !targets.contains(a))
                 .collect::<Vec<_>>(),
         );
-        let limit = self.config.retransmit_limit(self.cluster_size());
         for dst in targets {
             let mut buf = Vec::with_capacity(self.config.packet_budget);
             wire::write_envelope(&mut buf, self.cluster);
-            let added = self
-                .broadcasts
-                .fill(&mut buf, self.config.packet_budget, limit);
+            let added = self.broadcasts.fill(&mut buf, self.config.packet_budget);
             if added == 0 {
                 break;
             }

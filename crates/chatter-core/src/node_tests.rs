@@ -580,3 +580,25 @@ fn a_lost_ping_is_retried_directly_instead_of_raising_a_suspicion() {
     // the retry is what saved it.
     assert_eq!(probe_with_lost_ping(false), 1);
 }
+
+#[test]
+fn key_value_updates_follow_their_own_transmit_limit() {
+    // One node alone with one member: every queued update rides on probes until its limit.
+    let sent_with = |state_mult: u32| {
+        let config = Config {
+            state_retransmit_mult: state_mult,
+            ..Config::local()
+        };
+        let mut net = Net::new(2, config);
+        net.run_until(secs(5), Net::all_see_alive);
+        net.run_for(secs(5));
+        let before = net.nodes[0].stats().gossip_sent;
+        let now = net.now;
+        net.nodes[0].set(now, "k", b"v".to_vec()).unwrap();
+        net.run_for(secs(5));
+        net.nodes[0].stats().gossip_sent - before
+    };
+    // ceil(log10(3)) = 1: the multiplier is the limit.
+    assert_eq!(sent_with(1), 1);
+    assert_eq!(sent_with(5), 5);
+}
