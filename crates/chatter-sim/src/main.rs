@@ -10,7 +10,7 @@
 //! cargo run --release -p chatter-sim -- experiment detection-scale [--seed 1] [--runs 20] \
 //!     [--sizes 10,50,100,500,1000] [--icmp on,off]
 //! cargo run --release -p chatter-sim -- experiment false-positives [--nodes 50] [--seed 1] \
-//!     [--runs 20] [--losses 0,5,10,20,30] [--minutes 30] [--pauses 1,2,5,10,15,20]
+//!     [--runs 50] [--losses 0,5,10,20,30] [--minutes 120] [--pauses 1,2,5,10,15,20]
 //! cargo run --release -p chatter-sim -- experiment cost [--seed 1] [--sizes 10,50,100,500,1000]
 //! ```
 //!
@@ -54,7 +54,7 @@ struct Args {
     seed: u64,
     /// Repetitions per row: crashes for `detection` (default 100) and `detection-scale` (20),
     /// broadcasts for `dissemination` (20; writes: half as many), clusters formed for
-    /// `convergence` (5; 1 from N=1000), pauses per length for `false-positives` (20).
+    /// `convergence` (5; 1 from N=1000), pauses per length for `false-positives` (50).
     #[arg(long)]
     runs: Option<usize>,
     /// Cluster sizes, comma-separated (`dissemination`, `convergence`, `detection-scale`,
@@ -74,7 +74,7 @@ struct Args {
     /// Pause lengths in seconds, comma-separated (`false-positives`; default 1,2,5,10,15,20).
     #[arg(long, value_delimiter = ',')]
     pauses: Option<Vec<f64>>,
-    /// Virtual minutes observed per loss rate (`false-positives`; default 30).
+    /// Virtual minutes observed per loss rate (`false-positives`; default 120).
     #[arg(long)]
     minutes: Option<f64>,
     /// Also run the rows skipped by default for wall time (`dissemination`: N=1000 at 20%).

@@ -41,13 +41,13 @@ impl Default for FalsePositivesParams {
         Self {
             nodes: 50,
             losses: vec![0.0, 0.05, 0.10, 0.20, 0.30],
-            duration: Duration::from_secs(1800),
+            duration: Duration::from_secs(7200),
             settle: Duration::from_secs(10),
             pauses: [1, 2, 5, 10, 15, 20]
                 .into_iter()
                 .map(Duration::from_secs)
                 .collect(),
-            runs: 20,
+            runs: 50,
             seed: 1,
             config: Config::lan(),
         }
@@ -394,7 +394,7 @@ pub fn pause_header(params: &FalsePositivesParams) -> String {
 /// One line of the pause table.
 pub fn pause_line(r: &PauseRow) -> String {
     let secs = |d: Option<Duration>| {
-        d.map_or_else(|| "-".to_owned(), |d| format!("{:.2}", d.as_secs_f64()))
+        d.map_or_else(|| "-".to_owned(), |d| format!("{:.3}", d.as_secs_f64()))
     };
     format!(
         "{:>5.0}s | {:>4}/{:<4} {:>4}/{:<4} {:>9.1} | {:>6} {:>6} | {:>6} {:>6} | {:>4} {:>5.1}s",
