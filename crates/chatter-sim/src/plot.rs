@@ -364,18 +364,24 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     }
 }
 
-/// A tick label without trailing zeros: 1000, 2.5, 0.25, 1.5e6.
+/// A tick label with three significant digits at most and no trailing zeros: 1000, 2.5, 0.015,
+/// 1.5e6.
 fn short(v: f64) -> String {
     let a = v.abs();
-    if a == 0.0 {
+    if a < 1e-12 {
         "0".to_owned()
-    } else if !(1e-3..1e6).contains(&a) {
+    } else if !(1e-4..1e6).contains(&a) {
         format!("{v:.1e}")
-    } else if a >= 100.0 || (v - v.round()).abs() < 1e-9 {
+    } else if a >= 100.0 {
         format!("{v:.0}")
     } else {
-        let s = format!("{v:.2}");
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        let decimals = (2 - a.log10().floor() as i32).clamp(0, 6) as usize;
+        let s = format!("{v:.decimals$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s
+        }
     }
 }
 
@@ -388,6 +394,10 @@ mod tests {
         assert_eq!(short(1000.0), "1000");
         assert_eq!(short(2.5), "2.5");
         assert_eq!(short(0.25), "0.25");
+        assert_eq!(short(0.015), "0.015");
+        assert_eq!(short(0.005), "0.005");
+        assert_eq!(short(12.5), "12.5");
+        assert_eq!(short(-0.5), "-0.5");
         assert_eq!(short(0.0), "0");
         assert_eq!(short(2_000_000.0), "2.0e6");
     }

@@ -57,7 +57,7 @@ pub struct ConvergenceParams {
 impl Default for ConvergenceParams {
     fn default() -> Self {
         Self {
-            sizes: vec![10, 50, 100, 500, 1000, 2000],
+            sizes: vec![10, 50, 100, 500, 1000],
             modes: vec![JoinMode::Staggered, JoinMode::Burst],
             stagger: Duration::from_millis(10),
             runs: 5,

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::cluster::{sim_config, stable_cluster};
 use super::{quantile, row_seed};
-use crate::plot::{Figure, Panel, Series};
+use crate::plot::{Corner, Figure, Panel, Series};
 use crate::sim::Sim;
 
 /// Parameters of the false-positives experiment.
@@ -466,7 +466,7 @@ pub fn false_positives_figure(params: &FalsePositivesParams, rows: &FalsePositiv
         "pause (s)",
         "share of pauses (%)",
     )
-    .headroom(0.6);
+    .legend_at(Corner::LowerRight);
     let share = |k: usize, r: &PauseRow| 100.0 * k as f64 / r.runs.max(1) as f64;
     paused.push(Series::new(
         "it was suspected",
