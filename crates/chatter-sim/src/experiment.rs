@@ -10,14 +10,42 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::sim::{Sim, SimConfig};
 
+mod cluster;
+mod convergence;
+mod cost;
+mod detection_scale;
 mod dissemination;
+mod false_positives;
+mod figures;
 mod scale;
 
+pub use cluster::{sim_config, stable_cluster, CHECKED_UP_TO};
+pub use convergence::{
+    convergence, convergence_figure, convergence_header, convergence_line, convergence_row,
+    convergence_table, convergence_with, ConvergenceParams, ConvergenceRow, JoinMode,
+};
+pub use cost::{
+    cost, cost_figure, cost_header, cost_line, cost_row, cost_table, cost_verdict, cost_with,
+    spread, CostParams, CostRow,
+};
+pub use detection_scale::{
+    detection_scale, detection_scale_figure, detection_scale_header, detection_scale_line,
+    detection_scale_row, detection_scale_table, detection_scale_with, DetectionScaleParams,
+    DetectionScaleRow,
+};
 pub use dissemination::{
     dissemination, dissemination_header, dissemination_line, dissemination_row,
     dissemination_table, dissemination_with, DisseminationParams, DisseminationRow,
 };
-pub use scale::{scale_header, scale_line, scale_row, scale_with, ScaleParams, ScaleRow};
+pub use false_positives::{
+    false_positives, false_positives_figure, false_positives_header, false_positives_table,
+    false_positives_with, loss_line, loss_row, pause_header, pause_line, pause_row,
+    FalsePositivesParams, FalsePositivesRows, LossRow, PauseRow,
+};
+pub use figures::{detection_figure, dissemination_figure};
+pub use scale::{
+    scale_figure, scale_header, scale_line, scale_row, scale_with, ScaleParams, ScaleRow,
+};
 
 /// Parameters of the failure detection experiment.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +71,17 @@ impl Default for DetectionParams {
             losses: vec![0.0, 0.05, 0.10, 0.20],
             config: Config::lan(),
         }
+    }
+}
+
+impl DetectionParams {
+    /// The command line that prints this table.
+    pub fn command(&self) -> String {
+        format!(
+            "cargo run --release -p chatter-sim -- experiment detection --nodes {} --seed {} \
+             --runs {}",
+            self.nodes, self.seed, self.runs
+        )
     }
 }
 

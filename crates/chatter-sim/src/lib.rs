@@ -65,6 +65,7 @@ pub mod experiment;
 mod invariants;
 mod log;
 mod network;
+pub mod plot;
 mod sim;
 mod tracking;
 

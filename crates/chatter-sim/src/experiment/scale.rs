@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::row_seed;
+use crate::plot::{Figure, Panel, Series};
 use crate::sim::{Sim, SimConfig};
 
 /// Parameters of the scale experiment.
@@ -346,5 +347,52 @@ pub fn scale_line(row: &ScaleRow) -> String {
         row.wall.as_secs_f64(),
         mib(row.rss_bytes),
         mib(row.peak_rss_bytes),
+    )
+}
+
+/// The plot: cost per node, broadcast datagrams per node, detection time and the simulator's
+/// memory, each versus N.
+pub fn scale_figure(params: &ScaleParams, rows: &[ScaleRow]) -> Figure {
+    let line = |name: &str, f: &dyn Fn(&ScaleRow) -> Option<f64>| {
+        Series::new(
+            name,
+            rows.iter()
+                .filter_map(|r| f(r).map(|y| (r.nodes as f64, y)))
+                .collect(),
+        )
+    };
+    let mut cost = Panel::new("steady-state cost", "nodes (N)", "per node per second").log_x();
+    cost.push(line("bytes / 10", &|r| {
+        Some(r.bytes_per_node_second / 10.0)
+    }));
+    cost.push(line("datagrams", &|r| Some(r.packets_per_node_second)));
+    let mut bcast = Panel::new("one broadcast", "nodes (N)", "datagrams per node").log_x();
+    bcast.push(line("median over broadcasts", &|r| {
+        let mut v = r.broadcast_datagrams_per_node.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    }));
+    let mut detect = Panel::new("crash detected", "nodes (N)", "seconds").log_x();
+    detect.push(line("by the first survivor", &|r| {
+        r.detection_first.map(|d| d.as_secs_f64())
+    }));
+    detect.push(
+        line("by every survivor", &|r| {
+            r.detection_all.map(|d| d.as_secs_f64())
+        })
+        .dashed(),
+    );
+    let mut memory = Panel::new("simulator memory", "nodes (N)", "MiB resident")
+        .log_x()
+        .log_y();
+    memory.push(line("after the row", &|r| {
+        (r.rss_bytes > 0).then(|| r.rss_bytes as f64 / (1024.0 * 1024.0))
+    }));
+    Figure::new(
+        format!(
+            "warm clusters, {:.0}% loss: cost, broadcast, detection, memory versus N",
+            params.loss * 100.0
+        ),
+        vec![cost, bcast, detect, memory],
     )
 }
