@@ -3,11 +3,15 @@
 //! | kind | passing | warning | critical |
 //! | --- | --- | --- | --- |
 //! | `cmd=COMMAND` (run by `sh -c`) | exit 0 | exit 1 | any other exit, a signal, the timeout |
-//! | `http=http://HOST:PORT/PATH` (GET) | a 2xx answer | | anything else, the timeout |
+//! | `http=http[s]://HOST:PORT/PATH` (GET) | a 2xx answer | | anything else, a TLS failure, the timeout |
 //! | `tcp=HOST:PORT` | the connection opens | | refused, unreachable, the timeout |
 //!
 //! `cmd=` takes the rest of the specification, commas included, so it comes last:
 //! `--check 'name=load,interval=30s,cmd=/usr/lib/nagios/plugins/check_load -w 5,4,3 -c 9,8,7'`.
+//!
+//! An `http=` check takes two TLS options (see [`crate::tls`]): `ca=PATH`, a PEM file whose
+//! certificates replace the built-in roots for that check, and `tls-skip-verify=true`, which
+//! accepts any certificate (insecure). The CA file is read when the check is parsed.
 //!
 //! Each check runs in a task of its own, off the gossip path: a slow or hanging check never
 //! delays probing, and a command still running at its timeout is killed with its whole process
@@ -16,6 +20,7 @@
 //! [`HEARTBEAT`] (with the latest output), so every node can list every failing check of the
 //! cluster without churn from a check whose output text varies.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chatter::Handle;
@@ -24,6 +29,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::process::{self, first_line, format_duration, parse_duration, truncate, Exit, Shell};
+use crate::tls::TlsOptions;
 
 /// Interval of a check when none is given.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -41,7 +47,7 @@ pub const MAX_CHECKS: usize = 64;
 pub enum CheckKind {
     /// A command run by `sh -c`, judged by its exit code (Nagios plugins).
     Command(String),
-    /// An HTTP GET of this `http://` URL.
+    /// An HTTP GET of this `http://` or `https://` URL.
     Http(String),
     /// A TCP connection to `HOST:PORT`.
     Tcp(String),
@@ -58,6 +64,8 @@ pub struct CheckSpec {
     pub interval: Duration,
     /// How long one run may take; then it is critical (and a command is killed).
     pub timeout: Duration,
+    /// How an `http=` check verifies certificates (the default for the other kinds).
+    pub tls: TlsOptions,
 }
 
 impl CheckSpec {
@@ -101,7 +109,24 @@ impl CheckSpec {
             kind,
             interval,
             timeout,
+            tls: TlsOptions::default(),
         })
+    }
+
+    /// Adds the TLS options `ca=PATH` and `tls-skip-verify=BOOL` (shared by the flag and the
+    /// config file): refused on a check other than `http=`; the CA file is read now.
+    pub fn with_tls(mut self, ca: Option<&str>, skip_verify: bool) -> Result<CheckSpec, String> {
+        if ca.is_none() && !skip_verify {
+            return Ok(self);
+        }
+        let name = &self.name;
+        if !matches!(self.kind, CheckKind::Http(_)) {
+            return Err(format!(
+                "check {name:?}: ca= and tls-skip-verify= apply to http= checks only"
+            ));
+        }
+        self.tls = TlsOptions::new(ca, skip_verify).map_err(|e| format!("check {name:?}: {e}"))?;
+        Ok(self)
     }
 }
 
@@ -122,15 +147,10 @@ pub fn parse_check_name(name: &str) -> Result<String, String> {
 }
 
 fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
-        return Err(format!(
-            "{url:?}: https is not supported by http= checks (chatterd has no TLS client); \
-             use cmd=curl -fsS --max-time 5 {url}"
-        ));
-    }
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| format!("http= expects an http:// URL, got {url:?}"))?;
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("http= expects an http:// or https:// URL, got {url:?}"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("invalid URL {url:?}"));
@@ -139,10 +159,12 @@ fn check_url(url: &str) -> Result<(), String> {
 }
 
 /// Parses `--check`: comma-separated `key=value` fields, `name` and exactly one of `cmd`,
-/// `http`, `tcp`, optionally `interval` and `timeout` (`500ms`, `10s`, `1m`). `cmd=` takes the
-/// rest of the text, commas included.
+/// `http`, `tcp`, optionally `interval` and `timeout` (`500ms`, `10s`, `1m`), and for `http`
+/// `ca` (a PEM file, read now) and `tls-skip-verify` (`true` or `false`; `tls_skip_verify` is
+/// accepted too). `cmd=` takes the rest of the text, commas included.
 pub fn parse_check(spec: &str) -> Result<CheckSpec, String> {
     let (mut name, mut kind, mut interval, mut timeout) = (None, None, None, None);
+    let (mut ca, mut skip_verify) = (None, false);
     let mut rest = spec.trim();
     while !rest.is_empty() {
         let (key, after) = rest
@@ -172,16 +194,28 @@ pub fn parse_check(spec: &str) -> Result<CheckSpec, String> {
             "tcp" => set_kind(&mut kind, CheckKind::Tcp(value.to_owned()))?,
             "interval" => interval = Some(parse_duration(value)?),
             "timeout" => timeout = Some(parse_duration(value)?),
+            "ca" if value.is_empty() => return Err("ca= expects the path of a PEM file".into()),
+            "ca" => ca = Some(value),
+            "tls-skip-verify" | "tls_skip_verify" => skip_verify = parse_bool(key, value)?,
             other => {
                 return Err(format!(
-                    "unknown field {other:?} (expected name, cmd, http, tcp, interval, timeout)"
+                    "unknown field {other:?} (expected name, cmd, http, tcp, interval, timeout, \
+                     ca, tls-skip-verify)"
                 ))
             }
         }
     }
     let name = name.ok_or("missing name=NAME")?;
     let kind = kind.ok_or("missing cmd=COMMAND, http=URL or tcp=HOST:PORT")?;
-    CheckSpec::new(&name, kind, interval, timeout)
+    CheckSpec::new(&name, kind, interval, timeout)?.with_tls(ca, skip_verify)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!("{key}= expects true or false, got {other:?}")),
+    }
 }
 
 /// Unix milliseconds now.
@@ -207,7 +241,7 @@ pub async fn run_once(spec: &CheckSpec, http: &reqwest::Client) -> Verdict {
     let started = Instant::now();
     let (status, output) = match &spec.kind {
         CheckKind::Command(command) => run_command(command, spec.timeout).await,
-        CheckKind::Http(url) => run_http(http, url, spec.timeout).await,
+        CheckKind::Http(url) => run_http(http, url, spec.timeout, &spec.tls).await,
         CheckKind::Tcp(addr) => run_tcp(addr, spec.timeout).await,
     };
     Verdict {
@@ -244,7 +278,12 @@ async fn run_command(command: &str, timeout: Duration) -> (CheckStatus, String) 
     (status, output)
 }
 
-async fn run_http(client: &reqwest::Client, url: &str, timeout: Duration) -> (CheckStatus, String) {
+async fn run_http(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    tls: &TlsOptions,
+) -> (CheckStatus, String) {
     let attempt = async {
         let mut response = client.get(url).send().await?;
         let status = response.status();
@@ -263,7 +302,7 @@ async fn run_http(client: &reqwest::Client, url: &str, timeout: Duration) -> (Ch
             CheckStatus::Critical,
             format!("timed out after {}", format_duration(timeout)),
         ),
-        Ok(Err(e)) => (CheckStatus::Critical, describe_http_error(&e)),
+        Ok(Err(e)) => (CheckStatus::Critical, describe_http_error(&e, tls)),
         Ok(Ok((status, line))) => {
             let verdict = if status.is_success() {
                 CheckStatus::Passing
@@ -286,17 +325,35 @@ async fn run_http(client: &reqwest::Client, url: &str, timeout: Duration) -> (Ch
     }
 }
 
-fn describe_http_error(err: &reqwest::Error) -> String {
+/// The innermost cause of a failed request, in one line: a TLS failure as `TLS: ...` (see
+/// [`crate::tls::describe`]), else the innermost I/O error's message (`connection refused`),
+/// else the last message of the chain.
+fn describe_http_error(err: &reqwest::Error, tls: &TlsOptions) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     let mut last = err.to_string();
+    let mut io_text = None;
     while let Some(e) = source {
+        if let Some(tls_err) = e.downcast_ref::<rustls::Error>() {
+            return crate::tls::describe(tls_err, tls);
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return crate::daemon::io_message(io).to_lowercase();
+            if io.kind() == std::io::ErrorKind::UnexpectedEof
+                && io.to_string().contains("handshake")
+            {
+                return "TLS: handshake failed (the server closed the connection)".to_owned();
+            }
+            io_text = Some(crate::daemon::io_message(io).to_lowercase());
+            // An I/O error may wrap another error (a TLS failure reaches reqwest as I/O errors
+            // wrapping a `rustls::Error`), and its `source()` skips what it wraps.
+            source = io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
+            continue;
         }
         last = e.to_string();
         source = e.source();
     }
-    last
+    io_text.unwrap_or(last)
 }
 
 async fn run_tcp(addr: &str, timeout: Duration) -> (CheckStatus, String) {
@@ -379,22 +436,37 @@ impl Publisher {
     }
 }
 
-/// Starts one task per check.
-pub fn spawn_all(handle: &Handle, specs: &[CheckSpec]) -> Vec<JoinHandle<()>> {
-    if specs.is_empty() {
-        return Vec::new();
-    }
-    let http = match reqwest::Client::builder().build() {
-        Ok(client) => client,
-        Err(e) => {
-            warn!(error = %e, "cannot create the HTTP client of http= checks");
-            reqwest::Client::new()
+/// The HTTP clients of a set of checks: one per distinct [`TlsOptions`], shared by the checks
+/// that have them (and by the other kinds, which do not use it).
+pub fn http_clients(specs: &[CheckSpec]) -> Result<BTreeMap<TlsOptions, reqwest::Client>, String> {
+    let mut clients = BTreeMap::new();
+    for spec in specs {
+        if !clients.contains_key(&spec.tls) {
+            let client = spec.tls.client().map_err(|e| {
+                format!("check {:?}: cannot create its HTTP client: {e}", spec.name)
+            })?;
+            clients.insert(spec.tls.clone(), client);
         }
-    };
-    specs
+    }
+    Ok(clients)
+}
+
+/// Starts one task per check. Fails, starting none, if an HTTP client cannot be built.
+pub fn spawn_all(handle: &Handle, specs: &[CheckSpec]) -> Result<Vec<JoinHandle<()>>, String> {
+    let clients = http_clients(specs)?;
+    for spec in specs.iter().filter(|s| s.tls.skip_verify) {
+        warn!(
+            check = %spec.name,
+            "tls-skip-verify=true: this check accepts any certificate (insecure)"
+        );
+    }
+    Ok(specs
         .iter()
-        .map(|spec| tokio::spawn(run_check(handle.clone(), spec.clone(), http.clone())))
-        .collect()
+        .map(|spec| {
+            let http = clients[&spec.tls].clone();
+            tokio::spawn(run_check(handle.clone(), spec.clone(), http))
+        })
+        .collect())
 }
 
 async fn run_check(handle: Handle, spec: CheckSpec, http: reqwest::Client) {
@@ -465,6 +537,61 @@ mod tests {
 
         let spec = parse_check("tcp=127.0.0.1:5432,name=db").unwrap();
         assert_eq!(spec.kind, CheckKind::Tcp("127.0.0.1:5432".into()));
+        assert!(spec.tls.is_default());
+    }
+
+    #[test]
+    fn https_checks_take_a_ca_file_or_skip_verification() {
+        let spec =
+            parse_check("name=web,http=https://10.0.0.7:8443/health,tls-skip-verify=true").unwrap();
+        assert_eq!(
+            spec.kind,
+            CheckKind::Http("https://10.0.0.7:8443/health".into())
+        );
+        assert!(spec.tls.skip_verify && spec.tls.ca.is_none());
+        // Consul's spelling, and an explicit false.
+        let spec = parse_check("name=web,tls_skip_verify=true,http=https://a/").unwrap();
+        assert!(spec.tls.skip_verify);
+        let spec = parse_check("name=web,http=https://a/,tls-skip-verify=false").unwrap();
+        assert!(spec.tls.is_default());
+
+        let path =
+            std::env::temp_dir().join(format!("chatterd-checks-{}-ca.pem", std::process::id()));
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_owned()]).unwrap();
+        std::fs::write(&path, ca.cert.pem()).unwrap();
+        let parsed = parse_check(&format!(
+            "name=api, http=https://api.internal/health, ca={}, timeout=2s",
+            path.display()
+        ));
+        std::fs::remove_file(&path).unwrap();
+        let spec = parsed.unwrap();
+        let file = spec.tls.ca.as_ref().unwrap();
+        assert_eq!((file.path(), file.len()), (path.as_path(), 1));
+        assert!(!spec.tls.skip_verify);
+        assert_eq!(spec.timeout, Duration::from_secs(2));
+        // An unreadable file names the check and the path, in one line.
+        let err = parse_check("name=api,http=https://a/,ca=/nonexistent/ca.pem").unwrap_err();
+        assert_eq!(
+            err,
+            "check \"api\": ca=/nonexistent/ca.pem: cannot read it: no such file or directory"
+        );
+    }
+
+    #[test]
+    fn one_client_is_built_per_distinct_tls_setting() {
+        let specs: Vec<CheckSpec> = [
+            "name=a,http=https://a/",
+            "name=b,http=https://b/",
+            "name=c,tcp=c:1",
+            "name=d,http=https://d/,tls-skip-verify=true",
+            "name=e,http=https://e/,tls-skip-verify=true",
+        ]
+        .iter()
+        .map(|s| parse_check(s).unwrap())
+        .collect();
+        let clients = http_clients(&specs).unwrap();
+        assert_eq!(clients.len(), 2);
+        assert!(specs.iter().all(|s| clients.contains_key(&s.tls)));
     }
 
     #[test]
@@ -474,8 +601,23 @@ mod tests {
             ("name=x", "missing cmd"),
             ("name=bad name,cmd=true", "check name"),
             ("name=x,tcp=nope", "HOST:PORT"),
-            ("name=x,http=https://a/", "https is not supported"),
-            ("name=x,http=ftp://a/", "http:// URL"),
+            ("name=x,http=ftp://a/", "http:// or https:// URL"),
+            ("name=x,http=https:///path", "invalid URL"),
+            (
+                "name=x,http=https://a/,tls-skip-verify=yes",
+                "expects true or false",
+            ),
+            ("name=x,http=https://a/,ca=", "path of a PEM file"),
+            (
+                "name=x,http=https://a/,ca=/nonexistent/ca.pem",
+                "cannot read it",
+            ),
+            ("name=x,tcp=a:1,tls-skip-verify=true", "http= checks only"),
+            ("name=x,tls-skip-verify=true,cmd=true", "http= checks only"),
+            (
+                "name=x,http=https://a/,ca=/nonexistent/ca.pem,tls-skip-verify=true",
+                "not both",
+            ),
             ("name=x,tcp=a:1,http=http://a/", "only one"),
             ("name=x,interval=1ms,cmd=true", "minimum"),
             ("name=x,timeout=0s,cmd=true", "above 0"),

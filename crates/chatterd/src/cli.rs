@@ -82,9 +82,11 @@ pub struct Args {
     pub http_token: Option<String>,
 
     /// A health check (repeatable): `name=NAME,cmd=COMMAND` (exit 0 passing, 1 warning,
-    /// anything else or the timeout critical), `name=NAME,http=http://...` (2xx passing) or
+    /// anything else or the timeout critical), `name=NAME,http=http[s]://...` (2xx passing) or
     /// `name=NAME,tcp=HOST:PORT` (connects: passing), with optional `interval=` (default 10s)
     /// and `timeout=` (default 5s). `cmd=` comes last: it takes the rest, commas included.
+    /// An https URL is verified against the built-in Mozilla roots, or against the PEM file
+    /// of `ca=PATH` instead; `tls-skip-verify=true` accepts any certificate (insecure).
     /// Results are gossiped as the key check/NAME.
     #[arg(long = "check", value_name = "SPEC", value_parser = crate::checks::parse_check)]
     pub checks: Vec<CheckSpec>,

@@ -120,7 +120,8 @@ pub struct FileConfig {
     pub sync_interval: Option<String>,
 }
 
-/// A `[[check]]` table: `name`, one of `cmd`, `http`, `tcp`, optional `interval` and `timeout`.
+/// A `[[check]]` table: `name`, one of `cmd`, `http`, `tcp`, optional `interval` and `timeout`,
+/// and for `http` optional `ca` and `tls-skip-verify`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileCheck {
@@ -128,7 +129,7 @@ pub struct FileCheck {
     pub name: String,
     /// A command (`sh -c`).
     pub cmd: Option<String>,
-    /// An `http://` URL.
+    /// An `http://` or `https://` URL.
     pub http: Option<String>,
     /// `HOST:PORT`.
     pub tcp: Option<String>,
@@ -136,6 +137,11 @@ pub struct FileCheck {
     pub interval: Option<String>,
     /// e.g. `"5s"`.
     pub timeout: Option<String>,
+    /// The path of a PEM file whose certificates replace the built-in roots (`http` only).
+    pub ca: Option<String>,
+    /// Accept any certificate (`http` only; insecure). `tls_skip_verify` is accepted too.
+    #[serde(rename = "tls-skip-verify", alias = "tls_skip_verify")]
+    pub tls_skip_verify: Option<bool>,
 }
 
 /// A shard, written as a string or a number.
@@ -190,7 +196,11 @@ impl FileCheck {
         };
         let interval = duration("interval", self.interval)?;
         let timeout = duration("timeout", self.timeout)?;
-        CheckSpec::new(&name, kind, interval, timeout).map_err(|e| anyhow!("{e}"))
+        CheckSpec::new(&name, kind, interval, timeout)
+            .and_then(|spec| {
+                spec.with_tls(self.ca.as_deref(), self.tls_skip_verify.unwrap_or(false))
+            })
+            .map_err(|e| anyhow!("{e}"))
     }
 }
 
@@ -501,10 +511,35 @@ mod tests {
         );
     }
 
+    /// Removes the file on drop.
+    struct TempPath(std::path::PathBuf);
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// docs/chatterd.example.toml, with its `ca` file made here (a config's CA file is read
+    /// when the config is), under a name of its own per `tag`.
+    fn example_config(tag: &str) -> (String, TempPath) {
+        let ca = std::env::temp_dir().join(format!(
+            "chatterd-example-{}-{tag}-ca.pem",
+            std::process::id()
+        ));
+        let cert = rcgen::generate_simple_self_signed(vec!["api.internal".to_owned()]).unwrap();
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        let text = include_str!("../../../docs/chatterd.example.toml")
+            .replace("/etc/chatterd/internal-ca.pem", &ca.display().to_string());
+        (text, TempPath(ca))
+    }
+
     #[test]
     fn the_example_config_parses_and_covers_the_monitoring_keys() {
-        let text = include_str!("../../../docs/chatterd.example.toml");
+        let (text, _ca) = example_config("monitoring");
+        let text = text.as_str();
         let args = merged(&["chatterd"], text).unwrap();
+        assert!(args.checks.iter().any(|c| c.tls.ca.is_some()));
         assert!(args.node_name.is_some());
         assert!(args.http_token.is_some());
         assert!(!args.checks.is_empty());
@@ -590,6 +625,34 @@ mod tests {
     }
 
     #[test]
+    fn https_checks_take_their_tls_keys_from_the_file() {
+        let file = r#"
+            [[check]]
+            name = "api"
+            http = "https://10.0.0.7:8443/health"
+            tls-skip-verify = true
+            [[check]]
+            name = "consul-style"
+            http = "https://10.0.0.8:8443/health"
+            tls_skip_verify = true
+            [[check]]
+            name = "plain"
+            http = "https://10.0.0.9/health"
+            tls-skip-verify = false
+        "#;
+        let args = merged(&["chatterd"], file).unwrap();
+        let skips: Vec<(&str, bool)> = args
+            .checks
+            .iter()
+            .map(|c| (c.name.as_str(), c.tls.skip_verify))
+            .collect();
+        assert_eq!(
+            skips,
+            [("api", true), ("consul-style", true), ("plain", false)]
+        );
+    }
+
+    #[test]
     fn timing_keys_merge_under_the_flags() {
         let file = r#"
             profile = "lan"
@@ -630,7 +693,7 @@ mod tests {
     #[test]
     fn the_example_timings_are_the_lan_profile() {
         // The example documents every timing key, commented out, with the lan profile's value.
-        let text = include_str!("../../../docs/chatterd.example.toml");
+        let (text, _ca) = example_config("timings");
         let mut found = Vec::new();
         let uncommented: String = text
             .lines()
@@ -697,6 +760,18 @@ mod tests {
             (
                 "[[check]]\nname = \"x\"\ncmd = \"true\"\ninterval = \"fast\"",
                 "interval",
+            ),
+            (
+                "[[check]]\nname = \"x\"\ntcp = \"a:1\"\ntls-skip-verify = true",
+                "check \"x\": ca= and tls-skip-verify= apply to http= checks only",
+            ),
+            (
+                "[[check]]\nname = \"x\"\nhttp = \"https://a/\"\nca = \"/nonexistent/ca.pem\"",
+                "check \"x\": ca=/nonexistent/ca.pem: cannot read it: no such file or directory",
+            ),
+            (
+                "[[check]]\nname = \"x\"\nhttp = \"https://a/\"\ntls-skip-verify = \"yes\"",
+                "line 4: invalid type: string",
             ),
             ("[[service]]\ntype = \"a b\"", "service:"),
             (

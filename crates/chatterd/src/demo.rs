@@ -291,12 +291,18 @@ fn start_child(
 fn check_flag(check: &crate::checks::CheckSpec) -> String {
     use crate::checks::CheckKind;
     use crate::process::format_duration;
-    let head = format!(
+    let mut head = format!(
         "name={},interval={},timeout={}",
         check.name,
         format_duration(check.interval),
         format_duration(check.timeout)
     );
+    if let Some(ca) = &check.tls.ca {
+        head.push_str(&format!(",ca={}", ca.path().display()));
+    }
+    if check.tls.skip_verify {
+        head.push_str(",tls-skip-verify=true");
+    }
     match &check.kind {
         CheckKind::Http(url) => format!("{head},http={url}"),
         CheckKind::Tcp(addr) => format!("{head},tcp={addr}"),
@@ -515,6 +521,7 @@ mod tests {
             "name=a,interval=2s,timeout=1s,cmd=check_load -w 5,4,3",
             "name=b,interval=10s,timeout=5s,http=http://127.0.0.1:1/x",
             "name=c,interval=1m,timeout=500ms,tcp=db:5432",
+            "name=d,interval=10s,timeout=5s,tls-skip-verify=true,http=https://127.0.0.1:1/x",
         ] {
             let check = crate::checks::parse_check(spec).unwrap();
             assert_eq!(check_flag(&check), spec);

@@ -23,6 +23,7 @@ pub mod monitor;
 pub mod process;
 pub mod services;
 pub mod system;
+pub mod tls;
 
 /// Runs what the flags ask for: one daemon, or a demo cluster with `--demo`.
 pub async fn run(args: cli::Args) -> anyhow::Result<()> {

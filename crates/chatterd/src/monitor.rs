@@ -42,7 +42,7 @@ impl Monitors {
         crate::services::publish(handle, &args.services)
             .await
             .map_err(|e| anyhow!("cannot publish the services: {e}"))?;
-        let mut tasks = crate::checks::spawn_all(handle, &args.checks);
+        let mut tasks = crate::checks::spawn_all(handle, &args.checks).map_err(|e| anyhow!(e))?;
         tasks.extend(crate::system::spawn(handle, args.status_interval));
         let handler_stats = Arc::new(HandlerStats::default());
         if let Some(handlers) = crate::handlers::spawn(

@@ -103,6 +103,42 @@ fn invalid_timing_combination_is_refused_in_one_line() {
 }
 
 #[test]
+fn a_bad_ca_file_is_refused_at_startup_in_one_line() {
+    let missing = "name=web,http=https://localhost:1/health,ca=/nonexistent/ca.pem";
+    assert_one_line_error(
+        &["--check", missing],
+        "check \"web\": ca=/nonexistent/ca.pem: cannot read it: no such file or directory",
+    );
+    assert_eq!(run_to_exit(&["--check", missing]).status.code(), Some(2));
+    let not_pem = TempFile::new("not-a-ca.pem", "this is not a certificate\n");
+    assert_one_line_error(
+        &[
+            "--check",
+            &format!("name=web,http=https://localhost:1/,ca={}", not_pem.path()),
+        ],
+        &format!("ca={}: no certificate in it", not_pem.path()),
+    );
+    let broken = TempFile::new(
+        "broken-ca.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    let config = TempFile::new(
+        "broken-ca.toml",
+        &format!(
+            "[[check]]\nname = \"api\"\nhttp = \"https://localhost:1/\"\nca = \"{}\"\n",
+            broken.path()
+        ),
+    );
+    assert_one_line_error(
+        &["--config", &config.path()],
+        &format!(
+            "check \"api\": ca={}: certificate 1 is not usable",
+            broken.path()
+        ),
+    );
+}
+
+#[test]
 fn busy_udp_port_is_refused() {
     let busy = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
