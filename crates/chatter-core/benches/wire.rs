@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p chatter-core --bench wire`. The encoded sizes are printed before the figures.
 
+mod common;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -141,10 +143,7 @@ fn codec(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(50)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::criterion();
     targets = codec
 }
 criterion_main!(benches);

@@ -126,7 +126,7 @@ pub struct Args {
     #[arg(
         long,
         value_name = "DURATION",
-        default_value = "10s",
+        default_value = "30s",
         value_parser = crate::process::parse_duration
     )]
     pub status_interval: Duration,

@@ -10,7 +10,7 @@
 //! cluster = "prod"
 //!
 //! http-token = "s3cret"          # or CHATTERD_HTTP_TOKEN
-//! status-interval = "10s"
+//! status-interval = "30s"
 //! event-handler-timeout = "30s"
 //!
 //! # protocol timings on top of the profile (the flags of the same names)

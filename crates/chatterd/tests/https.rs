@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatter_api::{CheckStatus, CheckView, ChecksResponse};
-use common::{wait_until, Daemon, TempFile};
+use common::{loopback_args, wait_until, Daemon, TempFile};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -230,20 +230,8 @@ fn https_checks_verify_the_certificate_against_the_built_in_roots_or_the_ca_file
             "HTTP 200 OK: ok".to_owned(),
         ),
     ];
-    let mut args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--node-name",
-        "https-1",
-        "--profile",
-        "local",
-        "--status-interval",
-        "0",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args = loopback_args("https-1");
+    args.extend(["--profile", "local", "--status-interval", "0"].map(String::from));
     for (name, options, _, _) in &checks {
         args.push("--check".into());
         args.push(format!("name={name},interval=200ms,timeout=5s,{options}"));

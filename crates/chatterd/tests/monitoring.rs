@@ -15,7 +15,7 @@ use chatter_api::{
     CheckStatus, CheckView, ChecksResponse, ErrorBody, NodeStateView, ServicesResponse, Status,
     SystemResponse,
 };
-use common::{http_get, wait_until, Daemon};
+use common::{http_get, loopback_args, wait_until, Daemon};
 
 /// A temporary directory removed at the end of the test.
 struct TempDir(PathBuf);
@@ -42,18 +42,8 @@ impl Drop for TempDir {
 
 /// Starts `chatterd` on ephemeral loopback ports (profile local) with `extra` flags.
 fn start(name: &str, seeds: &[SocketAddr], extra: &[&str]) -> Daemon {
-    let mut args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--node-name",
-        name,
-        "--profile",
-        "local",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args = loopback_args(name);
+    args.extend(["--profile".to_owned(), "local".to_owned()]);
     for seed in seeds {
         args.push("--seed".into());
         args.push(seed.to_string());

@@ -12,7 +12,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Cluster, Daemon, TempFile};
+use common::{loopback_args, wait_until, Cluster, Daemon, TempFile};
 
 /// `chatter_probes_sent_total` of a daemon's `/metrics`.
 fn probes_sent(daemon: &Daemon) -> Result<u64, String> {
@@ -34,16 +34,7 @@ fn probes_sent(daemon: &Daemon) -> Result<u64, String> {
 
 /// `chatterd` on ephemeral loopback ports with `extra` flags.
 fn start(name: &str, seed: Option<SocketAddr>, extra: &[&str]) -> Daemon {
-    let mut args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--node-name",
-        name,
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args = loopback_args(name);
     if let Some(seed) = seed {
         args.push("--seed".into());
         args.push(seed.to_string());

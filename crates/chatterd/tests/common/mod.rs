@@ -33,22 +33,20 @@ pub struct Daemon {
     stderr: Arc<Mutex<String>>,
 }
 
+/// `--listen 127.0.0.1:0 --http 127.0.0.1:0 --node-name NAME`: a daemon on ephemeral loopback
+/// ports, so tests running in parallel never collide.
+pub fn loopback_args(name: &str) -> Vec<String> {
+    ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--node-name", name]
+        .map(String::from)
+        .to_vec()
+}
+
 impl Daemon {
     /// Starts `chatterd --listen 127.0.0.1:0 --http 127.0.0.1:0 --node-name NAME --profile P
     /// [--seed S]...` and waits for its ready line.
     pub fn start(name: &str, profile: &str, seeds: &[SocketAddr]) -> Daemon {
-        let mut args: Vec<String> = [
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--node-name",
-            name,
-            "--profile",
-            profile,
-        ]
-        .map(String::from)
-        .to_vec();
+        let mut args = loopback_args(name);
+        args.extend(["--profile".to_owned(), profile.to_owned()]);
         for seed in seeds {
             args.push("--seed".into());
             args.push(seed.to_string());
