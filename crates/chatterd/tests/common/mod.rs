@@ -36,9 +36,16 @@ pub struct Daemon {
 /// `--listen 127.0.0.1:0 --http 127.0.0.1:0 --node-name NAME`: a daemon on ephemeral loopback
 /// ports, so tests running in parallel never collide.
 pub fn loopback_args(name: &str) -> Vec<String> {
-    ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--node-name", name]
-        .map(String::from)
-        .to_vec()
+    [
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--node-name",
+        name,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 impl Daemon {
