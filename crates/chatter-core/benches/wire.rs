@@ -7,7 +7,6 @@ mod common;
 
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use chatter_core::wire::{self, Alive, MemberState, Message, Ping, Suspect, SyncState, WireStatus};
 use chatter_core::{Config, Tags};
