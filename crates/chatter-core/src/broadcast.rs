@@ -65,6 +65,26 @@ impl BroadcastQueue {
         self.entries.is_empty()
     }
 
+    /// Appends the updates never sent yet that fit within `budget` bytes, without counting a
+    /// transmission: for the extra copies a gossip round sends along the broadcast tree, so
+    /// that they speed fresh news up without using up the random transmissions that make
+    /// epidemic dissemination reach every member. Returns how many were added.
+    pub(crate) fn fill_fresh(&self, buf: &mut Vec<u8>, budget: usize) -> usize {
+        let mut added = 0;
+        for (transmits, _, key) in self.order.iter() {
+            if *transmits > 0 || budget.saturating_sub(buf.len()) < 4 {
+                break;
+            }
+            if let Some(entry) = self.entries.get(key) {
+                if entry.bytes.len() <= budget.saturating_sub(buf.len()) {
+                    buf.extend_from_slice(&entry.bytes);
+                    added += 1;
+                }
+            }
+        }
+        added
+    }
+
     /// Appends as many queued updates to `buf` as fit within `budget` bytes, counts a
     /// transmission for each and drops those sent their limit of times. Returns how many were
     /// added.
@@ -123,6 +143,26 @@ mod tests {
         let mut buf = Vec::new();
         q.fill(&mut buf, 10);
         assert_eq!(buf, vec![2; 10], "then the least sent");
+    }
+
+    #[test]
+    fn fresh_copies_are_not_counted_and_stop_at_the_first_sent_entry() {
+        let mut q = BroadcastQueue::default();
+        q.push("old", vec![1; 4], 5);
+        let mut buf = Vec::new();
+        q.fill(&mut buf, 100);
+        q.push("new", vec![2; 4], 5);
+        for _ in 0..3 {
+            let mut buf = Vec::new();
+            assert_eq!(q.fill_fresh(&mut buf, 100), 1);
+            assert_eq!(buf, vec![2; 4]);
+        }
+        // Still unsent: the next counted fill takes it first.
+        let mut buf = Vec::new();
+        assert_eq!(q.fill(&mut buf, 4), 1);
+        assert_eq!(buf, vec![2; 4]);
+        let mut buf = Vec::new();
+        assert_eq!(q.fill_fresh(&mut buf, 100), 0);
     }
 
     #[test]

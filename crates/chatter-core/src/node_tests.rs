@@ -598,7 +598,9 @@ fn key_value_updates_follow_their_own_transmit_limit() {
         net.run_for(secs(5));
         net.nodes[0].stats().gossip_sent - before
     };
-    // ceil(log10(3)) = 1: the multiplier is the limit.
-    assert_eq!(sent_with(1), 1);
-    assert_eq!(sent_with(5), 5);
+    // ceil(log10(3)) = 1: the multiplier is the limit of counted transmissions; the copy along
+    // the broadcast tree (the other node is an eager neighbour) comes on top in both cases.
+    let (one, five) = (sent_with(1), sent_with(5));
+    assert!((1..=2).contains(&one), "{one}");
+    assert_eq!(five - one, 4);
 }

@@ -77,3 +77,24 @@ fn the_scale_experiment_measures_flat_cost_a_tree_broadcast_and_no_false_failure
         t.replay()
     );
 }
+
+#[test]
+fn joins_spread_by_gossip_without_waiting_for_anti_entropy() {
+    // Seeds 2 and 4 left a member unknown to one node for 7-8 s (until the next anti-entropy
+    // exchange) while the broadcast tree's copies used up the transmit limit.
+    for seed in [2, 4] {
+        let t = SimTest::with_seed(
+            "joins_spread_by_gossip_without_waiting_for_anti_entropy",
+            seed,
+        );
+        let mut sim = Sim::new(SimConfig::new(t.seed)).unwrap();
+        sim.set_record_events(false);
+        sim.add_nodes_joining(100, Duration::from_millis(10));
+        let took = sim.wait_until(Duration::from_secs(3), Sim::all_agree_alive);
+        assert!(
+            took.is_ok(),
+            "not converged 3 s after the last join {}",
+            t.replay()
+        );
+    }
+}
