@@ -9,7 +9,8 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
 use super::system::{
-    node_name, slot, unix_ms, Arrival, KvMode, MemberView, Proc, Seen, Status, System, Traffic,
+    kill_slot, leave_slot, node_name, slot, unix_ms, Arrival, KvMode, MemberView, NodeProc, Proc,
+    Seen, Status, System, Traffic,
 };
 use crate::cluster::{find_number, follow_events};
 
@@ -17,6 +18,12 @@ struct Node {
     proc: Proc,
     gossip: String,
     http: String,
+}
+
+impl NodeProc for Node {
+    fn proc(&self) -> &Proc {
+        &self.proc
+    }
 }
 
 pub struct Chatter {
@@ -138,20 +145,17 @@ impl System for Chatter {
     }
 
     fn kill(&mut self, i: usize) -> Result<()> {
-        if let Some(node) = slot(&mut self.nodes, i).take() {
-            node.proc.signal(libc::SIGKILL)?;
-            drop(node);
-        }
-        Ok(())
+        kill_slot(&mut self.nodes, i)
     }
 
     fn leave(&mut self, i: usize) -> Result<()> {
-        let node = slot(&mut self.nodes, i)
-            .take()
-            .ok_or_else(|| anyhow!("chatterd {} not running", node_name(i)))?;
-        node.proc.signal(libc::SIGTERM)?;
-        self.leaving.push(node);
-        Ok(())
+        leave_slot(
+            &mut self.nodes,
+            &mut self.leaving,
+            i,
+            libc::SIGTERM,
+            "chatterd",
+        )
     }
 
     fn traffic(&self, i: usize) -> Result<Option<Traffic>> {

@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::system::{
-    node_name, slot, Arrival, KvMode, MemberView, Proc, Seen, Status, System, Traffic,
+    kill_slot, leave_slot, node_name, slot, Arrival, KvMode, MemberView, NodeProc, Proc, Seen,
+    Status, System, Traffic,
 };
 
 type EventSink = Arc<Mutex<Option<Sender<Seen>>>>;
@@ -20,6 +21,12 @@ struct Node {
     proc: Proc,
     stdin: Mutex<ChildStdin>,
     gossip: String,
+}
+
+impl NodeProc for Node {
+    fn proc(&self) -> &Proc {
+        &self.proc
+    }
 }
 
 pub struct Chitchat {
@@ -185,20 +192,17 @@ impl System for Chitchat {
     }
 
     fn kill(&mut self, i: usize) -> Result<()> {
-        if let Some(node) = slot(&mut self.nodes, i).take() {
-            node.proc.signal(libc::SIGKILL)?;
-            drop(node);
-        }
-        Ok(())
+        kill_slot(&mut self.nodes, i)
     }
 
     fn leave(&mut self, i: usize) -> Result<()> {
-        let node = slot(&mut self.nodes, i)
-            .take()
-            .ok_or_else(|| anyhow!("chitchat {} not running", node_name(i)))?;
-        node.proc.signal(libc::SIGTERM)?;
-        self.leaving.push(node);
-        Ok(())
+        leave_slot(
+            &mut self.nodes,
+            &mut self.leaving,
+            i,
+            libc::SIGTERM,
+            "chitchat",
+        )
     }
 
     fn traffic(&self, i: usize) -> Result<Option<Traffic>> {

@@ -24,8 +24,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use rmpv::Value;
 
 use super::system::{
-    free_port, node_name, slot, unix_ms, Arrival, KvMode, MemberView, Proc, Seen, Status, System,
-    Traffic,
+    free_port, kill_slot, leave_slot, node_name, slot, unix_ms, Arrival, KvMode, MemberView,
+    NodeProc, Proc, Seen, Status, System, Traffic,
 };
 
 /// One RPC connection to an agent.
@@ -133,6 +133,12 @@ struct Metrics {
 struct Node {
     proc: Proc,
     rpc: Mutex<Rpc>,
+}
+
+impl NodeProc for Node {
+    fn proc(&self) -> &Proc {
+        &self.proc
+    }
 }
 
 /// Per-slot resources that outlive a process: ports (a restarted agent binds the same address,
@@ -330,21 +336,12 @@ impl System for Serf {
     }
 
     fn kill(&mut self, i: usize) -> Result<()> {
-        if let Some(node) = slot(&mut self.nodes, i).take() {
-            node.proc.signal(libc::SIGKILL)?;
-            drop(node);
-        }
-        Ok(())
+        kill_slot(&mut self.nodes, i)
     }
 
     fn leave(&mut self, i: usize) -> Result<()> {
-        let node = slot(&mut self.nodes, i)
-            .take()
-            .ok_or_else(|| anyhow!("serf {} not running", node_name(i)))?;
         // Serf's graceful leave is SIGINT (SIGTERM leaves only with leave_on_terminate).
-        node.proc.signal(libc::SIGINT)?;
-        self.leaving.push(node);
-        Ok(())
+        leave_slot(&mut self.nodes, &mut self.leaving, i, libc::SIGINT, "serf")
     }
 
     fn traffic(&self, i: usize) -> Result<Option<Traffic>> {

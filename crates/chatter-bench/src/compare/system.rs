@@ -200,3 +200,34 @@ pub fn slot<T>(slots: &mut Vec<Option<T>>, i: usize) -> &mut Option<T> {
     }
     &mut slots[i]
 }
+
+/// A node of one of the compared systems: it owns the process it runs in.
+pub trait NodeProc {
+    /// The node's process.
+    fn proc(&self) -> &Proc;
+}
+
+/// SIGKILLs node `i` of `slots`, if it runs, and reaps it.
+pub fn kill_slot<T: NodeProc>(slots: &mut Vec<Option<T>>, i: usize) -> Result<()> {
+    if let Some(node) = slot(slots, i).take() {
+        node.proc().signal(libc::SIGKILL)?;
+    }
+    Ok(())
+}
+
+/// Sends node `i` of `slots` the system's graceful-stop signal and keeps it in `leaving` until
+/// it exits. `what` names the system in the error when the node is not running.
+pub fn leave_slot<T: NodeProc>(
+    slots: &mut Vec<Option<T>>,
+    leaving: &mut Vec<T>,
+    i: usize,
+    signal: i32,
+    what: &str,
+) -> Result<()> {
+    let node = slot(slots, i)
+        .take()
+        .ok_or_else(|| anyhow!("{what} {} not running", node_name(i)))?;
+    node.proc().signal(signal)?;
+    leaving.push(node);
+    Ok(())
+}
