@@ -231,28 +231,13 @@ impl Node {
         if name == self.me.name {
             return Some(MemberBrief::of(&self.me));
         }
-        self.table.get(name).map(|r| MemberBrief {
-            addr: r.addr(),
-            generation: r.generation,
-            incarnation: r.incarnation,
-            status: r.status,
-        })
+        self.table.get(name).map(|r| r.brief())
     }
 
     /// Name and [`MemberBrief`] of every other member this node knows, in no particular order:
     /// the cheap way to scan a large table.
     pub fn member_briefs(&self) -> impl Iterator<Item = (&str, MemberBrief)> + '_ {
-        self.table.iter().map(|r| {
-            (
-                r.name.as_str(),
-                MemberBrief {
-                    addr: r.addr(),
-                    generation: r.generation,
-                    incarnation: r.incarnation,
-                    status: r.status,
-                },
-            )
-        })
+        self.table.iter().map(|r| (r.name.as_str(), r.brief()))
     }
 
     /// Enters members known to be alive, as if anti-entropy had just brought them, without

@@ -18,7 +18,7 @@ use hashbrown::HashTable;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::member::{Conflict, Evidence, Member, MemberStatus, Tags};
+use crate::member::{Conflict, Evidence, Member, MemberBrief, MemberStatus, Tags};
 
 /// A point in time as nanoseconds since the table's epoch (the node's creation): 8 bytes where
 /// an `Instant` takes 16. Good for 584 years of uptime.
@@ -109,6 +109,16 @@ impl Row {
             row.set_conflict(c.clone());
         }
         row
+    }
+
+    /// Status, life and address: the cheap public view.
+    pub(crate) fn brief(&self) -> MemberBrief {
+        MemberBrief {
+            addr: self.addr(),
+            generation: self.generation,
+            incarnation: self.incarnation,
+            status: self.status,
+        }
     }
 
     /// The member's gossip address.
@@ -230,6 +240,13 @@ pub(crate) fn row_hash(name: &str, generation: u64, incarnation: u64, status: Me
     x
 }
 
+/// The index hash of the name in `slot`, for the hash table's rehashing as it grows.
+fn slot_hash(rows: &[Option<Row>], hasher: &RandomState, slot: u32) -> u64 {
+    rows[slot as usize]
+        .as_ref()
+        .map_or(0, |r| hasher.hash_one(r.name.as_str()))
+}
+
 fn hash_of(r: &Row) -> u64 {
     row_hash(&r.name, r.generation, r.incarnation, r.status)
 }
@@ -331,11 +348,7 @@ impl Table {
             ..
         } = self;
         rows.reserve_exact(additional.saturating_sub(self.free.len()));
-        index.reserve(additional, |&slot| {
-            rows[slot as usize]
-                .as_ref()
-                .map_or(0, |r| hasher.hash_one(r.name.as_str()))
-        });
+        index.reserve(additional, |&slot| slot_hash(rows, hasher, slot));
         self.probe_order.reserve_exact(additional);
     }
 
@@ -432,11 +445,7 @@ impl Table {
             hasher,
             ..
         } = self;
-        index.insert_unique(hash, slot, |&s| {
-            rows[s as usize]
-                .as_ref()
-                .map_or(0, |r| hasher.hash_one(r.name.as_str()))
-        });
+        index.insert_unique(hash, slot, |&s| slot_hash(rows, hasher, s));
         Some(slot)
     }
 
