@@ -10,13 +10,12 @@ use tracing::debug;
 use crate::event::{Event, KeyChange};
 use crate::node::Node;
 use crate::state::{Applied, KeyValue, NodeState, StateError, WireEntry};
+use crate::state_tree::MAX_SUPERSEDES;
 use crate::wire::{self, DigestRow, Message};
 
 /// Bytes reserved in a digest or delta datagram for the envelope and the message's own fields.
 const STATE_OVERHEAD: usize = 96;
 
-/// Superseded versions carried by one `StateUpdate` (about 3 bytes each).
-const MAX_SUPERSEDES: usize = 64;
 
 impl Node {
     /// Sets `key` of this node's state to `value`, gossips the write, and returns its version.
@@ -65,21 +64,16 @@ impl Node {
             }
         }
         let version = self.my_state.watermark + 1;
-        // Versions of this key that the write makes obsolete: the previous one, and, while the
-        // previous update is still queued (it will be replaced and never sent again), those it
-        // carried. Bounded, newest kept; anti-entropy covers anything beyond.
-        let carried = self.my_supersedes.remove(key).unwrap_or_default();
-        let mut supersedes: Vec<u64> = if self.broadcasts.contains(&kv_key(&self.me.name, key)) {
-            carried
-        } else {
-            Vec::new()
-        };
-        if let Some(previous) = self.my_state.entries.get(key) {
-            supersedes.push(previous.version);
-        }
-        if supersedes.len() > MAX_SUPERSEDES {
-            supersedes.drain(..supersedes.len() - MAX_SUPERSEDES);
-        }
+        // The write makes the key's previous version obsolete; a replica may count it as known
+        // (a queued push of the previous version is merged into this one, see
+        // `queue_state_push`).
+        let supersedes: Vec<u64> = self
+            .my_state
+            .entries
+            .get(key)
+            .map(|previous| previous.version)
+            .into_iter()
+            .collect();
         let entry = WireEntry {
             key: key.to_owned(),
             value,
@@ -108,15 +102,14 @@ impl Node {
             value: entry.value.clone(),
             version,
         }));
-        self.my_supersedes
-            .insert(entry.key.clone(), supersedes.clone());
-        let update = Message::StateUpdate(wire::StateUpdate {
-            node,
+        let update = wire::StateUpdate {
+            node: node.clone(),
             generation: self.me.generation,
             entry,
             supersedes,
-        });
-        self.enqueue_broadcast(now, &kv_key(&self.me.name, key), &update);
+        };
+        self.queue_state_push(now, update, None);
+        self.announce_state(&node);
         Ok(version)
     }
 
@@ -141,7 +134,7 @@ impl Node {
         self.state_of(node).map(|s| s.watermark)
     }
 
-    fn state_of(&self, node: &str) -> Option<&NodeState> {
+    pub(crate) fn state_of(&self, node: &str) -> Option<&NodeState> {
         if node == self.me.name {
             Some(&self.my_state)
         } else {
@@ -272,7 +265,9 @@ impl Node {
         changed
     }
 
-    pub(crate) fn on_state_update(&mut self, now: Instant, update: wire::StateUpdate) {
+    /// Applies one pushed write; returns whether it changed the replica (it is news, to pass
+    /// on).
+    pub(crate) fn apply_update(&mut self, now: Instant, update: &wire::StateUpdate) -> bool {
         let changed = self.apply_entries(
             now,
             Writes {
@@ -284,11 +279,7 @@ impl Node {
                 superseded: &update.supersedes,
             },
         );
-        if !changed.is_empty() {
-            // Infect-style: pass fresh writes on at once; stale ones stop here.
-            let key = kv_key(&update.node, &update.entry.key);
-            self.enqueue_broadcast(now, &key, &Message::StateUpdate(update));
-        }
+        !changed.is_empty()
     }
 
     /// Digest of every non-empty replica this node holds, itself included, in name order, split
@@ -503,11 +494,6 @@ struct Writes<'a> {
     range: Option<(u64, u64)>,
     /// Versions the writes make obsolete.
     superseded: &'a [u64],
-}
-
-/// Broadcast-queue key of a write: one queued update per (node, key).
-fn kv_key(node: &str, key: &str) -> String {
-    format!("\u{2}{node}\u{0}{key}")
 }
 
 fn chunk_by_size(rows: Vec<DigestRow>, budget: usize) -> Vec<Vec<DigestRow>> {

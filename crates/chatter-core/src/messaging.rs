@@ -160,8 +160,9 @@ impl Node {
             return;
         }
         let graft_at = now + self.config.graft_timeout;
-        self.plumtree.announced(
+        self.plumtree.missing.announced(
             ihave.id,
+            (),
             (ihave.from, from),
             graft_at,
             self.config.message_cache_size,
@@ -199,11 +200,13 @@ impl Node {
 
     /// Asks announcers for messages that the tree did not deliver in time.
     pub(crate) fn graft_timers(&mut self, now: Instant) {
+        // Announcers keep a message cached for `message_cache_age`: no one can answer after.
         let due =
             self.plumtree
-                .due_grafts(now, self.config.graft_retry, self.config.message_cache_age);
+                .missing
+                .due(now, self.config.graft_retry, self.config.message_cache_age);
         let max_neighbours = self.config.max_broadcast_neighbours;
-        for (id, (name, addr)) in due {
+        for (id, (), (name, addr)) in due {
             debug!(origin = %id.origin, seq = id.seq, from = %name, "grafting missing message");
             self.plumtree.set_eager(&name, true, max_neighbours);
             self.stats.grafts_sent += 1;
@@ -218,7 +221,7 @@ impl Node {
     }
 
     pub(crate) fn next_graft(&self) -> Option<Instant> {
-        self.plumtree.next_graft()
+        self.plumtree.missing.next()
     }
 
     /// Drops neighbours that are no longer live and recruits random live members until the

@@ -15,9 +15,11 @@ use crate::broadcast::BroadcastQueue;
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
 use crate::member::{Member, MemberBrief, MemberStatus, Tags};
+use crate::graft::GraftQueue;
 use crate::plumtree::Plumtree;
 use crate::probe::{Probe, Relay};
 use crate::state::NodeState;
+use crate::state_tree::{PendingPush, PushedWrites};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::sync::SeedState;
@@ -109,8 +111,16 @@ pub struct Node {
     pub(crate) plumtree: Plumtree,
     /// This node's own key/value state.
     pub(crate) my_state: NodeState,
-    /// Per own key, the versions its latest update said it supersedes.
-    pub(crate) my_supersedes: BTreeMap<String, Vec<u64>>,
+    /// Key/value writes waiting for the next gossip round to be pushed along the broadcast
+    /// tree, one per (owner, key).
+    pub(crate) state_push: BTreeMap<String, PendingPush>,
+    /// Announcements of key/value state (`StateHave`): they ride on datagrams sent anyway and
+    /// never cause one of their own.
+    pub(crate) announcements: BroadcastQueue,
+    /// Writes that arrived by push (bounded), to tell a tree cycle from another path.
+    pub(crate) pushed_writes: PushedWrites,
+    /// Owners whose writes were announced ahead of this node's replica: the watermark wanted.
+    pub(crate) state_missing: GraftQueue<String, u64>,
     /// Replicas of other members' state.
     pub(crate) states: BTreeMap<String, NodeState>,
     /// XOR of `digest_hash` of every replica, this node's included.
@@ -154,7 +164,10 @@ impl Node {
             plumtree: Plumtree::default(),
             gossip_fresh: false,
             my_state,
-            my_supersedes: BTreeMap::new(),
+            state_push: BTreeMap::new(),
+            announcements: BroadcastQueue::default(),
+            state_missing: GraftQueue::default(),
+            pushed_writes: PushedWrites::default(),
             states: BTreeMap::new(),
             state_fingerprint,
             cluster: wire::cluster_hash(&config.cluster_name),
@@ -401,7 +414,8 @@ impl Node {
             Message::IHave(ihave) => self.on_ihave(now, from, ihave),
             Message::Graft(graft) => self.on_graft(now, from, graft),
             Message::Prune(prune) => self.on_prune(now, prune),
-            Message::StateUpdate(update) => self.on_state_update(now, update),
+            Message::StatePush(push) => self.on_state_push(now, from, push),
+            Message::StateHave(have) => self.on_state_have(now, from, have),
             Message::StateDigest(digest) => self.on_state_digest(now, from, digest),
             Message::StateDelta(delta) => self.on_state_delta(now, delta),
             Message::Inject(inject) => self.on_inject(now, from, inject),
@@ -418,6 +432,7 @@ impl Node {
             self.start_probe(now);
         }
         self.graft_timers(now);
+        self.state_graft_timers(now);
         if self.next_gossip.is_some_and(|t| now >= t) {
             self.gossip_round(now);
         }
@@ -453,6 +468,7 @@ impl Node {
             (!self.leaving).then_some(self.next_probe),
             self.probe.as_ref().map(Probe::deadline),
             self.next_graft(),
+            self.next_state_graft(),
         ]
         .into_iter()
         .flatten()
@@ -499,26 +515,29 @@ impl Node {
     /// Queues an update to ride on datagrams sent anyway, without starting a gossip round:
     /// for announcements whose delivery may wait for the next probe.
     pub(crate) fn enqueue_lazy(&mut self, key: &str, message: &Message) {
-        let limit = self.transmit_limit(message);
+        let limit = self.config.retransmit_limit(self.cluster_size());
         self.broadcasts
             .push(key, wire::message_bytes(message), limit);
     }
 
-    /// How many times a queued update is piggybacked: key/value updates have anti-entropy
-    /// behind them and are sent fewer times than membership news.
-    fn transmit_limit(&self, message: &Message) -> u32 {
-        let n = self.cluster_size();
-        match message {
-            Message::StateUpdate(_) => self.config.state_retransmit_limit(n),
-            _ => self.config.retransmit_limit(n),
-        }
-    }
 
     /// Sends `messages` to `dst` in one datagram, filling the rest of the budget with queued
     /// updates.
     pub(crate) fn send(&mut self, dst: SocketAddr, messages: &[Message]) {
+        self.send_with(dst, messages, true);
+    }
+
+    /// Like [`Node::send`]; `announce` says whether key/value announcements may ride along.
+    /// Pushes along the broadcast tree carry none: their receivers hold the news already, and
+    /// announcements used up on them would not reach the nodes a lost push left behind.
+    pub(crate) fn send_with(&mut self, dst: SocketAddr, messages: &[Message], announce: bool) {
         let mut buf = wire::encode_packet(self.cluster, messages);
-        let added = self.broadcasts.fill(&mut buf, self.config.packet_budget);
+        let mut added = self.broadcasts.fill(&mut buf, self.config.packet_budget);
+        if announce {
+            added += self
+                .announcements
+                .fill(&mut buf, self.config.packet_budget);
+        }
         self.stats.gossip_sent += added as u64;
         self.push_transmit(dst, buf);
     }
@@ -532,7 +551,7 @@ impl Node {
     /// Queues an update for piggybacking and starts a gossip round at once: news spreads at
     /// network speed, and the transmit limit bounds the cost.
     pub(crate) fn enqueue_broadcast(&mut self, now: Instant, key: &str, message: &Message) {
-        let limit = self.transmit_limit(message);
+        let limit = self.config.retransmit_limit(self.cluster_size());
         self.broadcasts
             .push(key, wire::message_bytes(message), limit);
         self.gossip_fresh = true;
@@ -562,6 +581,7 @@ impl Node {
     /// where random targets alone leave about e^-fanout of the nodes to later rounds.
     fn gossip_round(&mut self, now: Instant) {
         self.next_gossip = None;
+        self.push_state();
         let fresh = std::mem::take(&mut self.gossip_fresh);
         if self.broadcasts.is_empty() {
             return;
@@ -606,10 +626,13 @@ impl Node {
         for dst in targets {
             let mut buf = Vec::with_capacity(self.config.packet_budget);
             wire::write_envelope(&mut buf, self.cluster);
-            let added = self.broadcasts.fill(&mut buf, self.config.packet_budget);
+            let mut added = self.broadcasts.fill(&mut buf, self.config.packet_budget);
             if added == 0 {
                 break;
             }
+            added += self
+                .announcements
+                .fill(&mut buf, self.config.packet_budget);
             self.stats.gossip_sent += added as u64;
             self.push_transmit(dst, buf);
         }

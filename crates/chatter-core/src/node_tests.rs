@@ -226,7 +226,11 @@ fn junk_is_dropped_and_counted() {
     let mut net = Net::new(2, Config::local());
     let now = net.now;
     net.nodes[0].handle_datagram(now, addr(7), b"hello");
-    net.nodes[0].handle_datagram(now, addr(7), &[b'C', b'H', 1, 0, 0, 0, 0, 0, 0xff]);
+    net.nodes[0].handle_datagram(
+        now,
+        addr(7),
+        &[b'C', b'H', wire::PROTOCOL_VERSION, 0, 0, 0, 0, 0, 0xff],
+    );
     let foreign = wire::encode_packet(
         wire::cluster_hash("other"),
         &[Message::Ack(wire::Ack { seq: 1 })],
@@ -334,6 +338,8 @@ fn a_lost_push_is_repaired_through_announcements() {
 fn key_value_writes_spread_and_deletes_are_tombstoned() {
     let mut net = Net::new(6, Config::local());
     net.run_until(secs(10), Net::all_see_alive);
+    // Broadcast tree neighbours are recruited on probe ticks.
+    net.run_for(secs(1));
     let now = net.now;
     let v = net.nodes[2].set(now, "role", b"db".to_vec()).unwrap();
     net.run_for(Duration::from_millis(100)); // gossip rounds start on the next timer
@@ -354,6 +360,66 @@ fn key_value_writes_spread_and_deletes_are_tombstoned() {
     }
     assert!(net.events.iter().any(|(i, e)| *i == 4
         && matches!(e, Event::KeyChanged(c) if c.node == "n2" && c.value.is_none())));
+}
+
+#[test]
+fn key_value_writes_follow_the_broadcast_tree_at_one_push_per_node() {
+    // Each hop of a push waits for the test network's next 10 ms step: wait longer than the
+    // deepest node's delivery before pulling, so that only the tree delivers.
+    let config = Config {
+        graft_timeout: Duration::from_millis(200),
+        ..Config::local()
+    };
+    let mut net = Net::new(12, config);
+    net.run_until(secs(10), Net::all_see_alive);
+    net.run_for(secs(2)); // neighbours recruited on probe ticks
+    let mut pushes = Vec::new();
+    for round in 0..8u8 {
+        let writer = usize::from(round) % 12;
+        let before: u64 = net.nodes.iter().map(|n| n.stats().state_pushes_sent).sum();
+        let now = net.now;
+        let v = net.nodes[writer].set(now, "k", vec![round]).unwrap();
+        let name = format!("n{writer}");
+        // Each hop goes out in a gossip round at the next 10 ms step of the test network.
+        net.run_until(Duration::from_millis(200), |n| {
+            n.nodes.iter().all(|node| node.state_version(&name) == Some(v))
+        });
+        for i in 0..12 {
+            assert_eq!(net.nodes[i].get(&name, "k"), Some(&[round][..]), "node {i} round {round}");
+            assert_eq!(net.nodes[i].state_version(&name), Some(v));
+        }
+        let after: u64 = net.nodes.iter().map(|n| n.stats().state_pushes_sent).sum();
+        pushes.push(after - before);
+        net.run_for(Duration::from_millis(200));
+    }
+    // The first writes flood the neighbour graph and prune its cycles; then each write costs
+    // N - 1 pushes, where piggybacking it to random members cost many times that.
+    assert_eq!(*pushes.last().unwrap(), 11, "pushes per write: {pushes:?}");
+    assert!(net.nodes.iter().all(|n| n.stats().state_grafts_sent == 0));
+}
+
+#[test]
+fn a_lost_state_push_is_repaired_through_announcements_before_anti_entropy() {
+    let config = Config {
+        sync_interval: secs(600),
+        ..Config::local()
+    };
+    let mut net = Net::new(8, config);
+    net.run_until(secs(10), Net::all_see_alive);
+    net.run_for(secs(2));
+    // Node 7 is cut off while the write is pushed, then comes back: it hears a `StateHave`
+    // piggybacked on some probe and pulls the write from the announcer.
+    net.silent[7] = true;
+    let now = net.now;
+    let v = net.nodes[0].set(now, "role", b"db".to_vec()).unwrap();
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.nodes[6].get("n0", "role"), Some(&b"db"[..]));
+    assert_eq!(net.nodes[7].get("n0", "role"), None);
+    net.silent[7] = false;
+    // Announcements ride on the next probes (every 200 ms here); anti-entropy is minutes away.
+    net.run_until(secs(3), |n| n.nodes[7].state_version("n0") == Some(v));
+    assert_eq!(net.nodes[7].get("n0", "role"), Some(&b"db"[..]));
+    assert!(net.nodes[7].stats().state_grafts_sent >= 1);
 }
 
 #[test]
@@ -582,8 +648,9 @@ fn a_lost_ping_is_retried_directly_instead_of_raising_a_suspicion() {
 }
 
 #[test]
-fn key_value_updates_follow_their_own_transmit_limit() {
-    // One node alone with one member: every queued update rides on probes until its limit.
+fn key_value_announcements_follow_their_own_transmit_limit() {
+    // One node alone with one member: the announcement of a write rides on probes until its
+    // limit.
     let sent_with = |state_mult: u32| {
         let config = Config {
             state_retransmit_mult: state_mult,
@@ -598,9 +665,31 @@ fn key_value_updates_follow_their_own_transmit_limit() {
         net.run_for(secs(5));
         net.nodes[0].stats().gossip_sent - before
     };
-    // ceil(log10(3)) = 1: the multiplier is the limit of counted transmissions; the copy along
-    // the broadcast tree (the other node is an eager neighbour) comes on top in both cases.
+    // ceil(log10(3)) = 1: the multiplier is the limit of the announcement's transmissions; the
+    // push along the broadcast tree (the other node is an eager neighbour) comes on top in both
+    // cases.
     let (one, five) = (sent_with(1), sent_with(5));
     assert!((1..=2).contains(&one), "{one}");
     assert_eq!(five - one, 4);
+}
+#[test]
+fn dbg_kv() {
+    let config = Config {
+        sync_interval: secs(600),
+        ..Config::local()
+    };
+    let mut net = Net::new(8, config);
+    net.run_until(secs(10), Net::all_see_alive);
+    net.run_for(secs(2));
+    net.silent[7] = true;
+    let now = net.now;
+    let v = net.nodes[0].set(now, "role", b"db".to_vec()).unwrap();
+    net.run_for(Duration::from_millis(200));
+    net.silent[7] = false;
+    for _ in 0..50 {
+        net.run_for(Duration::from_millis(100));
+        let n7 = &net.nodes[7];
+        eprintln!("t {:?} v {:?} missing {} grafts {} ann {}", net.now, n7.state_version("n0"), n7.state_missing.is_empty(), n7.stats().state_grafts_sent, net.nodes.iter().map(|n| n.announcements.len()).sum::<usize>());
+    }
+    let _ = v;
 }

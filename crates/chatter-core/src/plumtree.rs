@@ -13,11 +13,12 @@
 //! which sends the message and makes the link eager: the tree repairs itself under loss and churn.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::graft::GraftQueue;
 
 /// The unique id of a user message: its origin's name and life, and the origin's sequence number.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -63,17 +64,6 @@ pub(crate) struct Cached {
     pub(crate) at: Instant,
 }
 
-/// A message announced to us that has not arrived yet.
-#[derive(Debug, Clone)]
-pub(crate) struct Missing {
-    pub(crate) announcers: VecDeque<(String, SocketAddr)>,
-    pub(crate) graft_at: Instant,
-    pub(crate) tries: u32,
-    /// First announcement heard: announcers keep a message cached for `message_cache_age`, so
-    /// grafting stops being useful that long after.
-    pub(crate) first_heard: Instant,
-}
-
 /// Which sequence numbers of one origin's life were seen: all up to `floor`, plus `above`.
 #[derive(Debug, Clone, Default)]
 struct SeenWindow {
@@ -85,11 +75,6 @@ struct SeenWindow {
 /// Sequence numbers remembered above an origin's contiguous floor. Beyond it the floor jumps,
 /// treating very old stragglers as seen: memory stays bounded, delivery stays at most once.
 const MAX_SEEN_ABOVE: usize = 4096;
-/// Announcers remembered per missing message.
-const MAX_ANNOUNCERS: usize = 4;
-/// Longest wait between two grafts for one missing message: retries back off exponentially from
-/// `graft_retry` up to this, until the announcers' cache age has passed.
-const MAX_GRAFT_BACKOFF: Duration = Duration::from_secs(8);
 
 /// Plumtree state of one node.
 #[derive(Debug, Clone, Default)]
@@ -99,7 +84,8 @@ pub(crate) struct Plumtree {
     seen: BTreeMap<String, SeenWindow>,
     pub(crate) cache: BTreeMap<MessageId, Cached>,
     cache_order: VecDeque<MessageId>,
-    pub(crate) missing: BTreeMap<MessageId, Missing>,
+    /// Messages announced to this node that the tree has not delivered.
+    pub(crate) missing: GraftQueue<MessageId>,
     pub(crate) next_seq: u64,
 }
 
@@ -204,77 +190,6 @@ impl Plumtree {
     pub(crate) fn remove_neighbour(&mut self, name: &str) {
         self.neighbours.remove(name);
     }
-
-    /// Remembers an announcement of a message we lack.
-    pub(crate) fn announced(
-        &mut self,
-        id: MessageId,
-        announcer: (String, SocketAddr),
-        graft_at: Instant,
-        max_missing: usize,
-    ) {
-        if let Some(m) = self.missing.get_mut(&id) {
-            if m.announcers.len() < MAX_ANNOUNCERS
-                && !m.announcers.iter().any(|a| a.0 == announcer.0)
-            {
-                m.announcers.push_back(announcer);
-            }
-            return;
-        }
-        if self.missing.len() >= max_missing {
-            return;
-        }
-        self.missing.insert(
-            id,
-            Missing {
-                announcers: VecDeque::from([announcer]),
-                graft_at,
-                tries: 0,
-                first_heard: graft_at,
-            },
-        );
-    }
-
-    /// Missing messages whose graft time has come: `(id, announcer to graft from)`. Each is
-    /// rescheduled with the next announcer after `retry`, doubling up to 8 s, and dropped once
-    /// `give_up_after` has passed since it was first announced (the announcers' cache age: no
-    /// one can answer after that). Under 20% loss a graft round trip fails about a third of the
-    /// time; a fixed handful of tries left about 1 node in 60 without the message for good.
-    pub(crate) fn due_grafts(
-        &mut self,
-        now: Instant,
-        retry: Duration,
-        give_up_after: Duration,
-    ) -> Vec<(MessageId, (String, SocketAddr))> {
-        let mut due = Vec::new();
-        let mut dropped = Vec::new();
-        for (id, m) in self.missing.iter_mut() {
-            if now.duration_since(m.first_heard) >= give_up_after {
-                dropped.push(id.clone());
-                continue;
-            }
-            if now < m.graft_at {
-                continue;
-            }
-            let backoff = retry
-                .saturating_mul(1 << m.tries.min(16))
-                .min(MAX_GRAFT_BACKOFF.max(retry));
-            m.tries += 1;
-            m.graft_at = now + backoff;
-            if let Some(a) = m.announcers.pop_front() {
-                m.announcers.push_back(a.clone());
-                due.push((id.clone(), a));
-            }
-        }
-        for id in dropped {
-            self.missing.remove(&id);
-        }
-        due
-    }
-
-    pub(crate) fn next_graft(&self) -> Option<Instant> {
-        self.missing.values().map(|m| m.graft_at).min()
-    }
 }
 
 #[cfg(test)]
@@ -333,32 +248,5 @@ mod tests {
         assert!(p.neighbours.contains_key("a") && p.neighbours.contains_key("c"));
         p.set_eager("d", true, 2);
         assert!(!p.neighbours.contains_key("d"), "all eager: keep the tree");
-    }
-
-    #[test]
-    fn grafts_rotate_announcers_and_give_up() {
-        let mut p = Plumtree::default();
-        let now = Instant::now();
-        let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
-        p.announced(id("a", 1, 1), ("x".into(), addr), now, 10);
-        p.announced(id("a", 1, 1), ("y".into(), addr), now, 10);
-        let (retry, give_up) = (Duration::from_millis(100), Duration::from_secs(60));
-        let first = p.due_grafts(now, retry, give_up);
-        assert_eq!(first[0].1 .0, "x");
-        assert!(p.due_grafts(now, retry, give_up).is_empty(), "rescheduled");
-        let second = p.due_grafts(now + retry, retry, give_up);
-        assert_eq!(second[0].1 .0, "y");
-        // Backs off: the third try is 200 ms after the second, not 100.
-        assert!(p.due_grafts(now + retry * 2, retry, give_up).is_empty());
-        assert_eq!(p.due_grafts(now + retry * 3, retry, give_up).len(), 1);
-        // Keeps trying while announcers may still hold the message, then gives up.
-        let mut t = now + retry * 3;
-        let mut tries = 3;
-        while t < now + give_up {
-            t += Duration::from_secs(1);
-            tries += p.due_grafts(t, retry, give_up).len();
-        }
-        assert!(tries >= 10, "{tries} tries in a minute");
-        assert!(p.missing.is_empty());
     }
 }

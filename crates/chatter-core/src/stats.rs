@@ -90,6 +90,12 @@ pub struct Stats {
     pub state_updates_applied: u64,
     /// Key/value delta chunks sent in anti-entropy.
     pub state_deltas_sent: u64,
+    /// Datagrams carrying key/value writes pushed along the broadcast tree.
+    pub state_pushes_sent: u64,
+    /// Pushed key/value writes that were all known already (each prunes a link of the tree).
+    pub state_pushes_duplicate: u64,
+    /// One-owner key/value pulls sent after an announcement the tree had not delivered.
+    pub state_grafts_sent: u64,
     /// User messages this node broadcast.
     pub messages_broadcast: u64,
     /// User messages delivered here (own broadcasts included), each once.

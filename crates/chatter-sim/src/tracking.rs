@@ -95,9 +95,10 @@ impl Traffic {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Carried {
     /// Datagrams carrying it whole: for a message, eager pushes and graft answers (`Gossip`);
-    /// for a write, piggybacked `StateUpdate`s.
+    /// for a write, pushes along the broadcast tree (`StatePush`).
     pub full: u64,
-    /// Datagrams announcing a message (`IHave`, piggybacked). Always 0 for writes.
+    /// Datagrams announcing it, piggybacked: `IHave` for a message, for a write a `StateHave`
+    /// whose watermark is the write's version.
     pub announced: u64,
     /// Datagrams asking for a message (`Graft`). Always 0 for writes.
     pub grafts: u64,
@@ -300,10 +301,18 @@ impl Tracker {
                 Message::Gossip(g) => ids.push((0, &g.id)),
                 Message::IHave(i) => ids.push((1, &i.id)),
                 Message::Graft(g) => ids.extend(g.ids.iter().map(|id| (2, id))),
-                Message::StateUpdate(u) => {
+                Message::StatePush(p) => {
+                    for u in &p.updates {
+                        writes.extend(
+                            self.open_write(&u.node, u.generation, u.entry.version)
+                                .map(|i| (0, i)),
+                        );
+                    }
+                }
+                Message::StateHave(h) => {
                     writes.extend(
-                        self.open_write(&u.node, u.generation, u.entry.version)
-                            .map(|i| (0, i)),
+                        self.open_write(&h.node, h.generation, h.watermark)
+                            .map(|i| (2, i)),
                     );
                 }
                 Message::StateDelta(d) => {
@@ -332,10 +341,10 @@ impl Tracker {
         writes.dedup();
         for (kind, i) in writes {
             let c = &mut self.writes[i].carried;
-            if kind == 0 {
-                c.full += 1;
-            } else {
-                c.deltas += 1;
+            match kind {
+                0 => c.full += 1,
+                1 => c.deltas += 1,
+                _ => c.announced += 1,
             }
         }
     }
@@ -704,7 +713,7 @@ impl Sim {
 
 #[cfg(test)]
 mod tests {
-    use chatter_core::wire::{Gossip, IHave, StateDelta, StateUpdate, WireEntry};
+    use chatter_core::wire::{Gossip, IHave, StateDelta, StateHave, StatePush, StateUpdate, WireEntry};
 
     use super::*;
 
@@ -785,11 +794,20 @@ mod tests {
             from: "b".into(),
             id: id.clone(),
         });
-        let update = Message::StateUpdate(StateUpdate {
+        let update = Message::StatePush(StatePush {
+            from: "b".into(),
+            updates: vec![StateUpdate {
+                node: "a".into(),
+                generation: 1,
+                entry: entry("k", 2),
+                supersedes: vec![1],
+            }],
+        });
+        let have = Message::StateHave(StateHave {
+            from: "b".into(),
             node: "a".into(),
             generation: 1,
-            entry: entry("k", 2),
-            supersedes: vec![1],
+            watermark: 2,
         });
         let delta = Message::StateDelta(StateDelta {
             node: "a".into(),
@@ -800,10 +818,10 @@ mod tests {
             entries: vec![entry("j", 1), entry("k", 2)],
         });
         t.on_datagram(&[gossip, ihave.clone(), update.clone(), update]);
-        t.on_datagram(&[ihave, delta]);
+        t.on_datagram(&[ihave, delta, have]);
         let m = t.messages[&id].carried;
         assert_eq!((m.full, m.announced, m.grafts), (1, 2, 0));
         let w = t.write(0, 1, 2).unwrap().carried;
-        assert_eq!((w.full, w.deltas), (1, 1));
+        assert_eq!((w.full, w.deltas, w.announced), (1, 1, 1));
     }
 }

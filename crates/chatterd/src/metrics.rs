@@ -142,6 +142,9 @@ fn counters(s: &Stats) -> Vec<Counter> {
         dropped_state_full: _,
         state_updates_applied,
         state_deltas_sent,
+        state_pushes_sent,
+        state_pushes_duplicate,
+        state_grafts_sent,
         messages_broadcast,
         messages_delivered,
         messages_sent,
@@ -235,6 +238,21 @@ fn counters(s: &Stats) -> Vec<Counter> {
             "state_deltas_sent",
             "Key/value delta chunks sent in anti-entropy.",
             state_deltas_sent,
+        ),
+        (
+            "state_pushes_sent",
+            "Datagrams carrying key/value writes pushed along the broadcast tree.",
+            state_pushes_sent,
+        ),
+        (
+            "state_pushes_duplicate",
+            "Pushed key/value writes already known (each prunes a broadcast tree link).",
+            state_pushes_duplicate,
+        ),
+        (
+            "state_grafts_sent",
+            "Key/value pulls sent after an announcement the tree had not delivered.",
+            state_grafts_sent,
         ),
         (
             "messages_broadcast",

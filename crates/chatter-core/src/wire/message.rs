@@ -41,8 +41,10 @@ pub enum Message {
     Graft(Graft),
     /// A duplicate arrived over this link: make it lazy on both sides.
     Prune(Prune),
-    /// One key/value write of a node, piggybacked.
-    StateUpdate(StateUpdate),
+    /// Key/value writes pushed along the broadcast tree (eager push).
+    StatePush(StatePush),
+    /// Announcement of how far the sender holds one node's writes (lazy push).
+    StateHave(StateHave),
     /// Key/value anti-entropy: `(generation, watermark)` per node.
     StateDigest(StateDigest),
     /// Key/value anti-entropy: one node's writes above the receiver's watermark.
@@ -241,6 +243,29 @@ pub struct Graft {
 pub struct Prune {
     /// Sender.
     pub from: String,
+}
+
+/// Key/value writes pushed to a neighbour on the broadcast tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatePush {
+    /// The neighbour that pushed them (not necessarily their owner).
+    pub from: String,
+    /// The writes, each of its owner.
+    pub updates: Vec<StateUpdate>,
+}
+
+/// "I hold every write of `node` up to `watermark`": a receiver behind it asks the sender
+/// with a one-row `StateDigest` (and a `Graft`) if the tree does not deliver soon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateHave {
+    /// Announcer.
+    pub from: String,
+    /// Owner of the writes.
+    pub node: String,
+    /// Owner's generation.
+    pub generation: u64,
+    /// The announcer's watermark for the owner.
+    pub watermark: u64,
 }
 
 /// One key/value write.

@@ -21,7 +21,7 @@ pub use message::*;
 /// First two bytes of every Chatter datagram.
 pub const MAGIC: [u8; 2] = *b"CH";
 /// Version of the message encoding; bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Length of the envelope in bytes.
 pub const ENVELOPE_LEN: usize = 8;
 

@@ -160,14 +160,30 @@ fn message() -> impl Strategy<Value = Message> {
         ".{0,8}".prop_map(|from| Message::Prune(Prune { from })),
         (".{0,8}", proptest::collection::vec(any::<u8>(), 0..32))
             .prop_map(|(tag, payload)| Message::Inject(Inject { tag, payload })),
-        (".{0,8}", any::<u64>(), wire_entry()).prop_map(|(node, generation, entry)| {
-            Message::StateUpdate(StateUpdate {
+        (
+            ".{0,8}",
+            proptest::collection::vec((".{0,8}", any::<u64>(), wire_entry()), 0..3)
+        )
+            .prop_map(|(from, updates)| Message::StatePush(StatePush {
+                from,
+                updates: updates
+                    .into_iter()
+                    .map(|(node, generation, entry)| StateUpdate {
+                        node,
+                        generation,
+                        entry,
+                        supersedes: vec![1, 2],
+                    })
+                    .collect(),
+            })),
+        (".{0,8}", ".{0,8}", any::<u64>(), any::<u64>()).prop_map(
+            |(from, node, generation, watermark)| Message::StateHave(StateHave {
+                from,
                 node,
                 generation,
-                entry,
-                supersedes: vec![1, 2],
+                watermark,
             })
-        }),
+        ),
         (
             ".{0,8}",
             any::<u64>(),

@@ -1,0 +1,354 @@
+//! Key/value writes on the broadcast tree (Plumtree, as for user messages, see `plumtree.rs`).
+//!
+//! A fresh write is pushed in full, once, along the eager links of the tree; a push that brings
+//! nothing new proves a cycle and prunes its link, so after a few writes a write costs about one
+//! datagram per node. Behind the push, each node announces how far it holds an owner's writes
+//! (`StateHave`, one small entry per owner) on datagrams it sends anyway; a node that hears of
+//! writes it lacks and does not receive them within `graft_timeout` pulls them from the
+//! announcer with a one-owner digest, and the link becomes eager: the tree repairs itself under
+//! loss and churn. Anti-entropy (`sync_interval`) stays the last resort.
+//!
+//! Before this, every node piggybacked every fresh write `state_retransmit_limit` times to
+//! random members, on top of the tree's copies: about `(8 + degree) x N` copies of each write
+//! at 50 nodes, which made a cluster's idle traffic with system status on grow with N.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::node::Node;
+use crate::state::NodeState;
+use crate::wire::{self, DigestRow, Message, StateUpdate};
+
+/// Bytes reserved in a push datagram for the envelope and the message's own fields.
+const PUSH_OVERHEAD: usize = 32;
+
+/// Superseded versions carried by one update (about 3 bytes each); anti-entropy covers the rest.
+pub(crate) const MAX_SUPERSEDES: usize = 64;
+
+/// A write waiting for the next gossip round to be pushed to the tree's eager neighbours.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingPush {
+    pub(crate) update: StateUpdate,
+    /// The neighbour it came from (not pushed back there); `None` for this node's own write.
+    pub(crate) from: Option<String>,
+}
+
+/// Writes of other members that arrived by push, remembered (bounded, oldest forgotten first)
+/// so that a push of nothing new prunes its link only when what it carried came over another
+/// tree link. A write that arrived first by anti-entropy or a pull says nothing about the
+/// tree's cycles, and pruning on it left nodes with no eager link at all.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PushedWrites {
+    seen: HashSet<(String, u64, u64)>,
+    order: VecDeque<(String, u64, u64)>,
+}
+
+impl PushedWrites {
+    fn insert(&mut self, update: &StateUpdate, max: usize) {
+        let key = write_id(update);
+        if self.seen.contains(&key) {
+            return;
+        }
+        while self.order.len() >= max.max(1) {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.order.push_back(key.clone());
+        self.seen.insert(key);
+    }
+
+    fn contains(&self, update: &StateUpdate) -> bool {
+        self.seen.contains(&write_id(update))
+    }
+}
+
+fn write_id(update: &StateUpdate) -> (String, u64, u64) {
+    (update.node.clone(), update.generation, update.entry.version)
+}
+
+impl Node {
+    /// Queues a write to push along the tree in a gossip round started at once. A newer write
+    /// of the same key replaces a queued one and carries what that one superseded.
+    pub(crate) fn queue_state_push(
+        &mut self,
+        now: Instant,
+        mut update: StateUpdate,
+        from: Option<String>,
+    ) {
+        let key = kv_key(&update.node, &update.entry.key);
+        if let Some(older) = self.state_push.remove(&key) {
+            if older.update.generation == update.generation
+                && older.update.entry.version < update.entry.version
+            {
+                let mut supersedes = older.update.supersedes;
+                supersedes.push(older.update.entry.version);
+                supersedes.extend_from_slice(&update.supersedes);
+                supersedes.sort_unstable();
+                supersedes.dedup();
+                if supersedes.len() > MAX_SUPERSEDES {
+                    supersedes.drain(..supersedes.len() - MAX_SUPERSEDES);
+                }
+                update.supersedes = supersedes;
+            } else if older.update.generation >= update.generation {
+                // The queued write is the newer one (or of a newer life): keep it.
+                self.state_push.insert(key, older);
+                return;
+            }
+        }
+        self.state_push.insert(key, PendingPush { update, from });
+        self.next_gossip = Some(self.next_gossip.map_or(now, |t| t.min(now)));
+    }
+
+    /// Pushes the queued writes to every live eager neighbour (except the one each came from),
+    /// as few datagrams as the packet budget allows.
+    pub(crate) fn push_state(&mut self) {
+        if self.state_push.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.state_push);
+        // Neighbours are recruited on probe ticks; a write soon after joining needs them now.
+        self.maintain_neighbours();
+        let mut peers = self.live_neighbours(true);
+        if peers.is_empty() {
+            // Every link of this node was pruned (pushes crossing on two links at once can do
+            // that): make them all eager again rather than leave the news to announcements;
+            // duplicates prune the redundant ones.
+            peers = self.live_neighbours(false);
+            let max_neighbours = self.config.max_broadcast_neighbours;
+            for (name, _) in &peers {
+                self.plumtree.set_eager(name, true, max_neighbours);
+            }
+        }
+        let budget = self
+            .config
+            .packet_budget
+            .saturating_sub(PUSH_OVERHEAD + self.me.name.len());
+        for (peer, addr) in peers {
+            let mut chunk: Vec<StateUpdate> = Vec::new();
+            let mut size = 0;
+            for p in pending
+                .values()
+                .filter(|p| p.from.as_deref() != Some(peer.as_str()))
+            {
+                let n = update_size(&p.update);
+                if !chunk.is_empty() && size + n > budget {
+                    self.send_push(addr, std::mem::take(&mut chunk));
+                    size = 0;
+                }
+                size += n;
+                chunk.push(p.update.clone());
+            }
+            if !chunk.is_empty() {
+                self.send_push(addr, chunk);
+            }
+        }
+    }
+
+    /// Live neighbours on the broadcast tree: the eager ones, or all of them.
+    fn live_neighbours(&self, eager_only: bool) -> Vec<(String, SocketAddr)> {
+        self.plumtree
+            .neighbours
+            .iter()
+            .filter(|(_, eager)| **eager || !eager_only)
+            .filter_map(|(n, _)| {
+                let m = self.table.get(n)?;
+                m.status.is_live().then(|| (n.clone(), m.addr()))
+            })
+            .collect()
+    }
+
+    fn send_push(&mut self, dst: SocketAddr, updates: Vec<StateUpdate>) {
+        self.stats.state_pushes_sent += 1;
+        let push = Message::StatePush(wire::StatePush {
+            from: self.me.name.clone(),
+            updates,
+        });
+        self.send_with(dst, &[push], false);
+    }
+
+    pub(crate) fn on_state_push(&mut self, now: Instant, from: SocketAddr, push: wire::StatePush) {
+        if push.updates.is_empty() {
+            return;
+        }
+        let max_neighbours = self.config.max_broadcast_neighbours;
+        if push.updates.iter().all(|u| self.knows_write(u)) {
+            let over_the_tree = push
+                .updates
+                .iter()
+                .all(|u| u.node == self.me.name || self.pushed_writes.contains(u));
+            if !over_the_tree {
+                return;
+            }
+            // Nothing new, and it all came over another tree link before: this link closes a
+            // cycle. Make it lazy on both sides.
+            self.stats.state_pushes_duplicate += 1;
+            if self.plumtree.neighbours.get(&push.from) == Some(&true) {
+                self.plumtree.set_eager(&push.from, false, max_neighbours);
+            }
+            self.stats.prunes_sent += 1;
+            let prune = Message::Prune(wire::Prune {
+                from: self.me.name.clone(),
+            });
+            self.send(from, &[prune]);
+            return;
+        }
+        if self.table.get(&push.from).is_some_and(|m| m.status.is_live()) {
+            self.plumtree.set_eager(&push.from, true, max_neighbours);
+        }
+        for update in push.updates {
+            let node = update.node.clone();
+            let before = self.replica_mark(&node);
+            if self.apply_update(now, &update) {
+                self.pushed_writes
+                    .insert(&update, self.config.message_cache_size);
+                self.queue_state_push(now, update, Some(push.from.clone()));
+            }
+            if self.replica_mark(&node) != before {
+                self.announce_state(&node);
+            }
+        }
+    }
+
+    /// Whether this node already holds `update` (or something newer for its key, or a newer
+    /// life of its owner): a push of nothing else is a duplicate.
+    fn knows_write(&self, update: &StateUpdate) -> bool {
+        let Some(replica) = self.state_of(&update.node) else {
+            return false;
+        };
+        let generation = self.replica_generation(&update.node, replica);
+        generation > update.generation
+            || (generation == update.generation
+                && (replica.watermark >= update.entry.version
+                    || replica
+                        .entries
+                        .get(&update.entry.key)
+                        .is_some_and(|e| e.version >= update.entry.version)))
+    }
+
+    fn replica_generation(&self, node: &str, replica: &NodeState) -> u64 {
+        if node == self.me.name {
+            self.me.generation
+        } else {
+            replica.generation
+        }
+    }
+
+    /// `(generation, watermark)` of the replica of `node`, if any.
+    fn replica_mark(&self, node: &str) -> Option<(u64, u64)> {
+        self.state_of(node)
+            .map(|r| (self.replica_generation(node, r), r.watermark))
+    }
+
+    /// The watermark of the replica of `node`'s life `generation`; 0 if none.
+    fn replica_watermark(&self, node: &str, generation: u64) -> u64 {
+        self.state_of(node)
+            .filter(|r| self.replica_generation(node, r) == generation)
+            .map_or(0, |r| r.watermark)
+    }
+
+    /// Announces how far this node holds `node`'s writes, on datagrams sent anyway. One entry
+    /// per owner: a newer watermark replaces the queued one.
+    pub(crate) fn announce_state(&mut self, node: &str) {
+        let Some(replica) = self.state_of(node) else {
+            return;
+        };
+        if replica.watermark == 0 {
+            return;
+        }
+        let have = Message::StateHave(wire::StateHave {
+            from: self.me.name.clone(),
+            node: node.to_owned(),
+            generation: self.replica_generation(node, replica),
+            watermark: replica.watermark,
+        });
+        let limit = self.config.state_retransmit_limit(self.cluster_size());
+        self.announcements
+            .push(&format!("\u{3}{node}"), wire::message_bytes(&have), limit);
+    }
+
+    pub(crate) fn on_state_have(&mut self, now: Instant, from: SocketAddr, have: wire::StateHave) {
+        if have.from == self.me.name || have.node == self.me.name || have.watermark == 0 {
+            return;
+        }
+        if self
+            .table
+            .get(&have.node)
+            .is_none_or(|m| m.generation != have.generation)
+        {
+            return;
+        }
+        if self.replica_watermark(&have.node, have.generation) >= have.watermark {
+            return;
+        }
+        let graft_at = now + self.config.graft_timeout;
+        self.state_missing.announced(
+            have.node,
+            have.watermark,
+            (have.from, from),
+            graft_at,
+            self.config.max_members,
+        );
+    }
+
+    /// Pulls the writes that announcements promised and the tree did not deliver: a `Graft`
+    /// (the link becomes eager) and a one-owner digest, answered with a delta. Gives up after
+    /// three anti-entropy periods: by then anti-entropy has repaired the replica.
+    pub(crate) fn state_graft_timers(&mut self, now: Instant) {
+        if self.state_missing.is_empty() {
+            return;
+        }
+        let due = self
+            .state_missing
+            .due(now, self.config.graft_retry, self.config.sync_interval * 3);
+        let max_neighbours = self.config.max_broadcast_neighbours;
+        for (node, want, (announcer, addr)) in due {
+            let Some(generation) = self.table.get(&node).map(|m| m.generation) else {
+                self.state_missing.remove(&node);
+                continue;
+            };
+            let watermark = self.replica_watermark(&node, generation);
+            if watermark >= want {
+                self.state_missing.remove(&node);
+                continue;
+            }
+            self.plumtree.set_eager(&announcer, true, max_neighbours);
+            self.stats.state_grafts_sent += 1;
+            let graft = Message::Graft(wire::Graft {
+                from: self.me.name.clone(),
+                ids: Vec::new(),
+            });
+            // A chunk covering no names beyond its one row: the announcer answers for this
+            // owner only.
+            let digest = Message::StateDigest(wire::StateDigest {
+                from: self.me.name.clone(),
+                fingerprint: self.state_fingerprint,
+                reply: false,
+                after: Some(node.clone()),
+                until: Some(node.clone()),
+                rows: vec![DigestRow {
+                    node,
+                    generation: if watermark == 0 { 0 } else { generation },
+                    watermark,
+                }],
+            });
+            self.send(addr, &[graft, digest]);
+        }
+    }
+
+    pub(crate) fn next_state_graft(&self) -> Option<Instant> {
+        self.state_missing.next()
+    }
+}
+
+/// Estimated encoded size of one update in a push.
+fn update_size(u: &StateUpdate) -> usize {
+    u.node.len() + u.entry.key.len() + u.entry.value.as_ref().map_or(0, Vec::len) + 24
+        + 3 * u.supersedes.len()
+}
+
+/// Queue key of a write: one pending push per (owner, key).
+pub(crate) fn kv_key(node: &str, key: &str) -> String {
+    format!("{node}\u{0}{key}")
+}
