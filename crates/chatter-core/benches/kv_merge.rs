@@ -94,9 +94,7 @@ fn capture(keys: usize, max_delta_packets: usize, t0: Instant) -> Exchange {
                 exchange.deltas.push(t.payload);
             } else {
                 assert!(
-                    !messages
-                        .iter()
-                        .any(|m| matches!(m, Message::StatePush(_))),
+                    !messages.iter().any(|m| matches!(m, Message::StatePush(_))),
                     "a key/value write reached the receiver before the deltas"
                 );
                 receiver.handle_datagram(t0, owner_addr(), &t.payload);

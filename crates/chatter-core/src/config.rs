@@ -81,14 +81,15 @@ pub struct Config {
     /// idle clusters send nothing.
     pub retransmit_mult: u32,
 
-    /// Like `retransmit_mult`, for key/value updates. A fresh write first follows the
-    /// broadcast tree's eager links, and anti-entropy (`sync_interval`) repairs any replica the
-    /// piggybacks miss, so writes can afford fewer piggybacks than membership news, which has
-    /// no such second path. Default 4, as `retransmit_mult`: measured with `chatter-sim
-    /// experiment dissemination` at 500 nodes, 3 saves a quarter of the datagrams per write
-    /// with the same latency up to 10% loss, but at 20% loss the slowest replica's p99 grows
-    /// from 0.15 s to 10 s (it waits for anti-entropy); 2 halves the datagrams and already
-    /// hurts at 10% loss. Lower it for write-heavy clusters on clean networks.
+    /// Like `retransmit_mult`, for the announcements of key/value state (`StateHave`: "I hold
+    /// node X's writes up to version v", about 30 bytes, one per owner). A write itself is
+    /// pushed once along the broadcast tree; announcements ride only on datagrams sent anyway
+    /// (probes, acks), and a node that hears of writes it lacks pulls them from the announcer:
+    /// they repair pushes lost on the tree, anti-entropy (`sync_interval`) whatever is left.
+    /// Default 4, as `retransmit_mult`: each node announces an owner's new writes on its next
+    /// `4 * ceil(log10(N + 1))` datagrams (8 at 50 nodes), a few seconds of probes, so a node
+    /// that missed a push hears of it within about a second. Lower values leave more repairs
+    /// to anti-entropy; higher ones add about 30 bytes per datagram while writes are fresh.
     pub state_retransmit_mult: u32,
 
     /// Period of gossip rounds while there are updates to spread. Default 200 ms. Rounds are

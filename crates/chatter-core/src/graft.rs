@@ -53,7 +53,8 @@ impl<K: Ord + Clone, W: Ord + Copy> GraftQueue<K, W> {
     ) {
         if let Some(p) = self.pending.get_mut(&key) {
             p.want = p.want.max(want);
-            if p.announcers.len() < MAX_ANNOUNCERS && !p.announcers.iter().any(|a| a.0 == announcer.0)
+            if p.announcers.len() < MAX_ANNOUNCERS
+                && !p.announcers.iter().any(|a| a.0 == announcer.0)
             {
                 p.announcers.push_back(announcer);
             }
@@ -72,6 +73,19 @@ impl<K: Ord + Clone, W: Ord + Copy> GraftQueue<K, W> {
                 first_heard: graft_at,
             },
         );
+    }
+
+    /// What is wanted of `key`, if it was announced and has not arrived.
+    pub(crate) fn want(&self, key: &K) -> Option<W> {
+        self.pending.get(key).map(|p| p.want)
+    }
+
+    /// Whether a graft for `key` was sent and `addr` is one of its announcers: a reply from
+    /// `addr` answers it.
+    pub(crate) fn grafted_from(&self, key: &K, addr: SocketAddr) -> bool {
+        self.pending
+            .get(key)
+            .is_some_and(|p| p.tries > 0 && p.announcers.iter().any(|a| a.1 == addr))
     }
 
     /// Forgets `key` (it arrived).

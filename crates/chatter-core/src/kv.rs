@@ -1,4 +1,4 @@
-//! The node's side of key/value state: local writes, piggybacked updates, the Scuttlebutt
+//! The node's side of key/value state: local writes, applying pushed writes, the Scuttlebutt
 //! digest/delta exchange, and keeping replicas in step with membership (see `state.rs`).
 
 use std::net::SocketAddr;
@@ -15,7 +15,6 @@ use crate::wire::{self, DigestRow, Message};
 
 /// Bytes reserved in a digest or delta datagram for the envelope and the message's own fields.
 const STATE_OVERHEAD: usize = 96;
-
 
 impl Node {
     /// Sets `key` of this node's state to `value`, gossips the write, and returns its version.
@@ -454,9 +453,14 @@ impl Node {
         }
     }
 
-    pub(crate) fn on_state_delta(&mut self, now: Instant, delta: wire::StateDelta) {
+    pub(crate) fn on_state_delta(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        delta: wire::StateDelta,
+    ) {
         debug!(node = %delta.node, from = delta.from_version, to = delta.to_version, n = delta.entries.len(), "state delta");
-        self.apply_entries(
+        let changed = self.apply_entries(
             now,
             Writes {
                 node: &delta.node,
@@ -467,6 +471,7 @@ impl Node {
                 superseded: &[],
             },
         );
+        self.pulled_writes(now, from, &delta.node, delta.generation, changed);
     }
 
     /// Collects expired tombstones in every replica.
@@ -483,7 +488,7 @@ impl Node {
     }
 }
 
-/// Writes of one owner's life arriving together (a piggybacked update or a delta chunk).
+/// Writes of one owner's life arriving together (a pushed update or a delta chunk).
 struct Writes<'a> {
     node: &'a str,
     generation: u64,

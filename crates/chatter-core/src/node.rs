@@ -14,8 +14,8 @@ use crate::awareness::Awareness;
 use crate::broadcast::BroadcastQueue;
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
-use crate::member::{Member, MemberBrief, MemberStatus, Tags};
 use crate::graft::GraftQueue;
+use crate::member::{Member, MemberBrief, MemberStatus, Tags};
 use crate::plumtree::Plumtree;
 use crate::probe::{Probe, Relay};
 use crate::state::NodeState;
@@ -417,7 +417,7 @@ impl Node {
             Message::StatePush(push) => self.on_state_push(now, from, push),
             Message::StateHave(have) => self.on_state_have(now, from, have),
             Message::StateDigest(digest) => self.on_state_digest(now, from, digest),
-            Message::StateDelta(delta) => self.on_state_delta(now, delta),
+            Message::StateDelta(delta) => self.on_state_delta(now, from, delta),
             Message::Inject(inject) => self.on_inject(now, from, inject),
         }
     }
@@ -520,7 +520,6 @@ impl Node {
             .push(key, wire::message_bytes(message), limit);
     }
 
-
     /// Sends `messages` to `dst` in one datagram, filling the rest of the budget with queued
     /// updates.
     pub(crate) fn send(&mut self, dst: SocketAddr, messages: &[Message]) {
@@ -534,9 +533,7 @@ impl Node {
         let mut buf = wire::encode_packet(self.cluster, messages);
         let mut added = self.broadcasts.fill(&mut buf, self.config.packet_budget);
         if announce {
-            added += self
-                .announcements
-                .fill(&mut buf, self.config.packet_budget);
+            added += self.announcements.fill(&mut buf, self.config.packet_budget);
         }
         self.stats.gossip_sent += added as u64;
         self.push_transmit(dst, buf);
@@ -630,9 +627,7 @@ impl Node {
             if added == 0 {
                 break;
             }
-            added += self
-                .announcements
-                .fill(&mut buf, self.config.packet_budget);
+            added += self.announcements.fill(&mut buf, self.config.packet_budget);
             self.stats.gossip_sent += added as u64;
             self.push_transmit(dst, buf);
         }

@@ -382,10 +382,16 @@ fn key_value_writes_follow_the_broadcast_tree_at_one_push_per_node() {
         let name = format!("n{writer}");
         // Each hop goes out in a gossip round at the next 10 ms step of the test network.
         net.run_until(Duration::from_millis(200), |n| {
-            n.nodes.iter().all(|node| node.state_version(&name) == Some(v))
+            n.nodes
+                .iter()
+                .all(|node| node.state_version(&name) == Some(v))
         });
         for i in 0..12 {
-            assert_eq!(net.nodes[i].get(&name, "k"), Some(&[round][..]), "node {i} round {round}");
+            assert_eq!(
+                net.nodes[i].get(&name, "k"),
+                Some(&[round][..]),
+                "node {i} round {round}"
+            );
             assert_eq!(net.nodes[i].state_version(&name), Some(v));
         }
         let after: u64 = net.nodes.iter().map(|n| n.stats().state_pushes_sent).sum();
@@ -420,6 +426,49 @@ fn a_lost_state_push_is_repaired_through_announcements_before_anti_entropy() {
     net.run_until(secs(3), |n| n.nodes[7].state_version("n0") == Some(v));
     assert_eq!(net.nodes[7].get("n0", "role"), Some(&b"db"[..]));
     assert!(net.nodes[7].stats().state_grafts_sent >= 1);
+}
+
+#[test]
+fn a_node_that_pulled_a_missed_write_pushes_it_on_to_its_subtree() {
+    let config = Config {
+        sync_interval: secs(600),
+        ..Config::local()
+    };
+    let mut net = Net::new(16, config);
+    net.run_until(secs(10), Net::all_see_alive);
+    net.run_for(secs(2));
+    // Settle the tree with a few writes.
+    for i in 0..4 {
+        let now = net.now;
+        net.nodes[i].set(now, "warm", vec![1]).unwrap();
+        net.run_for(Duration::from_millis(300));
+    }
+    // Cut off the node with the most eager links: its whole subtree misses the push.
+    let eager = |n: &crate::Node| n.plumtree.eager_peers().count();
+    let hub = (1..16).max_by_key(|&i| eager(&net.nodes[i])).unwrap();
+    net.silent[hub] = true;
+    let now = net.now;
+    let v = net.nodes[0].set(now, "k", b"v".to_vec()).unwrap();
+    net.run_for(Duration::from_millis(200));
+    let missed: Vec<usize> = (0..16)
+        .filter(|&i| net.nodes[i].state_version("n0") != Some(v))
+        .collect();
+    assert!(missed.len() >= 2, "only {missed:?} missed the push");
+    net.silent[hub] = false;
+    net.run_until(secs(5), |n| {
+        n.nodes
+            .iter()
+            .all(|node| node.state_version("n0") == Some(v))
+    });
+    let pulls: u64 = missed
+        .iter()
+        .map(|&i| net.nodes[i].stats().state_grafts_sent)
+        .sum();
+    assert!(
+        pulls < missed.len() as u64,
+        "{} nodes missed the push, {pulls} pulls: a pulled write is not pushed on",
+        missed.len()
+    );
 }
 
 #[test]
@@ -689,7 +738,17 @@ fn dbg_kv() {
     for _ in 0..50 {
         net.run_for(Duration::from_millis(100));
         let n7 = &net.nodes[7];
-        eprintln!("t {:?} v {:?} missing {} grafts {} ann {}", net.now, n7.state_version("n0"), n7.state_missing.is_empty(), n7.stats().state_grafts_sent, net.nodes.iter().map(|n| n.announcements.len()).sum::<usize>());
+        eprintln!(
+            "t {:?} v {:?} missing {} grafts {} ann {}",
+            net.now,
+            n7.state_version("n0"),
+            n7.state_missing.is_empty(),
+            n7.stats().state_grafts_sent,
+            net.nodes
+                .iter()
+                .map(|n| n.announcements.len())
+                .sum::<usize>()
+        );
     }
     let _ = v;
 }

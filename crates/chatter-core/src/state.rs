@@ -8,9 +8,10 @@
 //! version order; a delta cut by the packet budget is still a consistent prefix, so the watermark
 //! can advance to where the cut was made.
 //!
-//! Writes also travel as piggybacked updates. Those may arrive out of order or not at all: they
-//! are applied at once (readers see them within milliseconds) but advance the watermark only
-//! while contiguous, so anti-entropy still repairs whatever was lost.
+//! Writes also travel pushed along the broadcast tree (`state_tree.rs`). Those may arrive out of
+//! order or not at all: they are applied at once (readers see them within milliseconds) but
+//! advance the watermark only while contiguous, so a pull or anti-entropy still repairs whatever
+//! was lost.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hasher;

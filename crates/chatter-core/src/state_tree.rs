@@ -194,7 +194,11 @@ impl Node {
             self.send(from, &[prune]);
             return;
         }
-        if self.table.get(&push.from).is_some_and(|m| m.status.is_live()) {
+        if self
+            .table
+            .get(&push.from)
+            .is_some_and(|m| m.status.is_live())
+        {
             self.plumtree.set_eager(&push.from, true, max_neighbours);
         }
         for update in push.updates {
@@ -207,6 +211,7 @@ impl Node {
             }
             if self.replica_mark(&node) != before {
                 self.announce_state(&node);
+                self.forget_if_caught_up(&node);
             }
         }
     }
@@ -299,9 +304,9 @@ impl Node {
         if self.state_missing.is_empty() {
             return;
         }
-        let due = self
-            .state_missing
-            .due(now, self.config.graft_retry, self.config.sync_interval * 3);
+        let due =
+            self.state_missing
+                .due(now, self.config.graft_retry, self.config.sync_interval * 3);
         let max_neighbours = self.config.max_broadcast_neighbours;
         for (node, want, (announcer, addr)) in due {
             let Some(generation) = self.table.get(&node).map(|m| m.generation) else {
@@ -337,6 +342,55 @@ impl Node {
         }
     }
 
+    /// Writes a delta brought: if they answer a pull of this node, the tree below it most
+    /// likely missed them too: push them on, as a grafted message is. Deltas of plain
+    /// anti-entropy are not pushed: after a join they hold the whole cluster's state, which the
+    /// neighbours have, and one racing the tree's own push made duplicates that pruned its
+    /// links.
+    pub(crate) fn pulled_writes(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        node: &str,
+        generation: u64,
+        changed: Vec<wire::WireEntry>,
+    ) {
+        if !self.state_missing.grafted_from(&node.to_owned(), from) {
+            return;
+        }
+        self.forget_if_caught_up(node);
+        self.announce_state(node);
+        let sender = self
+            .plumtree
+            .neighbours
+            .keys()
+            .find(|n| self.table.get(n).is_some_and(|m| m.addr() == from))
+            .cloned();
+        for entry in changed {
+            let update = StateUpdate {
+                node: node.to_owned(),
+                generation,
+                entry,
+                supersedes: Vec::new(),
+            };
+            self.pushed_writes
+                .insert(&update, self.config.message_cache_size);
+            self.queue_state_push(now, update, sender.clone());
+        }
+    }
+
+    /// Drops the pending pull for `node` once the replica reached the announced watermark.
+    fn forget_if_caught_up(&mut self, node: &str) {
+        let key = node.to_owned();
+        let Some(want) = self.state_missing.want(&key) else {
+            return;
+        };
+        let generation = self.table.get(node).map_or(0, |m| m.generation);
+        if self.replica_watermark(node, generation) >= want {
+            self.state_missing.remove(&key);
+        }
+    }
+
     pub(crate) fn next_state_graft(&self) -> Option<Instant> {
         self.state_missing.next()
     }
@@ -344,7 +398,10 @@ impl Node {
 
 /// Estimated encoded size of one update in a push.
 fn update_size(u: &StateUpdate) -> usize {
-    u.node.len() + u.entry.key.len() + u.entry.value.as_ref().map_or(0, Vec::len) + 24
+    u.node.len()
+        + u.entry.key.len()
+        + u.entry.value.as_ref().map_or(0, Vec::len)
+        + 24
         + 3 * u.supersedes.len()
 }
 

@@ -713,7 +713,9 @@ impl Sim {
 
 #[cfg(test)]
 mod tests {
-    use chatter_core::wire::{Gossip, IHave, StateDelta, StateHave, StatePush, StateUpdate, WireEntry};
+    use chatter_core::wire::{
+        Gossip, IHave, StateDelta, StateHave, StatePush, StateUpdate, WireEntry,
+    };
 
     use super::*;
 
