@@ -54,7 +54,7 @@ impl<K: Ord + Clone, W: Ord + Copy> GraftQueue<K, W> {
         if let Some(p) = self.pending.get_mut(&key) {
             p.want = p.want.max(want);
             if p.announcers.len() < MAX_ANNOUNCERS
-                && !p.announcers.iter().any(|a| a.0 == announcer.0)
+                && !p.announcers.iter().any(|a| a.1 == announcer.1)
             {
                 p.announcers.push_back(announcer);
             }
@@ -145,9 +145,11 @@ mod tests {
     fn grafts_rotate_announcers_back_off_and_give_up() {
         let mut q: GraftQueue<&str> = GraftQueue::default();
         let now = Instant::now();
-        let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
-        q.announced("m", (), ("x".into(), addr), now, 10);
-        q.announced("m", (), ("y".into(), addr), now, 10);
+        let (x, y): (SocketAddr, SocketAddr) =
+            (([127, 0, 0, 1], 1).into(), ([127, 0, 0, 2], 1).into());
+        q.announced("m", (), ("x".into(), x), now, 10);
+        q.announced("m", (), ("y".into(), y), now, 10);
+        q.announced("m", (), ("x".into(), x), now, 10);
         let (retry, give_up) = (Duration::from_millis(100), Duration::from_secs(60));
         let first = q.due(now, retry, give_up);
         assert_eq!(first[0].2 .0, "x");

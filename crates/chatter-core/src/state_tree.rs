@@ -263,9 +263,7 @@ impl Node {
             return;
         }
         let have = Message::StateHave(wire::StateHave {
-            from: self.me.name.clone(),
             node: node.to_owned(),
-            generation: self.replica_generation(node, replica),
             watermark: replica.watermark,
         });
         let limit = self.config.state_retransmit_limit(self.cluster_size());
@@ -274,24 +272,23 @@ impl Node {
     }
 
     pub(crate) fn on_state_have(&mut self, now: Instant, from: SocketAddr, have: wire::StateHave) {
-        if have.from == self.me.name || have.node == self.me.name || have.watermark == 0 {
+        if have.node == self.me.name || have.watermark == 0 || from == self.me.addr {
             return;
         }
-        if self
-            .table
-            .get(&have.node)
-            .is_none_or(|m| m.generation != have.generation)
-        {
+        // The owner's life is the one this node knows: an announcer still on an older life
+        // costs at most one pull that brings nothing.
+        let Some(generation) = self.table.get(&have.node).map(|m| m.generation) else {
             return;
-        }
-        if self.replica_watermark(&have.node, have.generation) >= have.watermark {
+        };
+        if self.replica_watermark(&have.node, generation) >= have.watermark {
             return;
         }
         let graft_at = now + self.config.graft_timeout;
+        // The announcer's name is looked up when (and if) a pull is sent.
         self.state_missing.announced(
             have.node,
             have.watermark,
-            (have.from, from),
+            (String::new(), from),
             graft_at,
             self.config.max_members,
         );
@@ -308,7 +305,7 @@ impl Node {
             self.state_missing
                 .due(now, self.config.graft_retry, self.config.sync_interval * 3);
         let max_neighbours = self.config.max_broadcast_neighbours;
-        for (node, want, (announcer, addr)) in due {
+        for (node, want, (_, addr)) in due {
             let Some(generation) = self.table.get(&node).map(|m| m.generation) else {
                 self.state_missing.remove(&node);
                 continue;
@@ -318,7 +315,9 @@ impl Node {
                 self.state_missing.remove(&node);
                 continue;
             }
-            self.plumtree.set_eager(&announcer, true, max_neighbours);
+            if let Some(announcer) = self.name_at(addr) {
+                self.plumtree.set_eager(&announcer, true, max_neighbours);
+            }
             self.stats.state_grafts_sent += 1;
             let graft = Message::Graft(wire::Graft {
                 from: self.me.name.clone(),
@@ -360,12 +359,7 @@ impl Node {
         }
         self.forget_if_caught_up(node);
         self.announce_state(node);
-        let sender = self
-            .plumtree
-            .neighbours
-            .keys()
-            .find(|n| self.table.get(n).is_some_and(|m| m.addr() == from))
-            .cloned();
+        let sender = self.name_at(from);
         for entry in changed {
             let update = StateUpdate {
                 node: node.to_owned(),
@@ -377,6 +371,23 @@ impl Node {
                 .insert(&update, self.config.message_cache_size);
             self.queue_state_push(now, update, sender.clone());
         }
+    }
+
+    /// The live member at `addr`, searched among the tree's neighbours first, then the table
+    /// (a scan, done only when a pull is sent or answered).
+    fn name_at(&self, addr: SocketAddr) -> Option<String> {
+        let neighbour = self
+            .plumtree
+            .neighbours
+            .keys()
+            .find(|n| self.table.get(n).is_some_and(|m| m.addr() == addr));
+        if let Some(name) = neighbour {
+            return Some(name.clone());
+        }
+        self.table
+            .iter()
+            .find(|m| m.addr() == addr && m.status.is_live())
+            .map(|m| m.name.to_string())
     }
 
     /// Drops the pending pull for `node` once the replica reached the announced watermark.

@@ -84,6 +84,9 @@ struct Args {
     /// Virtual minutes observed per loss rate (`false-positives`; default 120).
     #[arg(long)]
     minutes: Option<f64>,
+    /// Each node writes one key this often, in seconds (`cost`; default: no writes).
+    #[arg(long)]
+    write_every: Option<f64>,
     /// Also run the rows skipped by default for wall time (`dissemination`: N=1000 at 20%).
     #[arg(long)]
     full: bool,
@@ -299,9 +302,17 @@ fn run(args: &Args) -> Result<Figure, ExitCode> {
         }
         ExperimentName::Cost => {
             let defaults = CostParams::default();
+            let write_every = match args.write_every {
+                None => None,
+                Some(s) if s.is_finite() && (0.1..=3600.0).contains(&s) => {
+                    Some(Duration::from_secs_f64(s))
+                }
+                Some(_) => return Err(invalid("--write-every must be 0.1 to 3600 seconds")),
+            };
             let params = CostParams {
                 sizes: args.sizes.clone().unwrap_or(defaults.sizes.clone()),
                 seed: args.seed,
+                write_every,
                 ..defaults
             };
             print!("{}", experiment::cost_header(&params));

@@ -311,7 +311,7 @@ impl Tracker {
                 }
                 Message::StateHave(h) => {
                     writes.extend(
-                        self.open_write(&h.node, h.generation, h.watermark)
+                        self.open_write_any_life(&h.node, h.watermark)
                             .map(|i| (2, i)),
                     );
                 }
@@ -347,6 +347,16 @@ impl Tracker {
                 _ => c.announced += 1,
             }
         }
+    }
+
+    /// Index of the open tracked write of `owner` at `version`, of its latest tracked life.
+    fn open_write_any_life(&self, owner: &str, version: u64) -> Option<usize> {
+        self.by_name
+            .get(owner)?
+            .iter()
+            .rev()
+            .find(|((_, v), _)| *v == version)
+            .map(|(_, &i)| i)
     }
 
     /// Index of the open tracked write `(owner name, generation, version)`, if any.
@@ -806,9 +816,7 @@ mod tests {
             }],
         });
         let have = Message::StateHave(StateHave {
-            from: "b".into(),
             node: "a".into(),
-            generation: 1,
             watermark: 2,
         });
         let delta = Message::StateDelta(StateDelta {

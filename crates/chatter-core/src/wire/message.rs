@@ -254,16 +254,14 @@ pub struct StatePush {
     pub updates: Vec<StateUpdate>,
 }
 
-/// "I hold every write of `node` up to `watermark`": a receiver behind it asks the sender
-/// with a one-row `StateDigest` (and a `Graft`) if the tree does not deliver soon.
+/// "I hold every write of `node` up to `watermark`" (of the owner's life the receiver knows):
+/// a receiver behind it asks the sender with a one-row `StateDigest` (and a `Graft`) if the tree
+/// does not deliver soon. Kept small (no sender name, no generation: the receiver knows both
+/// from the datagram's address and its member table) because every node sends a few per write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateHave {
-    /// Announcer.
-    pub from: String,
     /// Owner of the writes.
     pub node: String,
-    /// Owner's generation.
-    pub generation: u64,
     /// The announcer's watermark for the owner.
     pub watermark: u64,
 }

@@ -176,14 +176,8 @@ fn message() -> impl Strategy<Value = Message> {
                     })
                     .collect(),
             })),
-        (".{0,8}", ".{0,8}", any::<u64>(), any::<u64>()).prop_map(
-            |(from, node, generation, watermark)| Message::StateHave(StateHave {
-                from,
-                node,
-                generation,
-                watermark,
-            })
-        ),
+        (".{0,8}", any::<u64>())
+            .prop_map(|(node, watermark)| Message::StateHave(StateHave { node, watermark })),
         (
             ".{0,8}",
             any::<u64>(),

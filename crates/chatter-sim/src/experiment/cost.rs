@@ -27,6 +27,9 @@ pub struct CostParams {
     pub seed: u64,
     /// Protocol configuration of every node.
     pub config: Config,
+    /// Each node writes one key (a value of 8 bytes, like a system status figure) this often,
+    /// the nodes' writes spread evenly over the period; `None` for no writes.
+    pub write_every: Option<Duration>,
 }
 
 impl Default for CostParams {
@@ -38,6 +41,7 @@ impl Default for CostParams {
             flat_ratio: 1.25,
             seed: 1,
             config: Config::lan(),
+            write_every: None,
         }
     }
 }
@@ -46,8 +50,12 @@ impl CostParams {
     /// The command line that prints this table.
     pub fn command(&self) -> String {
         let sizes: Vec<String> = self.sizes.iter().map(ToString::to_string).collect();
+        let writes = self
+            .write_every
+            .map(|d| format!(" --write-every {}", d.as_secs_f64()))
+            .unwrap_or_default();
         format!(
-            "cargo run --release -p chatter-sim -- experiment cost --seed {} --sizes {}",
+            "cargo run --release -p chatter-sim -- experiment cost --seed {} --sizes {}{writes}",
             self.seed,
             sizes.join(",")
         )
@@ -95,9 +103,10 @@ pub fn cost_row(params: &CostParams, n: usize, seed: u64) -> CostRow {
     let n = n.max(2);
     let mut sim = stable_cluster(sim_config(seed, &params.config, n), n);
     sim.set_record_events(false);
-    sim.run_for(params.settle);
+    let mut writes = 0u64;
+    run_writing(&mut sim, params.settle, params.write_every, &mut writes);
     let before = node_stats(&sim);
-    sim.run_for(params.window);
+    run_writing(&mut sim, params.window, params.write_every, &mut writes);
     let after = node_stats(&sim);
     let secs = params.window.as_secs_f64().max(1e-9);
     let per_node = |f: fn(&Stats) -> u64| -> f64 {
@@ -131,6 +140,27 @@ pub fn cost_row(params: &CostParams, n: usize, seed: u64) -> CostRow {
         violations: sim.violation_count(),
         wall: wall.elapsed(),
     }
+}
+
+/// Runs the simulation for `duration`; with `every`, node `k mod N` writes its `status` key at
+/// the `k`-th of `N` evenly spaced instants per period.
+fn run_writing(sim: &mut Sim, duration: Duration, every: Option<Duration>, writes: &mut u64) {
+    let Some(every) = every else {
+        sim.run_for(duration);
+        return;
+    };
+    let n = sim.len().max(1);
+    let slot = every / n as u32;
+    let end = sim.now() + duration;
+    while sim.now() + slot <= end {
+        sim.run_for(slot);
+        let i = (*writes % n as u64) as usize;
+        let value = format!("{:08}", *writes % 100_000_000).into_bytes();
+        let _ = sim.with_node(i, |node, now| node.set(now, "status", value));
+        *writes += 1;
+    }
+    let left = end.saturating_sub(sim.now());
+    sim.run_for(left);
 }
 
 /// Runs the whole experiment, calling `on_row` as each row is done (to print progress).
@@ -174,6 +204,13 @@ pub fn cost_header(params: &CostParams) -> String {
         params.settle, params.window, params.seed, c.probe_interval, c.gossip_interval,
         c.sync_interval
     );
+    if let Some(every) = params.write_every {
+        let _ = writeln!(
+            out,
+            "key/value writes: each node writes one 8-byte value every {:?} (like system status)",
+            every
+        );
+    }
     let _ = writeln!(
         out,
         "per node per second: pkts, bytes = sent (mean over nodes), max = busiest node; probes, \
