@@ -18,7 +18,9 @@ pub const DEFAULT_PORT: u16 = 2428;
 
 /// Commands waiting for the driver; handles wait (asynchronously) beyond it.
 const COMMAND_QUEUE: usize = 64;
-/// Events buffered per subscriber before a slow one starts skipping.
+/// Events buffered per subscriber before a slow one starts skipping. The channel allocates
+/// every slot up front, so events travel in it as `Arc`s: 1024 slots of an `Event` (about 430
+/// bytes each) were 430 KB of resident memory in an idle daemon, the largest allocation it had.
 const EVENT_QUEUE: usize = 1024;
 
 /// The entry point: `Chatter::builder("name")` configures a node, `.spawn()` starts it.

@@ -55,7 +55,7 @@ pub(crate) struct Driver {
     pub(crate) node: Node,
     pub(crate) socket: UdpSocket,
     pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) events: broadcast::Sender<Arc<Event>>,
     pub(crate) snapshot: watch::Sender<Arc<Snapshot>>,
     pub(crate) live: watch::Sender<LiveMembers>,
     pub(crate) seeds: Seeds,
@@ -83,7 +83,7 @@ impl Driver {
         node: Node,
         socket: UdpSocket,
         commands: mpsc::Receiver<Command>,
-        events: broadcast::Sender<Event>,
+        events: broadcast::Sender<Arc<Event>>,
         snapshot: watch::Sender<Arc<Snapshot>>,
         live: watch::Sender<LiveMembers>,
         seeds: Seeds,
@@ -409,7 +409,7 @@ impl Driver {
             events |= is_membership(&event);
             log_event(&event);
             // No subscriber is fine; a lagging one skips (broadcast overwrites its oldest).
-            let _ = self.events.send(event);
+            let _ = self.events.send(Arc::new(event));
         }
         if events
             || force_publish

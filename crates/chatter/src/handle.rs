@@ -155,7 +155,7 @@ struct Inner {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     live: watch::Receiver<LiveMembers>,
     /// Weak so that event streams end when the driver stops.
-    events: broadcast::WeakSender<Event>,
+    events: broadcast::WeakSender<Arc<Event>>,
     ipv6_socket: bool,
 }
 
@@ -166,7 +166,7 @@ impl Handle {
         commands: mpsc::Sender<Command>,
         snapshot: watch::Receiver<Arc<Snapshot>>,
         live: watch::Receiver<LiveMembers>,
-        events: broadcast::WeakSender<Event>,
+        events: broadcast::WeakSender<Arc<Event>>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -464,7 +464,7 @@ impl Handle {
 /// Read with [`recv`](EventStream::recv) or as a [`Stream`]. Ends (`None`) when the node stops.
 #[derive(Debug)]
 pub struct EventStream {
-    inner: Option<BroadcastStream<Event>>,
+    inner: Option<BroadcastStream<Arc<Event>>>,
     skipped: u64,
 }
 
@@ -490,7 +490,9 @@ impl Stream for EventStream {
         };
         loop {
             match Pin::new(&mut *inner).poll_next(cx) {
-                Poll::Ready(Some(Ok(event))) => return Poll::Ready(Some(event)),
+                Poll::Ready(Some(Ok(event))) => {
+                    return Poll::Ready(Some(Arc::unwrap_or_clone(event)))
+                }
                 Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(n)))) => {
                     this.skipped += n;
                     tracing::debug!(skipped = n, "event subscriber fell behind");
