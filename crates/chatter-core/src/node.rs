@@ -102,6 +102,8 @@ pub struct Node {
     pub(crate) next_probe: Instant,
     pub(crate) next_gossip: Option<Instant>,
     pub(crate) next_sync: Instant,
+    /// Early anti-entropy exchanges still to start (`Config::join_syncs`).
+    pub(crate) join_syncs_left: u32,
     pub(crate) next_reconnect: Instant,
     pub(crate) next_reap: Instant,
     pub(crate) leaving: bool,
@@ -156,8 +158,13 @@ impl Node {
             d.mul_f64(rand::Rng::random_range(rng, 0.0..1.0))
         };
         let next_probe = now + jitter(&mut rng, config.probe_interval);
-        let next_sync = now + config.sync_interval / 2 + jitter(&mut rng, config.sync_interval / 2);
+        let next_sync = if config.join_syncs > 0 {
+            now + config.probe_interval
+        } else {
+            now + config.sync_interval / 2 + jitter(&mut rng, config.sync_interval / 2)
+        };
         let next_reconnect = now + config.reconnect_interval;
+        let join_syncs_left = config.join_syncs;
         let my_state = NodeState::new(me.generation);
         let state_fingerprint = my_state.digest_hash(&me.name);
         let mut node = Self {
@@ -186,6 +193,7 @@ impl Node {
             next_probe,
             next_gossip: None,
             next_sync,
+            join_syncs_left,
             next_reconnect,
             leaving: false,
             conflicts_seen: BTreeSet::new(),

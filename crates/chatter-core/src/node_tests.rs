@@ -25,6 +25,36 @@ fn nodes_join_through_a_seed_and_agree() {
 }
 
 #[test]
+fn a_new_node_starts_its_early_anti_entropy_exchanges_then_the_regular_ones() {
+    // lan: probe_interval 1 s, join_syncs 2, sync_interval 10 s.
+    let config = Config::lan();
+    assert_eq!(config.join_syncs, 2);
+    let mut net = Net::new(3, config);
+    // The join itself is the first exchange.
+    assert_eq!(net.nodes[2].stats().syncs_started, 1);
+    net.run_for(Duration::from_millis(1050));
+    assert_eq!(
+        net.nodes[2].stats().syncs_started,
+        2,
+        "early exchange at 1 s"
+    );
+    net.run_for(secs(2));
+    assert_eq!(
+        net.nodes[2].stats().syncs_started,
+        3,
+        "early exchange at 3 s"
+    );
+    net.run_for(secs(9));
+    assert_eq!(
+        net.nodes[2].stats().syncs_started,
+        3,
+        "the next one waits a whole sync_interval"
+    );
+    net.run_for(secs(2));
+    assert_eq!(net.nodes[2].stats().syncs_started, 4, "regular exchange");
+}
+
+#[test]
 fn refutes_suspicion_with_higher_incarnation() {
     let mut net = Net::new(3, Config::local());
     net.run_until(secs(5), Net::all_see_alive);
@@ -406,8 +436,10 @@ fn key_value_writes_follow_the_broadcast_tree_at_one_push_per_node() {
 
 #[test]
 fn a_lost_state_push_is_repaired_through_announcements_before_anti_entropy() {
+    // No anti-entropy, early or regular: only the tree's own repair.
     let config = Config {
         sync_interval: secs(600),
+        join_syncs: 0,
         ..Config::local()
     };
     let mut net = Net::new(8, config);
@@ -430,8 +462,10 @@ fn a_lost_state_push_is_repaired_through_announcements_before_anti_entropy() {
 
 #[test]
 fn a_node_that_pulled_a_missed_write_pushes_it_on_to_its_subtree() {
+    // No anti-entropy, early or regular: only the tree's own repair.
     let config = Config {
         sync_interval: secs(600),
+        join_syncs: 0,
         ..Config::local()
     };
     let mut net = Net::new(16, config);
@@ -720,35 +754,4 @@ fn key_value_announcements_follow_their_own_transmit_limit() {
     let (one, five) = (sent_with(1), sent_with(5));
     assert!((1..=2).contains(&one), "{one}");
     assert_eq!(five - one, 4);
-}
-#[test]
-fn dbg_kv() {
-    let config = Config {
-        sync_interval: secs(600),
-        ..Config::local()
-    };
-    let mut net = Net::new(8, config);
-    net.run_until(secs(10), Net::all_see_alive);
-    net.run_for(secs(2));
-    net.silent[7] = true;
-    let now = net.now;
-    let v = net.nodes[0].set(now, "role", b"db".to_vec()).unwrap();
-    net.run_for(Duration::from_millis(200));
-    net.silent[7] = false;
-    for _ in 0..50 {
-        net.run_for(Duration::from_millis(100));
-        let n7 = &net.nodes[7];
-        eprintln!(
-            "t {:?} v {:?} missing {} grafts {} ann {}",
-            net.now,
-            n7.state_version("n0"),
-            n7.state_missing.is_empty(),
-            n7.stats().state_grafts_sent,
-            net.nodes
-                .iter()
-                .map(|n| n.announcements.len())
-                .sum::<usize>()
-        );
-    }
-    let _ = v;
 }

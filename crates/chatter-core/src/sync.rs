@@ -109,21 +109,35 @@ impl Node {
         self.send(dst, &[req]);
     }
 
-    /// Periodic anti-entropy with one random live member.
+    /// Periodic anti-entropy with one random live member; right after a join, the
+    /// `Config::join_syncs` early ones first.
     pub(crate) fn sync_round(&mut self, now: Instant) {
-        let jitter = self
-            .config
-            .sync_interval
-            .mul_f64(self.rng.random_range(0.0..0.2));
-        self.next_sync = now + self.config.sync_interval + jitter;
-        if self.leaving {
-            return;
-        }
-        let target = self
-            .table
-            .random_members(1, &mut self.rng, |m| m.status.is_live())
-            .first()
-            .map(|m| m.addr());
+        let target = if self.leaving {
+            None
+        } else {
+            self.table
+                .random_members(1, &mut self.rng, |m| m.status.is_live())
+                .first()
+                .map(|m| m.addr())
+        };
+        self.next_sync = if self.join_syncs_left == 0 || self.leaving {
+            let jitter = self
+                .config
+                .sync_interval
+                .mul_f64(self.rng.random_range(0.0..0.2));
+            now + self.config.sync_interval + jitter
+        } else if target.is_none() {
+            // Not joined yet: the early exchanges wait for the first live member.
+            now + self.config.probe_interval
+        } else {
+            self.join_syncs_left -= 1;
+            let done = self.config.join_syncs - self.join_syncs_left;
+            if self.join_syncs_left == 0 {
+                now + self.config.sync_interval
+            } else {
+                now + self.config.probe_interval * 2u32.saturating_pow(done.min(16))
+            }
+        };
         if let Some(dst) = target {
             self.send_sync_request(dst);
         }
