@@ -435,6 +435,27 @@ fn key_value_writes_follow_the_broadcast_tree_at_one_push_per_node() {
 }
 
 #[test]
+fn a_relayed_write_goes_on_down_the_tree_without_waiting_for_a_timer() {
+    let mut net = Net::new(16, Config::local());
+    net.run_until(secs(10), Net::all_see_alive);
+    for i in 0..4 {
+        let now = net.now;
+        net.nodes[i].set(now, "warm", vec![1]).unwrap();
+        net.run_for(Duration::from_millis(300));
+    }
+    let now = net.now;
+    let v = net.nodes[0].set(now, "k", b"v".to_vec()).unwrap();
+    // One tick: the writer's gossip round pushes the write, and every node that receives it
+    // pushes it on while handling that datagram, so the whole tree has it before the next tick
+    // (a driver's timer tick is about a millisecond per hop).
+    net.run_for(Duration::from_millis(10));
+    let behind: Vec<usize> = (0..16)
+        .filter(|&i| net.nodes[i].state_version("n0") != Some(v))
+        .collect();
+    assert!(behind.is_empty(), "{behind:?} waited for a timer");
+}
+
+#[test]
 fn a_lost_state_push_is_repaired_through_announcements_before_anti_entropy() {
     // No anti-entropy, early or regular: only the tree's own repair.
     let config = Config {
@@ -445,12 +466,15 @@ fn a_lost_state_push_is_repaired_through_announcements_before_anti_entropy() {
     let mut net = Net::new(8, config);
     net.run_until(secs(10), Net::all_see_alive);
     net.run_for(secs(2));
-    // Node 7 is cut off while the write is pushed, then comes back: it hears a `StateHave`
-    // piggybacked on some probe and pulls the write from the announcer.
+    // Node 7 is cut off while the write is pushed (pushes cross the tree within one tick
+    // here), then comes back: it hears a `StateHave` piggybacked on some probe and pulls the
+    // write from the announcer. A longer cut would also swallow the announcements: each node
+    // sends its announcement on its next `state_retransmit_limit` datagrams only (4 here, about
+    // 400 ms of probes), after which only anti-entropy repairs.
     net.silent[7] = true;
     let now = net.now;
     let v = net.nodes[0].set(now, "role", b"db".to_vec()).unwrap();
-    net.run_for(Duration::from_millis(200));
+    net.run_for(Duration::from_millis(30));
     assert_eq!(net.nodes[6].get("n0", "role"), Some(&b"db"[..]));
     assert_eq!(net.nodes[7].get("n0", "role"), None);
     net.silent[7] = false;
