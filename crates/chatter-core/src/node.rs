@@ -407,8 +407,8 @@ impl Node {
         // Writes this datagram brought go on down the tree at once: left to the gossip round
         // that `queue_state_push` schedules for `now`, each hop of the tree waited for the
         // driver's next timer tick (about 1 ms in Tokio), and a write took 10.6 ms to reach 20
-        // daemons where a user message took 1.4 ms. Local writes (`set`) still wait for that
-        // round, so that a burst of them shares datagrams.
+        // daemons where a user message took 1.4 ms. Local writes (`set`) wait for that round,
+        // or for the next datagram, so that a burst of them shares datagrams.
         self.push_state();
     }
 

@@ -434,6 +434,15 @@ fn key_value_writes_follow_the_broadcast_tree_at_one_push_per_node() {
     assert!(net.nodes.iter().all(|n| n.stats().state_grafts_sent == 0));
 }
 
+/// `local` timings without anti-entropy, early or regular: only the tree's own repair.
+fn tree_repair_only() -> Config {
+    Config {
+        sync_interval: secs(600),
+        join_syncs: 0,
+        ..Config::local()
+    }
+}
+
 #[test]
 fn a_relayed_write_goes_on_down_the_tree_without_waiting_for_a_timer() {
     let mut net = Net::new(16, Config::local());
@@ -457,13 +466,7 @@ fn a_relayed_write_goes_on_down_the_tree_without_waiting_for_a_timer() {
 
 #[test]
 fn a_lost_state_push_is_repaired_through_announcements_before_anti_entropy() {
-    // No anti-entropy, early or regular: only the tree's own repair.
-    let config = Config {
-        sync_interval: secs(600),
-        join_syncs: 0,
-        ..Config::local()
-    };
-    let mut net = Net::new(8, config);
+    let mut net = Net::new(8, tree_repair_only());
     net.run_until(secs(10), Net::all_see_alive);
     net.run_for(secs(2));
     // Node 7 is cut off while the write is pushed (pushes cross the tree within one tick
@@ -486,13 +489,7 @@ fn a_lost_state_push_is_repaired_through_announcements_before_anti_entropy() {
 
 #[test]
 fn a_node_that_pulled_a_missed_write_pushes_it_on_to_its_subtree() {
-    // No anti-entropy, early or regular: only the tree's own repair.
-    let config = Config {
-        sync_interval: secs(600),
-        join_syncs: 0,
-        ..Config::local()
-    };
-    let mut net = Net::new(16, config);
+    let mut net = Net::new(16, tree_repair_only());
     net.run_until(secs(10), Net::all_see_alive);
     net.run_for(secs(2));
     // Settle the tree with a few writes.
