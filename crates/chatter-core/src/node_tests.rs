@@ -443,15 +443,23 @@ fn tree_repair_only() -> Config {
     }
 }
 
-#[test]
-fn a_relayed_write_goes_on_down_the_tree_without_waiting_for_a_timer() {
-    let mut net = Net::new(16, Config::local());
+/// 16 nodes that all see each other alive, with a broadcast tree settled by a few writes
+/// (their duplicates prune the redundant links).
+fn settled_tree(config: Config) -> Net {
+    let mut net = Net::new(16, config);
     net.run_until(secs(10), Net::all_see_alive);
+    net.run_for(secs(2));
     for i in 0..4 {
         let now = net.now;
         net.nodes[i].set(now, "warm", vec![1]).unwrap();
         net.run_for(Duration::from_millis(300));
     }
+    net
+}
+
+#[test]
+fn a_relayed_write_goes_on_down_the_tree_without_waiting_for_a_timer() {
+    let mut net = settled_tree(Config::local());
     let now = net.now;
     let v = net.nodes[0].set(now, "k", b"v".to_vec()).unwrap();
     // One tick: the writer's gossip round pushes the write, and every node that receives it
@@ -489,15 +497,7 @@ fn a_lost_state_push_is_repaired_through_announcements_before_anti_entropy() {
 
 #[test]
 fn a_node_that_pulled_a_missed_write_pushes_it_on_to_its_subtree() {
-    let mut net = Net::new(16, tree_repair_only());
-    net.run_until(secs(10), Net::all_see_alive);
-    net.run_for(secs(2));
-    // Settle the tree with a few writes.
-    for i in 0..4 {
-        let now = net.now;
-        net.nodes[i].set(now, "warm", vec![1]).unwrap();
-        net.run_for(Duration::from_millis(300));
-    }
+    let mut net = settled_tree(tree_repair_only());
     // Cut off the node with the most eager links: its whole subtree misses the push.
     let eager = |n: &crate::Node| n.plumtree.eager_peers().count();
     let hub = (1..16).max_by_key(|&i| eager(&net.nodes[i])).unwrap();

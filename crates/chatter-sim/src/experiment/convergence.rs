@@ -265,9 +265,9 @@ pub fn convergence_header(params: &ConvergenceParams) -> String {
     let _ = writeln!(
         out,
         "last = virtual seconds from the last join until every node sees every other alive \
-         (median, 90th percentile and max over the clusters; rounds = last / probe_interval; checked every {} ms, {} ms above N=500); first = \
-         from the first join; pkts, KB = sent per node until then; failed/susp = wrongful \
-         verdicts during the joins",
+         (median, 90th percentile and max over the clusters; rounds = last / probe_interval; \
+         checked every {} ms, {} ms above N=500); first = from the first join; pkts, KB = sent \
+         per node until then; failed/susp = wrongful verdicts during the joins",
         check_interval(1).as_millis(),
         check_interval(usize::MAX).as_millis()
     );
