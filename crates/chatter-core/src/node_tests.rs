@@ -457,6 +457,13 @@ fn settled_tree(config: Config) -> Net {
     net
 }
 
+/// The nodes whose replica of n0's state has not reached version `v`.
+fn without_version(net: &Net, v: u64) -> Vec<usize> {
+    (0..net.nodes.len())
+        .filter(|&i| net.nodes[i].state_version("n0") != Some(v))
+        .collect()
+}
+
 #[test]
 fn a_relayed_write_goes_on_down_the_tree_without_waiting_for_a_timer() {
     let mut net = settled_tree(Config::local());
@@ -466,9 +473,7 @@ fn a_relayed_write_goes_on_down_the_tree_without_waiting_for_a_timer() {
     // pushes it on while handling that datagram, so the whole tree has it before the next tick
     // (a driver's timer tick is about a millisecond per hop).
     net.run_for(Duration::from_millis(10));
-    let behind: Vec<usize> = (0..16)
-        .filter(|&i| net.nodes[i].state_version("n0") != Some(v))
-        .collect();
+    let behind = without_version(&net, v);
     assert!(behind.is_empty(), "{behind:?} waited for a timer");
 }
 
@@ -505,9 +510,7 @@ fn a_node_that_pulled_a_missed_write_pushes_it_on_to_its_subtree() {
     let now = net.now;
     let v = net.nodes[0].set(now, "k", b"v".to_vec()).unwrap();
     net.run_for(Duration::from_millis(200));
-    let missed: Vec<usize> = (0..16)
-        .filter(|&i| net.nodes[i].state_version("n0") != Some(v))
-        .collect();
+    let missed = without_version(&net, v);
     assert!(missed.len() >= 2, "only {missed:?} missed the push");
     net.silent[hub] = false;
     net.run_until(secs(5), |n| {
