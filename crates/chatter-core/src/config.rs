@@ -158,6 +158,12 @@ pub struct Config {
     /// Longest key of the per-node key/value state, in bytes. Default 128.
     pub max_key_len: usize,
 
+    /// Longest member name, in bytes, whether this node's own or one received from the network
+    /// (a message naming a longer one is dropped and counted). Default 128, the daemon's limit
+    /// on `--node-name`: a name rides in most messages, and a bound in bytes keeps a stranger
+    /// from filling the piggyback queue and the member table with a few huge names.
+    pub max_name_len: usize,
+
     /// Largest value of the per-node key/value state, in bytes. Default 1024, so that any
     /// single write fits one datagram with room for piggybacked updates.
     pub max_value_size: usize,
@@ -241,6 +247,7 @@ impl Config {
             max_tags_size: 512,
             max_pending_indirect: 256,
             max_key_len: 128,
+            max_name_len: 128,
             max_value_size: 1024,
             max_keys_per_node: 1024,
             max_state_bytes_per_node: 256 * 1024,

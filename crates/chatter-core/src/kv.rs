@@ -112,6 +112,36 @@ impl Node {
         Ok(version)
     }
 
+    /// Someone claims this life's key/value state reaches `watermark`, beyond what this node
+    /// ever wrote: a forgery (only the owner writes its state). Replicas that took it would
+    /// ignore every real write up to there, so the owner moves its own versions past the claim
+    /// and makes every replica behind start over from its real entries: the live holder wins.
+    pub(crate) fn refute_state_claim(&mut self, now: Instant, generation: u64, watermark: u64) {
+        if generation != self.me.generation || watermark <= self.my_state.watermark || self.leaving
+        {
+            return;
+        }
+        let before = self.my_state.digest_hash(&self.me.name);
+        let needed = self.my_state.entries.len() as u64;
+        if watermark.saturating_add(needed) > crate::limits::MAX_VERSION {
+            // No room above the claim: a new life, whose versions start again from zero.
+            self.begin_new_life(now);
+            self.my_state.generation = self.me.generation;
+            self.my_state.rebase_above(0);
+        } else {
+            self.my_state.rebase_above(watermark);
+        }
+        self.state_fingerprint ^= before ^ self.my_state.digest_hash(&self.me.name);
+        self.stats.state_claims_refuted += 1;
+        tracing::warn!(
+            claimed = watermark,
+            now_at = self.my_state.watermark,
+            "refuted a forged claim on this node's key/value state"
+        );
+        let name = self.me.name.clone();
+        self.announce_state(&name);
+    }
+
     /// The value of `key` in the state of member `node` (this node included), if set.
     pub fn get(&self, node: &str, key: &str) -> Option<&[u8]> {
         self.state_of(node)?.entries.get(key)?.value.as_deref()
@@ -333,11 +363,14 @@ impl Node {
 
     pub(crate) fn on_state_digest(
         &mut self,
-        _now: Instant,
+        now: Instant,
         from: SocketAddr,
         digest: wire::StateDigest,
     ) {
-        if digest.reply && digest.fingerprint != self.state_fingerprint {
+        if digest.reply
+            && digest.fingerprint != self.state_fingerprint
+            && self.allow_full_answer(now, from, crate::node::FullAnswer::StateDigest)
+        {
             self.send_state_digest(from, false);
         }
         // Owners in the chunk's range that the peer listed no row for: it knows nothing of
@@ -361,6 +394,10 @@ impl Node {
                 watermark: 0,
             })
             .collect();
+        if let Some(row) = digest.rows.iter().find(|r| r.node == self.me.name) {
+            let (generation, watermark) = (row.generation, row.watermark);
+            self.refute_state_claim(now, generation, watermark);
+        }
         let mut rows = digest.rows;
         rows.extend(absent);
         self.send_state_deltas(from, &rows);

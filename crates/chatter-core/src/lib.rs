@@ -52,6 +52,8 @@ mod config;
 mod event;
 mod graft;
 mod kv;
+pub mod limits;
+mod lives;
 mod member;
 mod messaging;
 mod node;

@@ -126,7 +126,31 @@ impl Node {
         }
     }
 
+    /// Whether `origin`'s life `generation` is the one membership holds (this node's own
+    /// included): Plumtree takes a new life of a member only once membership has, so a forged
+    /// generation cannot reset the window of seen messages and censor the real ones.
+    fn is_current_life(&self, origin: &str, generation: u64) -> bool {
+        if origin == self.me.name {
+            return generation == self.me.generation;
+        }
+        self.table
+            .get(origin)
+            .is_some_and(|m| m.generation == generation)
+    }
+
+    /// Whether the datagram from `from` comes from the live member called `name`: links of the
+    /// tree are made and cut only by the member at either end.
+    fn is_member_at(&self, name: &str, from: SocketAddr) -> bool {
+        self.table.live_at(from).is_some_and(|m| m.name == name)
+    }
+
     pub(crate) fn on_gossip(&mut self, now: Instant, from: SocketAddr, gossip: wire::Gossip) {
+        if !self.is_current_life(&gossip.id.origin, gossip.id.generation) {
+            // Not (yet) a life membership holds: an announcement will bring it again once it
+            // is, through a graft.
+            self.stats.dropped_invalid += 1;
+            return;
+        }
         let sender = gossip.from.clone();
         let max_neighbours = self.config.max_broadcast_neighbours;
         if self.plumtree.has_seen(&gossip.id) {
@@ -149,7 +173,7 @@ impl Node {
             self.stats.dropped_message_oversize += 1;
             return;
         }
-        if self.table.get(&sender).is_some_and(|m| m.status.is_live()) {
+        if self.is_member_at(&sender, from) {
             self.plumtree.set_eager(&sender, true, max_neighbours);
         }
         self.accept_message(now, gossip, Some(&sender));
@@ -157,6 +181,10 @@ impl Node {
 
     pub(crate) fn on_ihave(&mut self, now: Instant, from: SocketAddr, ihave: wire::IHave) {
         if self.plumtree.has_seen(&ihave.id) || ihave.from == self.me.name {
+            return;
+        }
+        if !self.is_current_life(&ihave.id.origin, ihave.id.generation) {
+            self.stats.dropped_invalid += 1;
             return;
         }
         let graft_at = now + self.config.graft_timeout;
@@ -174,8 +202,14 @@ impl Node {
             return;
         }
         let max_neighbours = self.config.max_broadcast_neighbours;
+        if !self.is_member_at(&graft.from, from) {
+            // Only a member's own graft links it into the tree; a stranger's is not even
+            // answered (it could name another address as its own).
+            self.stats.dropped_invalid += 1;
+            return;
+        }
         self.plumtree.set_eager(&graft.from, true, max_neighbours);
-        for id in graft.ids.iter().take(64) {
+        for id in graft.ids.iter().take(crate::limits::MAX_GRAFT_IDS) {
             let Some(cached) = self.plumtree.cache.get(id) else {
                 continue;
             };
@@ -191,7 +225,11 @@ impl Node {
         }
     }
 
-    pub(crate) fn on_prune(&mut self, _now: Instant, prune: wire::Prune) {
+    pub(crate) fn on_prune(&mut self, _now: Instant, from: SocketAddr, prune: wire::Prune) {
+        if !self.is_member_at(&prune.from, from) {
+            self.stats.dropped_invalid += 1;
+            return;
+        }
         let max_neighbours = self.config.max_broadcast_neighbours;
         if self.plumtree.neighbours.contains_key(&prune.from) {
             self.plumtree.set_eager(&prune.from, false, max_neighbours);

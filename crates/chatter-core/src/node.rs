@@ -15,6 +15,7 @@ use crate::broadcast::BroadcastQueue;
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
 use crate::graft::GraftQueue;
+use crate::lives::LifeChecks;
 use crate::member::{Member, MemberBrief, MemberStatus, Tags};
 use crate::plumtree::Plumtree;
 use crate::probe::{Probe, Relay};
@@ -96,9 +97,8 @@ pub struct Node {
     pub(crate) broadcasts: BroadcastQueue,
     pub(crate) suspicions: BTreeMap<String, Suspicion>,
     pub(crate) probe: Option<Probe>,
-    pub(crate) relays: BTreeMap<u32, Relay>,
+    pub(crate) relays: BTreeMap<u64, Relay>,
     pub(crate) seeds: Vec<SeedState>,
-    pub(crate) next_seq: u32,
     pub(crate) next_probe: Instant,
     pub(crate) next_gossip: Option<Instant>,
     pub(crate) next_sync: Instant,
@@ -127,10 +127,33 @@ pub struct Node {
     pub(crate) states: BTreeMap<String, NodeState>,
     /// XOR of `digest_hash` of every replica, this node's included.
     pub(crate) state_fingerprint: u64,
+    /// New lives of live members being checked before they replace the known one.
+    pub(crate) life_checks: LifeChecks,
+    /// While a datagram from a sender that is not a live member is handled: its address and
+    /// the bytes still allowed in answer to it (no answer larger than the question).
+    answer_allowance: Option<(SocketAddr, usize)>,
+    /// When each peer last got a full-state answer (member table or key/value digest), by kind; bounded by [`MAX_FULL_ANSWERS_REMEMBERED`].
+    full_answers: BTreeMap<(SocketAddr, FullAnswer), Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pub(crate) stats: Stats,
 }
+
+/// The kinds of answer that send a whole table, rate-limited per peer. Key/value deltas are
+/// bounded per request instead (`Config::max_delta_packets`, and a stranger's allowance): a
+/// member repairing several owners asks for each with a one-row digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum FullAnswer {
+    /// The member table (`SyncState`).
+    Members,
+    /// The key/value digest (`StateDigest`).
+    StateDigest,
+}
+
+/// Peers whose last full-state answer is remembered. Each entry takes about 64 bytes, so the
+/// map stays under 64 KiB; when it is full, entries older than the rate-limit interval go
+/// first, then the oldest.
+const MAX_FULL_ANSWERS_REMEMBERED: usize = 1024;
 
 impl Node {
     /// A node that knows only itself. Call [`Node::join`] to contact seeds.
@@ -144,6 +167,16 @@ impl Node {
         now: Instant,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        if identity.generation > crate::limits::MAX_GENERATION {
+            return Err(ConfigError::Invalid(
+                "the identity's generation is above limits::MAX_GENERATION",
+            ));
+        }
+        if identity.name.is_empty() || identity.name.len() > config.max_name_len {
+            return Err(ConfigError::Invalid(
+                "the identity's name must be 1 to max_name_len bytes",
+            ));
+        }
         let me = Member::new(
             identity.name,
             identity.addr,
@@ -189,7 +222,6 @@ impl Node {
             probe: None,
             relays: BTreeMap::new(),
             seeds: Vec::new(),
-            next_seq: 0,
             next_probe,
             next_gossip: None,
             next_sync,
@@ -197,6 +229,9 @@ impl Node {
             next_reconnect,
             leaving: false,
             conflicts_seen: BTreeSet::new(),
+            life_checks: LifeChecks::default(),
+            answer_allowance: None,
+            full_answers: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -345,8 +380,7 @@ impl Node {
             return Err(TagsError::Left);
         }
         self.me.tags = tags;
-        self.me.incarnation += 1;
-        self.me.last_update = now;
+        self.raise_incarnation(now, 0);
         self.broadcast_self_alive(now);
         Ok(())
     }
@@ -359,7 +393,13 @@ impl Node {
             return;
         }
         self.leaving = true;
-        self.me.incarnation += 1;
+        // At the largest incarnation, `Left` still wins: at equal incarnations it outranks
+        // every other status.
+        self.me.incarnation = self
+            .me
+            .incarnation
+            .saturating_add(1)
+            .min(crate::limits::MAX_INCARNATION);
         self.me.status = MemberStatus::Left;
         self.me.status_since = now;
         self.probe = None;
@@ -392,7 +432,9 @@ impl Node {
                         self.stats.dropped_version += 1
                     }
                     DecodeError::WrongCluster => self.stats.dropped_wrong_cluster += 1,
-                    DecodeError::Oversize(_) => self.stats.dropped_oversize += 1,
+                    DecodeError::Oversize(_) | DecodeError::TooManyMessages => {
+                        self.stats.dropped_oversize += 1
+                    }
                 }
                 debug!(%from, len = data.len(), error = %err, "dropped datagram");
                 return;
@@ -401,9 +443,22 @@ impl Node {
         self.stats.packets_received += 1;
         self.stats.bytes_received += data.len() as u64;
         self.note_seed_answered(from);
+        // A sender that is not a live member gets no more bytes back than it sent: a forged
+        // source address cannot turn this node into an amplifier.
+        self.answer_allowance = self
+            .table
+            .live_at(from)
+            .is_none()
+            .then_some((from, data.len()));
         for message in messages {
+            if let Err(err) = crate::limits::check(&message, &self.config) {
+                self.stats.dropped_invalid += 1;
+                debug!(%from, error = %err, "dropped message");
+                continue;
+            }
             self.handle_message(now, from, message);
         }
+        self.answer_allowance = None;
         // Writes this datagram brought go on down the tree at once: left to the gossip round
         // that `queue_state_push` schedules for `now`, each hop of the tree waited for the
         // driver's next timer tick (about 1 ms in Tokio), and a write took 10.6 ms to reach 20
@@ -427,7 +482,7 @@ impl Node {
             Message::Gossip(gossip) => self.on_gossip(now, from, gossip),
             Message::IHave(ihave) => self.on_ihave(now, from, ihave),
             Message::Graft(graft) => self.on_graft(now, from, graft),
-            Message::Prune(prune) => self.on_prune(now, prune),
+            Message::Prune(prune) => self.on_prune(now, from, prune),
             Message::StatePush(push) => self.on_state_push(now, from, push),
             Message::StateHave(have) => self.on_state_have(now, from, have),
             Message::StateDigest(digest) => self.on_state_digest(now, from, digest),
@@ -440,6 +495,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.probe_timers(now);
         self.relay_timers(now);
+        self.life_check_timers(now);
         self.suspicion_timers(now);
         if !self.leaving && now >= self.next_probe {
             self.maintain_neighbours();
@@ -483,6 +539,7 @@ impl Node {
             self.probe.as_ref().map(Probe::deadline),
             self.next_graft(),
             self.next_state_graft(),
+            self.life_checks.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -508,9 +565,10 @@ impl Node {
 
     // ---- shared plumbing for the protocol modules ----
 
-    pub(crate) fn next_seq(&mut self) -> u32 {
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.next_seq
+    /// A fresh probe sequence number: random, so that a sender that does not see this node's
+    /// pings cannot forge their acks (a counter would be guessed from the previous one).
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        rand::Rng::random(&mut self.rng)
     }
 
     /// Members alive or suspect, this node included: the `N` of the protocol's formulas.
@@ -545,15 +603,69 @@ impl Node {
     /// announcements used up on them would not reach the nodes a lost push left behind.
     pub(crate) fn send_with(&mut self, dst: SocketAddr, messages: &[Message], announce: bool) {
         let mut buf = wire::encode_packet(self.cluster, messages);
-        let mut added = self.broadcasts.fill(&mut buf, self.config.packet_budget);
-        if announce {
-            added += self.announcements.fill(&mut buf, self.config.packet_budget);
+        // Nothing rides along on an answer to a stranger: it must stay as small as the question.
+        if self.answer_room(dst).is_none() {
+            let mut added = self.broadcasts.fill(&mut buf, self.config.packet_budget);
+            if announce {
+                added += self.announcements.fill(&mut buf, self.config.packet_budget);
+            }
+            self.stats.gossip_sent += added as u64;
         }
-        self.stats.gossip_sent += added as u64;
         self.push_transmit(dst, buf);
     }
 
+    /// Bytes still allowed to `dst` if it is the stranger whose datagram is being handled;
+    /// `None` when answers to `dst` are not limited.
+    pub(crate) fn answer_room(&self, dst: SocketAddr) -> Option<usize> {
+        self.answer_allowance
+            .filter(|(addr, _)| *addr == dst)
+            .map(|(_, left)| left)
+    }
+
+    /// Whether `dst` may get a full-state answer of this kind now: at most one per peer per
+    /// `Config::probe_interval`, which honest peers never need more often (they open an
+    /// exchange once per `sync_interval`, or at the early join exchanges a second apart).
+    pub(crate) fn allow_full_answer(
+        &mut self,
+        now: Instant,
+        dst: SocketAddr,
+        kind: FullAnswer,
+    ) -> bool {
+        let interval = self.config.probe_interval;
+        if let Some(&last) = self.full_answers.get(&(dst, kind)) {
+            if now.saturating_duration_since(last) < interval {
+                self.stats.answers_rate_limited += 1;
+                return false;
+            }
+        }
+        if self.full_answers.len() >= MAX_FULL_ANSWERS_REMEMBERED {
+            self.full_answers
+                .retain(|_, at| now.saturating_duration_since(*at) < interval);
+            if self.full_answers.len() >= MAX_FULL_ANSWERS_REMEMBERED {
+                let oldest = self
+                    .full_answers
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    self.full_answers.remove(&k);
+                }
+            }
+        }
+        self.full_answers.insert((dst, kind), now);
+        true
+    }
+
     pub(crate) fn push_transmit(&mut self, dst: SocketAddr, payload: Vec<u8>) {
+        if let Some((addr, left)) = &mut self.answer_allowance {
+            if *addr == dst {
+                if payload.len() > *left {
+                    self.stats.answers_withheld += 1;
+                    return;
+                }
+                *left -= payload.len();
+            }
+        }
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += payload.len() as u64;
         self.transmits.push_back(Transmit { dst, payload });

@@ -233,18 +233,32 @@ fn restart_with_new_generation_replaces_previous_life() {
 fn two_live_processes_with_one_name_are_a_conflict() {
     let mut net = Net::new(3, Config::local());
     net.run_until(secs(5), Net::all_see_alive);
-    // Another process at another address claims "n2" with a newer generation.
+    // A second process at another address claims "n2" with a newer generation, and both
+    // answer: the new life passes its own check, but the known one still answers.
+    let now = net.now;
+    let second = crate::Node::new(
+        crate::Identity::new("n2", addr(3), 5),
+        Config::local(),
+        77,
+        now,
+    )
+    .unwrap();
+    net.nodes.push(second);
+    net.crashed.push(false);
+    net.silent.push(false);
     let impostor = Message::Alive(wire::Alive {
         name: "n2".into(),
-        addr: addr(9),
+        addr: addr(3),
         generation: 5,
         incarnation: 0,
         tags: Default::default(),
     });
-    send(&mut net, 0, 9, &[impostor]);
+    send(&mut net, 0, 3, &[impostor]);
+    net.run_for(Duration::from_millis(150));
     let m = net.member(0, 2);
     assert_eq!(m.addr, addr(2), "the live member is kept");
-    assert_eq!(m.conflict.as_ref().map(|c| c.other_addr), Some(addr(9)));
+    assert_eq!(m.generation, 1);
+    assert_eq!(m.conflict.as_ref().map(|c| c.other_addr), Some(addr(3)));
     assert!(net
         .events
         .iter()
@@ -509,7 +523,9 @@ fn a_node_that_pulled_a_missed_write_pushes_it_on_to_its_subtree() {
     net.silent[hub] = true;
     let now = net.now;
     let v = net.nodes[0].set(now, "k", b"v".to_vec()).unwrap();
-    net.run_for(Duration::from_millis(200));
+    // Pushes cross the tree within one tick; a longer wait would let the subtree pull the write
+    // on its own (announcements ride on probes) before the hub is back.
+    net.run_for(Duration::from_millis(30));
     let missed = without_version(&net, v);
     assert!(missed.len() >= 2, "only {missed:?} missed the push");
     net.silent[hub] = false;

@@ -26,8 +26,8 @@ pub(crate) struct Probe {
     pub(crate) target: String,
     pub(crate) generation: u64,
     pub(crate) addr: SocketAddr,
-    pub(crate) seq: u32,
-    pub(crate) indirect_seq: u32,
+    pub(crate) seq: u64,
+    pub(crate) indirect_seq: u64,
     pub(crate) started: Instant,
     pub(crate) phase: Phase,
     pub(crate) deadline: Instant,
@@ -51,7 +51,7 @@ impl Probe {
 #[derive(Debug, Clone)]
 pub(crate) struct Relay {
     pub(crate) requester: SocketAddr,
-    pub(crate) requester_seq: u32,
+    pub(crate) requester_seq: u64,
     pub(crate) target_addr: SocketAddr,
     pub(crate) deadline: Instant,
 }
@@ -224,17 +224,31 @@ impl Node {
             // Another process used to live at this address; do not answer for it.
             return;
         }
-        if ping.generation != self.me.generation && !self.leaving {
-            // The prober still knows a previous life of ours: tell it about this one.
-            self.broadcast_self_alive(now);
+        if ping.generation != self.me.generation {
+            // Not this life: a previous one the prober still knows (tell it about this one),
+            // or a life someone forged in our name, which must not pass its check (`lives.rs`)
+            // on our answer.
+            if !self.leaving {
+                self.broadcast_self_alive(now);
+            }
+            return;
         }
         self.send(from, &[Message::Ack(wire::Ack { seq: ping.seq })]);
     }
 
-    pub(crate) fn on_ack(&mut self, now: Instant, _from: SocketAddr, ack: wire::Ack) {
+    /// An ack counts only from where the ping went: the direct sequence number from the
+    /// target's address, the indirect one from the target (the direct retry) or from one of the
+    /// intermediaries asked, and a relay's from the target it pinged. Anything else is dropped
+    /// and counted: a forger would otherwise keep a dead member looking alive.
+    pub(crate) fn on_ack(&mut self, now: Instant, from: SocketAddr, ack: wire::Ack) {
+        if self.on_life_check_ack(now, from, ack.seq) {
+            return;
+        }
         if let Some(probe) = &self.probe {
-            if ack.seq == probe.seq || ack.seq == probe.indirect_seq {
-                let direct = ack.seq == probe.seq;
+            let direct = ack.seq == probe.seq && from == probe.addr;
+            let indirect = ack.seq == probe.indirect_seq
+                && (from == probe.addr || probe.via.iter().any(|(_, addr, _)| *addr == from));
+            if direct || indirect {
                 let (target, generation, started) =
                     (probe.target.clone(), probe.generation, probe.started);
                 self.probe = None;
@@ -255,14 +269,22 @@ impl Node {
                 return;
             }
         }
-        if let Some(relay) = self.relays.remove(&ack.seq) {
-            self.send(
-                relay.requester,
-                &[Message::Ack(wire::Ack {
-                    seq: relay.requester_seq,
-                })],
-            );
+        if self
+            .relays
+            .get(&ack.seq)
+            .is_some_and(|relay| relay.target_addr == from)
+        {
+            if let Some(relay) = self.relays.remove(&ack.seq) {
+                self.send(
+                    relay.requester,
+                    &[Message::Ack(wire::Ack {
+                        seq: relay.requester_seq,
+                    })],
+                );
+            }
+            return;
         }
+        self.stats.dropped_unexpected_ack += 1;
     }
 
     pub(crate) fn on_nack(&mut self, now: Instant, from: SocketAddr, nack: wire::Nack) {
@@ -291,6 +313,18 @@ impl Node {
             self.send(from, &[Message::Ack(wire::Ack { seq: req.seq })]);
             return;
         }
+        // Relayed only for live members, and only to the target's address as this node knows
+        // it: never to an address a stranger names, which would make this node probe (or
+        // flood) any host for anyone.
+        let target_addr = self
+            .table
+            .get(&req.target)
+            .filter(|t| t.status.is_live() && t.generation == req.generation)
+            .map(|t| t.addr());
+        let Some(target_addr) = target_addr.filter(|_| self.table.live_at(from).is_some()) else {
+            self.stats.ping_reqs_refused += 1;
+            return;
+        };
         if self.relays.len() >= self.config.max_pending_indirect {
             self.stats.dropped_indirect_overload += 1;
             return;
@@ -305,13 +339,13 @@ impl Node {
             Relay {
                 requester: from,
                 requester_seq: req.seq,
-                target_addr: req.addr,
+                target_addr,
                 deadline: now + wait,
             },
         );
         self.stats.indirect_probes_served += 1;
         self.send(
-            req.addr,
+            target_addr,
             &[Message::Ping(wire::Ping {
                 seq,
                 target: req.target,
@@ -321,7 +355,7 @@ impl Node {
     }
 
     pub(crate) fn relay_timers(&mut self, now: Instant) {
-        let expired: Vec<u32> = self
+        let expired: Vec<u64> = self
             .relays
             .iter()
             .filter(|(_, r)| now >= r.deadline)
@@ -344,7 +378,7 @@ impl Node {
     /// listens on that port. Used as evidence for a probe in flight, never as a verdict alone.
     pub fn handle_unreachable(&mut self, now: Instant, dst: SocketAddr) {
         self.stats.unreachable_reports += 1;
-        let relays: Vec<u32> = self
+        let relays: Vec<u64> = self
             .relays
             .iter()
             .filter(|(_, r)| r.target_addr == dst)

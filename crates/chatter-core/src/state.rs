@@ -215,6 +215,29 @@ impl NodeState {
         expired.len()
     }
 
+    /// Gives every entry (tombstones included) a new version above `floor`, in their present
+    /// order, and marks everything up to the new watermark collected, so that any replica
+    /// behind it (one holding forged writes included) is reset and rebuilt from these entries.
+    /// The owner's answer to a forged watermark above its own.
+    pub(crate) fn rebase_above(&mut self, floor: u64) {
+        let mut order: Vec<(u64, String)> = self
+            .entries
+            .iter()
+            .map(|(k, e)| (e.version, k.clone()))
+            .collect();
+        order.sort_unstable();
+        let mut version = floor;
+        for (_, key) in order {
+            version = version.saturating_add(1);
+            if let Some(e) = self.entries.get_mut(&key) {
+                e.version = version;
+            }
+        }
+        self.watermark = version;
+        self.gc_floor = version;
+        self.above.clear();
+    }
+
     /// Forgets every entry (a reset from a peer whose owner collected tombstones we lack).
     pub(crate) fn clear(&mut self) {
         self.entries.clear();

@@ -172,6 +172,15 @@ impl Node {
         if push.updates.is_empty() {
             return;
         }
+        let claims: Vec<(u64, u64)> = push
+            .updates
+            .iter()
+            .filter(|u| u.node == self.me.name)
+            .map(|u| (u.generation, u.entry.version))
+            .collect();
+        for (generation, version) in claims {
+            self.refute_state_claim(now, generation, version);
+        }
         let max_neighbours = self.config.max_broadcast_neighbours;
         if push.updates.iter().all(|u| self.knows_write(u)) {
             let over_the_tree = push
@@ -272,7 +281,12 @@ impl Node {
     }
 
     pub(crate) fn on_state_have(&mut self, now: Instant, from: SocketAddr, have: wire::StateHave) {
-        if have.node == self.me.name || have.watermark == 0 || from == self.me.addr {
+        if have.node == self.me.name {
+            let generation = self.me.generation;
+            self.refute_state_claim(now, generation, have.watermark);
+            return;
+        }
+        if have.watermark == 0 || from == self.me.addr {
             return;
         }
         // The owner's life is the one this node knows: an announcer still on an older life

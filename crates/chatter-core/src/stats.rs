@@ -56,6 +56,32 @@ pub struct Stats {
     pub dropped_table_full: u64,
     /// Indirect probe requests dropped because too many were pending.
     pub dropped_indirect_overload: u64,
+    /// Messages dropped because a value in them could never be honest or is over a limit:
+    /// a counter near overflow, a name, tag, key, value or payload longer than local writes may
+    /// be, or too many items in one message (see `limits.rs`). The rest of the datagram is
+    /// handled.
+    pub dropped_invalid: u64,
+    /// Datagrams not sent because they would have made the answer to a sender that is not a
+    /// live member larger than what it sent (no amplification).
+    pub answers_withheld: u64,
+    /// Full-state answers (member table, key/value digest) skipped because the same peer got
+    /// one less than `Config::probe_interval` ago.
+    pub answers_rate_limited: u64,
+    /// Acks dropped: an unknown sequence number, or from an address other than the one probed
+    /// or the relay asked.
+    pub dropped_unexpected_ack: u64,
+    /// `PingReq`s refused: from a sender that is not a live member, or for a target that is not
+    /// a live member at that generation.
+    pub ping_reqs_refused: u64,
+    /// Announcements of a new life of a live member that are waiting for, or failed, the check
+    /// that the new life answers at its address (and the previous life no longer does).
+    pub lives_unverified: u64,
+    /// Times this node began a new life because its incarnation reached the largest honest
+    /// value (`limits::MAX_INCARNATION`): the answer to accusations forged at the limit.
+    pub lives_renewed: u64,
+    /// Forged claims on this node's own key/value state (a watermark above its own) answered
+    /// by moving its versions past them.
+    pub state_claims_refuted: u64,
     /// Direct probes started.
     pub probes_sent: u64,
     /// Direct probes answered in time.

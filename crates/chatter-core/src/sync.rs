@@ -13,7 +13,7 @@ use rand::Rng;
 use tracing::debug;
 
 use crate::member::MemberStatus;
-use crate::node::Node;
+use crate::node::{FullAnswer, Node};
 use crate::wire::{self, MemberState, Message, WireStatus};
 
 /// A seed address and the state of our attempts to reach it.
@@ -101,12 +101,21 @@ impl Node {
 
     fn send_sync_request(&mut self, dst: SocketAddr) {
         self.stats.syncs_started += 1;
-        let req = Message::SyncRequest(wire::SyncRequest {
+        let mut req = wire::SyncRequest {
             from: self.me.name.clone(),
             fingerprint: self.fingerprint(),
             state_fingerprint: self.state_fingerprint,
-        });
-        self.send(dst, &[req]);
+            padding: Vec::new(),
+        };
+        if self.table.live_at(dst).is_none() {
+            // A seed, or a member of the other side of a partition, that does not know this
+            // node as a live member answers with no more bytes than it receives: pad the request
+            // to a whole datagram so the answer can carry a first part of its member table.
+            let size =
+                wire::encode_packet(self.cluster, &[Message::SyncRequest(req.clone())]).len() + 2;
+            req.padding = vec![0; self.config.packet_budget.saturating_sub(size)];
+        }
+        self.send(dst, &[Message::SyncRequest(req)]);
     }
 
     /// Periodic anti-entropy with one random live member; right after a join, the
@@ -177,20 +186,26 @@ impl Node {
         self.send_sync_request(dst);
     }
 
+    /// Answers an exchange: the member table if the fingerprints differ, then the key/value
+    /// digest if those differ, each at most once per peer per `probe_interval`. A stranger's
+    /// answer is cut to the size of its request, the member table first: that is what a
+    /// joining node needs.
     pub(crate) fn on_sync_request(
         &mut self,
-        _now: Instant,
+        now: Instant,
         from: SocketAddr,
         req: wire::SyncRequest,
     ) {
-        if req.state_fingerprint != self.state_fingerprint {
-            self.send_state_digest(from, true);
-        }
         if req.fingerprint == self.fingerprint() {
             self.stats.syncs_in_sync += 1;
-            return;
+        } else if self.allow_full_answer(now, from, FullAnswer::Members) {
+            self.send_state(from, true);
         }
-        self.send_state(from, true);
+        if req.state_fingerprint != self.state_fingerprint
+            && self.allow_full_answer(now, from, FullAnswer::StateDigest)
+        {
+            self.send_state_digest(from, true);
+        }
     }
 
     pub(crate) fn on_sync_state(&mut self, now: Instant, from: SocketAddr, state: wire::SyncState) {
@@ -253,8 +268,9 @@ impl Node {
         self.stats.sync_states_sent += 1;
         let fingerprint = self.fingerprint();
         let budget = self
-            .config
-            .packet_budget
+            .answer_room(dst)
+            .unwrap_or(usize::MAX)
+            .min(self.config.packet_budget)
             .saturating_sub(SYNC_OVERHEAD + self.me.name.len());
         let mut rows: Vec<MemberState> = Vec::with_capacity(self.table.len() + 1);
         rows.push(MemberState {

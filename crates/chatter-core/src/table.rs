@@ -201,6 +201,10 @@ pub(crate) struct Table {
     free: Vec<u32>,
     /// Slot numbers, found by the hash of the name they hold.
     index: HashTable<u32>,
+    /// Slot numbers, found by the hash of their member's address (several rows may share an
+    /// address: a failed life and the new member now there): to tell in O(1) whether a
+    /// datagram comes from a live member. 4 bytes per member.
+    addr_index: HashTable<u32>,
     /// Randomly keyed: names come from the network, and a fixed hash would let a sender make
     /// every lookup collide.
     hasher: RandomState,
@@ -247,6 +251,13 @@ fn slot_hash(rows: &[Option<Row>], hasher: &RandomState, slot: u32) -> u64 {
         .map_or(0, |r| hasher.hash_one(r.name.as_str()))
 }
 
+/// The address-index hash of the row in `slot`.
+fn slot_addr_hash(rows: &[Option<Row>], hasher: &RandomState, slot: u32) -> u64 {
+    rows[slot as usize]
+        .as_ref()
+        .map_or(0, |r| hasher.hash_one(r.addr()))
+}
+
 fn hash_of(r: &Row) -> u64 {
     row_hash(&r.name, r.generation, r.incarnation, r.status)
 }
@@ -259,6 +270,7 @@ impl Table {
             rows: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
+            addr_index: HashTable::new(),
             hasher: RandomState::new(),
             fingerprint: 0,
             live: 0,
@@ -310,6 +322,33 @@ impl Table {
         self.rows[self.find(name)? as usize].as_ref()
     }
 
+    /// The live (alive or suspect) member at `addr`, if any.
+    pub(crate) fn live_at(&self, addr: SocketAddr) -> Option<&Row> {
+        let hash = self.hasher.hash_one(addr);
+        self.addr_index
+            .iter_hash(hash)
+            .filter_map(|&slot| self.rows[slot as usize].as_ref())
+            .find(|r| r.status.is_live() && r.addr() == addr)
+    }
+
+    fn index_addr(&mut self, slot: u32) {
+        let Self {
+            rows,
+            addr_index,
+            hasher,
+            ..
+        } = self;
+        let hash = slot_addr_hash(rows, hasher, slot);
+        addr_index.insert_unique(hash, slot, |&s| slot_addr_hash(rows, hasher, s));
+    }
+
+    fn unindex_addr(&mut self, slot: u32, addr: SocketAddr) {
+        let hash = self.hasher.hash_one(addr);
+        if let Ok(entry) = self.addr_index.find_entry(hash, |&s| s == slot) {
+            entry.remove();
+        }
+    }
+
     /// The public view of a member, if known.
     pub(crate) fn member(&self, name: &str) -> Option<Member> {
         self.get(name).map(|r| self.to_member(r))
@@ -349,6 +388,8 @@ impl Table {
         } = self;
         rows.reserve_exact(additional.saturating_sub(self.free.len()));
         index.reserve(additional, |&slot| slot_hash(rows, hasher, slot));
+        self.addr_index
+            .reserve(additional, |&slot| slot_addr_hash(rows, hasher, slot));
         self.probe_order.reserve_exact(additional);
     }
 
@@ -446,6 +487,7 @@ impl Table {
             ..
         } = self;
         index.insert_unique(hash, slot, |&s| slot_hash(rows, hasher, s));
+        self.index_addr(slot);
         Some(slot)
     }
 
@@ -460,6 +502,9 @@ impl Table {
             })
             .ok()?;
         let (slot, _) = entry.remove();
+        if let Some(addr) = self.rows[slot as usize].as_ref().map(Row::addr) {
+            self.unindex_addr(slot, addr);
+        }
         let old = self.rows[slot as usize].take()?;
         self.free.push(slot);
         self.fingerprint ^= hash_of(&old);
@@ -480,13 +525,19 @@ impl Table {
         let r = self.rows.get_mut(slot as usize)?.as_mut()?;
         let before = hash_of(r);
         let was_live = r.status.is_live();
+        let addr_before = r.addr();
         let out = f(r);
         let after = hash_of(r);
+        let moved = r.addr() != addr_before;
         self.fingerprint ^= before ^ after;
         match (was_live, r.status.is_live()) {
             (true, false) => self.live -= 1,
             (false, true) => self.live += 1,
             _ => {}
+        }
+        if moved {
+            self.unindex_addr(slot, addr_before);
+            self.index_addr(slot);
         }
         Some(out)
     }

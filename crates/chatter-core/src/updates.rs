@@ -8,7 +8,9 @@
 
 use std::time::Instant;
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
+
+use crate::limits::{MAX_GENERATION, MAX_INCARNATION};
 
 use crate::event::Event;
 use crate::member::{Confirmation, Evidence, Member, MemberStatus, ProbeRecord};
@@ -45,12 +47,11 @@ impl Node {
             return;
         }
         if alive.generation > known.generation {
-            if known.status.is_live() && known.addr() != alive.addr {
-                // A new life at another address while the old one still answers: either a
-                // restart whose old life is not yet detected failed, or two processes with one
-                // name. Keep the known one until it fails; report the claim.
-                let (name, addr, generation) = (alive.name.clone(), alive.addr, alive.generation);
-                self.note_conflict(now, &name, addr, generation);
+            if known.status.is_live() {
+                // The known life may still be there: the new one must prove itself first
+                // (`lives.rs`), or a forged generation would displace a live member.
+                let (addr, generation) = (known.addr(), known.generation);
+                self.check_new_life(now, alive, addr, generation);
                 return;
             }
             info!(member = %alive.name, generation = alive.generation, "member restarted");
@@ -59,6 +60,14 @@ impl Node {
             return;
         }
         if alive.incarnation <= known.incarnation {
+            return;
+        }
+        if known.addr() != alive.addr {
+            // A process keeps its address for its whole life (a new address is a new life, with
+            // a new generation): another address for this life is forged, and taking it would
+            // let the forger answer the member's probes for it.
+            self.stats.dropped_invalid += 1;
+            debug!(member = %alive.name, addr = %alive.addr, "dropped an address change within a life");
             return;
         }
         let previous = known.status;
@@ -89,7 +98,7 @@ impl Node {
     }
 
     /// Enters a new member, or a new life of a known one, into the table and passes the news on.
-    fn admit_life(&mut self, now: Instant, alive: wire::Alive) {
+    pub(crate) fn admit_life(&mut self, now: Instant, alive: wire::Alive) {
         let member = Member::new(
             alive.name.clone(),
             alive.addr,
@@ -105,11 +114,12 @@ impl Node {
     }
 
     fn on_alive_about_self(&mut self, now: Instant, alive: wire::Alive) {
-        if alive.generation == self.me.generation && alive.addr == self.me.addr {
+        if alive.generation == self.me.generation {
             if alive.incarnation > self.me.incarnation && !self.leaving {
                 // Someone holds a newer incarnation of this very life than we do (a forged or
-                // corrupted update): move past it so our own view wins again.
-                self.me.incarnation = alive.incarnation + 1;
+                // corrupted update, maybe with another address): move past it so our own view
+                // wins again. Others never take another address within a life.
+                self.raise_incarnation(now, alive.incarnation);
                 self.broadcast_self_alive(now);
             }
             return;
@@ -132,6 +142,12 @@ impl Node {
             {
                 self.refute(now, suspect.incarnation);
             }
+            return;
+        }
+        if !self.is_witness(&suspect.from, &suspect.name) {
+            // Lifeguard's evidence counts only from members: an invented accuser could
+            // otherwise confirm a suspicion, or shorten it with `unreachable`, many times over.
+            self.stats.dropped_invalid += 1;
             return;
         }
         let Some(known) = self.table.get(&suspect.name) else {
@@ -161,6 +177,13 @@ impl Node {
             MemberStatus::Suspect => self.confirm_suspicion(now, &suspect),
             MemberStatus::Failed | MemberStatus::Left => {}
         }
+    }
+
+    /// Whether `from` may give evidence about `subject`: this node, or a live member other than
+    /// the subject itself.
+    fn is_witness(&self, from: &str, subject: &str) -> bool {
+        from == self.me.name
+            || (from != subject && self.table.get(from).is_some_and(|m| m.status.is_live()))
     }
 
     /// A probe of `name` failed: suspect it (or add to the evidence if already suspect).
@@ -445,11 +468,62 @@ impl Node {
         if self.leaving {
             return;
         }
-        self.me.incarnation = self.me.incarnation.max(accused_incarnation) + 1;
-        self.me.last_update = now;
+        self.raise_incarnation(now, accused_incarnation);
         self.stats.suspicions_refuted += 1;
         self.awareness.apply(1);
         debug!(incarnation = self.me.incarnation, "refuting suspicion");
         self.broadcast_self_alive(now);
+    }
+
+    /// Raises this life's incarnation above both its own and `above`. Incarnations from the
+    /// wire are at most `MAX_INCARNATION` (`limits.rs`); when the next one would pass it (an
+    /// accusation forged at the limit), this node begins a new life at the same address
+    /// instead, which every member takes over the old one: the live holder of a name always
+    /// has a way to win.
+    pub(crate) fn raise_incarnation(&mut self, now: Instant, above: u64) {
+        match self
+            .me
+            .incarnation
+            .max(above)
+            .checked_add(1)
+            .filter(|&n| n <= MAX_INCARNATION)
+        {
+            Some(next) => self.me.incarnation = next,
+            None => self.renew_life(),
+        }
+        self.me.last_update = now;
+    }
+
+    /// Begins a new life and announces it (see [`Node::raise_incarnation`]).
+    pub(crate) fn begin_new_life(&mut self, now: Instant) {
+        self.renew_life();
+        self.me.last_update = now;
+        self.broadcast_self_alive(now);
+    }
+
+    /// Begins a new life: the next generation at incarnation 0, with this node's key/values
+    /// carried over (peers see a new life and fetch them whole, as after a restart).
+    fn renew_life(&mut self) {
+        let Some(generation) = self
+            .me
+            .generation
+            .checked_add(1)
+            .filter(|&g| g <= MAX_GENERATION)
+        else {
+            // Unreachable for a generation that passed `Node::new`'s check short of 2^62
+            // renewals; staying at the limit keeps the node running.
+            warn!("generation at its largest value: cannot begin a new life");
+            return;
+        };
+        let before = self.my_state.digest_hash(&self.me.name);
+        self.me.generation = generation;
+        self.me.incarnation = 0;
+        self.my_state.generation = generation;
+        self.state_fingerprint ^= before ^ self.my_state.digest_hash(&self.me.name);
+        self.stats.lives_renewed += 1;
+        warn!(
+            generation,
+            "incarnation reached its largest honest value (forged accusations): beginning a new life"
+        );
     }
 }

@@ -57,8 +57,9 @@ pub enum Message {
 /// Direct probe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ping {
-    /// Sequence number the `Ack` must echo.
-    pub seq: u32,
+    /// Sequence number the `Ack` must echo: drawn at random from the node's RNG, so that an
+    /// off-path sender cannot guess it and forge the answer.
+    pub seq: u64,
     /// Name of the member the prober means, so that another process now on the same address
     /// does not answer for it.
     pub target: String,
@@ -70,7 +71,7 @@ pub struct Ping {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     /// Sequence number of the `Ping` or `PingReq` answered.
-    pub seq: u32,
+    pub seq: u64,
 }
 
 /// Negative answer from an intermediary: it could not reach the target either. Lifeguard uses
@@ -78,7 +79,7 @@ pub struct Ack {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nack {
     /// Sequence number of the `PingReq` answered.
-    pub seq: u32,
+    pub seq: u64,
     /// The intermediary got ICMP port-unreachable from the target.
     pub unreachable: bool,
 }
@@ -87,7 +88,7 @@ pub struct Nack {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PingReq {
     /// Sequence number to echo in the `Ack` or `Nack`.
-    pub seq: u32,
+    pub seq: u64,
     /// Name of the member to probe.
     pub target: String,
     /// Its generation.
@@ -159,6 +160,11 @@ pub struct SyncRequest {
     pub fingerprint: u64,
     /// Fingerprint of the sender's key/value digest; equal fingerprints skip that exchange.
     pub state_fingerprint: u64,
+    /// Zero bytes that make the datagram as large as the answer its sender hopes for. A node
+    /// answers a sender that is not one of its live members with at most as many bytes as the
+    /// sender sent (no amplification, as QUIC's Initial padding), so a joining node pads its
+    /// requests to seeds to the packet budget; members leave it empty.
+    pub padding: Vec<u8>,
 }
 
 /// Part or all of a member table. Large tables are split over several datagrams, each of which

@@ -21,9 +21,15 @@ pub use message::*;
 /// First two bytes of every Chatter datagram.
 pub const MAGIC: [u8; 2] = *b"CH";
 /// Version of the message encoding; bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Length of the envelope in bytes.
 pub const ENVELOPE_LEN: usize = 8;
+/// Most messages one datagram may carry; a datagram with more is rejected whole. The smallest
+/// message takes 3 bytes, so this bound keeps the work one datagram can ask for in proportion
+/// to a sender's honest needs: the default 1,400-byte budget holds a few dozen piggybacked
+/// updates, and the smallest piggybacked update (a `StateHave` of a one-letter name) takes 4
+/// bytes, so even a 65,507-byte budget stays under the bound.
+pub const MAX_MESSAGES_PER_DATAGRAM: usize = 16_384;
 
 /// Why a datagram was rejected. Nothing in the node changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +55,9 @@ pub enum DecodeError {
     /// A message did not decode.
     #[error("malformed message")]
     Malformed,
+    /// More than [`MAX_MESSAGES_PER_DATAGRAM`] messages.
+    #[error("more than {MAX_MESSAGES_PER_DATAGRAM} messages in one datagram")]
+    TooManyMessages,
 }
 
 /// 32-bit FNV-1a hash of a cluster name, as carried in the envelope.
@@ -150,6 +159,9 @@ pub fn decode_packet(
     }
     let mut messages = Vec::new();
     while !rest.is_empty() {
+        if messages.len() >= MAX_MESSAGES_PER_DATAGRAM {
+            return Err(DecodeError::TooManyMessages);
+        }
         let (message, tail) =
             postcard::take_from_bytes::<Message>(rest).map_err(|_| DecodeError::Malformed)?;
         messages.push(message);

@@ -73,17 +73,17 @@ fn wire_entry() -> impl Strategy<Value = WireEntry> {
 
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (any::<u32>(), ".{0,16}", any::<u64>()).prop_map(|(seq, target, generation)| {
+        (any::<u64>(), ".{0,16}", any::<u64>()).prop_map(|(seq, target, generation)| {
             Message::Ping(Ping {
                 seq,
                 target,
                 generation,
             })
         }),
-        any::<u32>().prop_map(|seq| Message::Ack(Ack { seq })),
-        (any::<u32>(), any::<bool>())
+        any::<u64>().prop_map(|seq| Message::Ack(Ack { seq })),
+        (any::<u64>(), any::<bool>())
             .prop_map(|(seq, unreachable)| Message::Nack(Nack { seq, unreachable })),
-        (any::<u32>(), ".{0,16}", any::<u64>(), addr()).prop_map(
+        (any::<u64>(), ".{0,16}", any::<u64>(), addr()).prop_map(
             |(seq, target, generation, addr)| Message::PingReq(PingReq {
                 seq,
                 target,
@@ -131,15 +131,20 @@ fn message() -> impl Strategy<Value = Message> {
                 incarnation,
             })
         }),
-        (".{0,16}", any::<u64>(), any::<u64>()).prop_map(
-            |(from, fingerprint, state_fingerprint)| {
+        (
+            ".{0,16}",
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(Just(0u8), 0..64)
+        )
+            .prop_map(|(from, fingerprint, state_fingerprint, padding)| {
                 Message::SyncRequest(SyncRequest {
                     from,
                     fingerprint,
                     state_fingerprint,
+                    padding,
                 })
-            }
-        ),
+            }),
         (
             message_id(),
             ".{0,8}",
