@@ -80,6 +80,8 @@ pub use state::{KeyValue, StateError};
 pub use stats::{RttHistogram, Stats, RTT_BUCKETS_MICROS};
 
 #[cfg(test)]
+mod attack_tests;
+#[cfg(test)]
 mod node_tests;
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // one base instant for virtual time

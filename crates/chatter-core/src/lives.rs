@@ -1,20 +1,26 @@
-//! Checking a new life of a live member before it replaces the one this node knows.
+//! Checking a new member, or a new life of a live member, before the table takes it.
 //!
 //! A member's life is `(name, generation)`, and a newer generation replaces an older one: that
 //! is how a restarted process takes its name back. Taken on the word of any datagram, it would
-//! also let a forged `Alive` with a high generation displace a live member everywhere. So while
-//! the known life is alive or suspect, a newer one is first asked to prove itself:
+//! let a forged `Alive` with a high generation displace a live member everywhere, and a few
+//! datagrams announce thousands of members that do not exist, each of which the probe
+//! round-robin would then visit in turn while real crashes wait. So an announced life is first
+//! asked to prove itself:
 //!
 //! - a `Ping` for the new life (its name and generation) to its address must be acked from
 //!   that address: only the process that holds the life answers, and the sequence number is
 //!   random, so an off-path forger cannot answer for it;
-//! - when the new life has another address (a container that came back with a new IP), a
-//!   `Ping` for the known life to the known address must go unanswered by the probe timeout:
-//!   a live holder at the old address keeps its name (two processes claiming one name are
-//!   reported as a conflict instead).
+//! - when a known life is alive or suspect and the new one has another address (a container
+//!   that came back with a new IP), a `Ping` for the known life to the known address must go
+//!   unanswered by the probe timeout: a live holder at the old address keeps its name (two
+//!   processes claiming one name are reported as a conflict instead).
 //!
-//! A new life that passes is admitted as a restart, as if the known life had been seen to
-//! fail; one that fails is dropped and counted. At most [`MAX_LIFE_CHECKS`] checks run at once.
+//! A life that passes is admitted (as a join, or as a restart as if the known life had been
+//! seen to fail); one that fails is dropped and counted. An address holds one live member, so
+//! an announcement at the address of another live member is dropped before any check. At most
+//! [`MAX_LIFE_CHECKS`] checks run at once; the cost of a check is one small datagram to the
+//! announced address (never more bytes than the announcement that caused it) and one RTT of
+//! delay before a new member is listed.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,10 +31,12 @@ use tracing::{debug, info};
 use crate::node::Node;
 use crate::wire::{self, Message};
 
-/// Checks of new lives running at once; announcements beyond are dropped (and counted), and
-/// come again with gossip or anti-entropy. Each takes about 200 bytes plus the tags announced
-/// (at most `Config::max_tags_size`): under 64 KiB in all.
-pub(crate) const MAX_LIFE_CHECKS: usize = 64;
+/// Checks running at once; announcements beyond are dropped (and counted), and come again
+/// with gossip or anti-entropy. Enough for a node joining a 1,000-member cluster to check the
+/// whole table it is sent at once. Each takes at most about 200 bytes plus the name and tags
+/// announced (`Config::max_name_len` + `Config::max_tags_size`): under 1 MiB in all with the
+/// defaults.
+pub(crate) const MAX_LIFE_CHECKS: usize = 1024;
 
 /// One new life being checked.
 #[derive(Debug, Clone)]
@@ -58,16 +66,25 @@ impl LifeChecks {
 }
 
 impl Node {
-    /// Starts checking `alive`, a newer life of the live member `known_addr` /
-    /// `known_generation` holds. A check already running for the name is left alone unless
-    /// this life is newer still.
+    /// Starts checking `alive`: a member this node does not know (`known` is `None`), or a
+    /// newer life of the live member whose address and generation `known` gives. A check
+    /// already running for the name is left alone unless this life is newer still.
     pub(crate) fn check_new_life(
         &mut self,
         now: Instant,
         alive: wire::Alive,
-        known_addr: SocketAddr,
-        known_generation: u64,
+        known: Option<(SocketAddr, u64)>,
     ) {
+        if self
+            .table
+            .live_at(alive.addr)
+            .is_some_and(|m| m.name != alive.name)
+            || alive.addr == self.me.addr
+        {
+            // One live member per address: another name there is forged (or stale).
+            self.stats.lives_unverified += 1;
+            return;
+        }
         if let Some(running) = self.life_checks.checks.get(&alive.name) {
             if running.alive.generation >= alive.generation {
                 return;
@@ -79,16 +96,26 @@ impl Node {
         let new_seq = self.next_seq();
         let name = alive.name.clone();
         let (new_addr, generation) = (alive.addr, alive.generation);
-        let old = (known_addr != new_addr).then(|| (known_addr, self.next_seq(), false));
+        let ping = Message::Ping(wire::Ping {
+            seq: new_seq,
+            target: name.clone(),
+            generation,
+        });
+        if self
+            .answer_room(new_addr)
+            .is_some_and(|room| room < wire::encode_packet(self.cluster, &[ping.clone()]).len())
+        {
+            // A stranger announcing itself in a datagram too small to pay for the check: no
+            // check now (it would go unanswered), so the announcement that gossip brings
+            // from a member starts one.
+            return;
+        }
+        let old = known
+            .filter(|(known_addr, _)| *known_addr != new_addr)
+            .map(|(known_addr, _)| (known_addr, self.next_seq(), false));
+        let known_generation = known.map_or(0, |(_, g)| g);
         debug!(member = %name, generation, addr = %new_addr, "checking a new life");
-        self.send(
-            new_addr,
-            &[Message::Ping(wire::Ping {
-                seq: new_seq,
-                target: name.clone(),
-                generation,
-            })],
-        );
+        self.send(new_addr, &[ping]);
         if let Some((addr, seq, _)) = old {
             self.send(
                 addr,
@@ -178,15 +205,27 @@ impl Node {
             debug!(member = %name, generation = check.alive.generation, "a new life did not answer: dropped");
             return;
         }
-        // The known life may have changed while the check ran (left, or a newer life came).
-        let Some(known) = self.table.get(name) else {
-            return;
-        };
-        if known.generation >= check.alive.generation {
-            return;
+        // The table may have changed while the check ran (a newer life came, or the member
+        // was admitted through another path).
+        match self.table.get(name) {
+            Some(known) if known.generation >= check.alive.generation => {}
+            Some(_) => {
+                info!(member = %name, generation = check.alive.generation, "member restarted");
+                self.suspicions.remove(name);
+                self.admit_life(now, check.alive);
+            }
+            None => {
+                if self.table.len() >= self.config.max_members {
+                    self.stats.dropped_table_full += 1;
+                    return;
+                }
+                if self.table.live_at(check.alive.addr).is_some() {
+                    self.stats.lives_unverified += 1;
+                    return;
+                }
+                info!(member = %name, addr = %check.alive.addr, "member joined");
+                self.admit_life(now, check.alive);
+            }
         }
-        info!(member = %name, generation = check.alive.generation, "member restarted");
-        self.suspicions.remove(name);
-        self.admit_life(now, check.alive);
     }
 }

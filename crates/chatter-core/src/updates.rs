@@ -39,8 +39,8 @@ impl Node {
                 self.stats.dropped_table_full += 1;
                 return;
             }
-            info!(member = %alive.name, addr = %alive.addr, "member joined");
-            self.admit_life(now, alive);
+            // A member this node never heard of is listed once it answers (`lives.rs`).
+            self.check_new_life(now, alive, None);
             return;
         };
         if alive.generation < known.generation {
@@ -50,8 +50,8 @@ impl Node {
             if known.status.is_live() {
                 // The known life may still be there: the new one must prove itself first
                 // (`lives.rs`), or a forged generation would displace a live member.
-                let (addr, generation) = (known.addr(), known.generation);
-                self.check_new_life(now, alive, addr, generation);
+                let known = Some((known.addr(), known.generation));
+                self.check_new_life(now, alive, known);
                 return;
             }
             info!(member = %alive.name, generation = alive.generation, "member restarted");
@@ -124,8 +124,9 @@ impl Node {
             }
             return;
         }
-        if alive.generation < self.me.generation && alive.addr == self.me.addr {
-            // Our previous life, still gossiped: our own Alive will replace it.
+        if alive.generation < self.me.generation {
+            // Our previous life (at this address or, after a move, another), still gossiped:
+            // our own Alive will replace it.
             if !self.broadcasts.contains(&self.me.name) && !self.leaving {
                 self.broadcast_self_alive(now);
             }

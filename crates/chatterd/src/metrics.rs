@@ -95,7 +95,7 @@ struct SnapshotCollector {
 type Counter = (&'static str, &'static str, u64);
 
 /// The reasons of `chatter_dropped_total`, with the counter of each.
-fn dropped(s: &Stats) -> [(&'static str, u64); 9] {
+fn dropped(s: &Stats) -> [(&'static str, u64); 13] {
     [
         ("malformed", s.dropped_malformed),
         ("version", s.dropped_version),
@@ -106,6 +106,10 @@ fn dropped(s: &Stats) -> [(&'static str, u64); 9] {
         ("state_unknown", s.dropped_state_unknown),
         ("state_full", s.dropped_state_full),
         ("message_oversize", s.dropped_message_oversize),
+        ("invalid", s.dropped_invalid),
+        ("unexpected_ack", s.dropped_unexpected_ack),
+        ("ping_req_refused", s.ping_reqs_refused),
+        ("life_unverified", s.lives_unverified),
     ]
 }
 
@@ -125,6 +129,14 @@ fn counters(s: &Stats) -> Vec<Counter> {
         dropped_oversize: _,
         dropped_table_full: _,
         dropped_indirect_overload: _,
+        dropped_invalid: _,
+        answers_withheld,
+        answers_rate_limited,
+        dropped_unexpected_ack: _,
+        ping_reqs_refused: _,
+        lives_unverified: _,
+        lives_renewed,
+        state_claims_refuted,
         probes_sent,
         probes_acked,
         probes_failed,
@@ -169,6 +181,26 @@ fn counters(s: &Stats) -> Vec<Counter> {
             bytes_received,
         ),
         ("probes_sent", "Direct probes started.", probes_sent),
+        (
+            "answers_withheld",
+            "Datagrams not sent because the answer to a sender that is not a live member would have been larger than what it sent.",
+            answers_withheld,
+        ),
+        (
+            "answers_rate_limited",
+            "Full-state answers (member table, key/value digest) skipped because the same peer had one within the probe interval.",
+            answers_rate_limited,
+        ),
+        (
+            "lives_renewed",
+            "New lives this node began because forged accusations drove its incarnation to the largest honest value.",
+            lives_renewed,
+        ),
+        (
+            "state_claims_refuted",
+            "Forged claims on this node's own key/value state that it refuted by moving its versions past them.",
+            state_claims_refuted,
+        ),
         (
             "probes_acked",
             "Direct probes answered in time.",
