@@ -212,7 +212,9 @@ impl Node {
             Some(_) => {
                 info!(member = %name, generation = check.alive.generation, "member restarted");
                 self.suspicions.remove(name);
+                let addr = check.alive.addr;
                 self.admit_life(now, check.alive);
+                self.pay_owed_state(now, addr);
             }
             None => {
                 if self.table.len() >= self.config.max_members {
@@ -224,7 +226,9 @@ impl Node {
                     return;
                 }
                 info!(member = %name, addr = %check.alive.addr, "member joined");
+                let addr = check.alive.addr;
                 self.admit_life(now, check.alive);
+                self.pay_owed_state(now, addr);
             }
         }
     }

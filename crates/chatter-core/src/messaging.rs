@@ -12,6 +12,9 @@ use crate::node::Node;
 use crate::plumtree::{BroadcastError, Cached, MessageId};
 use crate::wire::{self, Message};
 
+/// Grafts from nodes not yet listed, remembered until they are (about 100 bytes each).
+const MAX_STRANGER_GRAFTS: usize = 64;
+
 impl Node {
     /// Broadcasts a user message to every live member (this node included: it is delivered
     /// here too, as an [`Event::Message`]). Returns the message's id.
@@ -203,9 +206,14 @@ impl Node {
         }
         let max_neighbours = self.config.max_broadcast_neighbours;
         if !self.is_member_at(&graft.from, from) {
-            // Only a member's own graft links it into the tree; a stranger's is not even
-            // answered (it could name another address as its own).
-            self.stats.dropped_invalid += 1;
+            // Only a member's own graft links it into the tree; a stranger's is not answered
+            // (it could name another address as its own). A node that joined a moment ago
+            // grafts before this node has checked and listed it: remembered, the link is made
+            // when it is listed at that address.
+            if self.stranger_grafts.len() >= MAX_STRANGER_GRAFTS {
+                self.stranger_grafts.pop_first();
+            }
+            self.stranger_grafts.insert(graft.from, from);
             return;
         }
         self.plumtree.set_eager(&graft.from, true, max_neighbours);
@@ -302,6 +310,15 @@ impl Node {
 
     /// Keeps the neighbour set in step with membership.
     pub(crate) fn messaging_on_membership(&mut self, event: &Event) {
+        if let Event::Joined(m) = event {
+            if self.stranger_grafts.remove(&m.name) == Some(m.addr) {
+                // Its graft came before it was listed: the link it asked for.
+                let max_neighbours = self.config.max_broadcast_neighbours;
+                self.plumtree.remove_neighbour(&m.name);
+                self.plumtree.set_eager(&m.name, true, max_neighbours);
+                return;
+            }
+        }
         match event {
             Event::Failed(m) | Event::Left(m) | Event::Reaped(m) => {
                 self.plumtree.remove_neighbour(&m.name)

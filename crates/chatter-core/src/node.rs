@@ -127,8 +127,13 @@ pub struct Node {
     pub(crate) states: BTreeMap<String, NodeState>,
     /// XOR of `digest_hash` of every replica, this node's included.
     pub(crate) state_fingerprint: u64,
-    /// New lives of live members being checked before they replace the known one.
+    /// New members and new lives being checked before the table takes them.
     pub(crate) life_checks: LifeChecks,
+    /// Grafts received from nodes not yet listed as members: name and address (`messaging.rs`).
+    pub(crate) stranger_grafts: BTreeMap<String, SocketAddr>,
+    /// Strangers that asked for the member table and got only the part their request paid
+    /// for, with when they asked: they get the rest once admitted (`sync.rs`).
+    pub(crate) owed_states: BTreeMap<SocketAddr, Instant>,
     /// While a datagram from a sender that is not a live member is handled: its address and
     /// the bytes still allowed in answer to it (no answer larger than the question).
     answer_allowance: Option<(SocketAddr, usize)>,
@@ -230,6 +235,8 @@ impl Node {
             leaving: false,
             conflicts_seen: BTreeSet::new(),
             life_checks: LifeChecks::default(),
+            owed_states: BTreeMap::new(),
+            stranger_grafts: BTreeMap::new(),
             answer_allowance: None,
             full_answers: BTreeMap::new(),
             transmits: VecDeque::new(),

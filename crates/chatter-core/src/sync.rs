@@ -28,6 +28,14 @@ pub(crate) struct SeedState {
 /// Bytes reserved in a `SyncState` datagram for the envelope and the message's own fields.
 const SYNC_OVERHEAD: usize = 64;
 
+/// Strangers remembered as owed the rest of the member table (about 48 bytes each).
+const MAX_OWED_STATES: usize = 256;
+
+/// Bytes of a stranger's allowance kept for the ping that checks its announcement: an
+/// envelope, a 10-byte sequence number, a name of up to `Config::max_name_len` bytes
+/// (128 by default) and a generation.
+const CHECK_RESERVE: usize = 160;
+
 fn wire_status(status: MemberStatus) -> WireStatus {
     match status {
         MemberStatus::Alive => WireStatus::Alive,
@@ -107,10 +115,11 @@ impl Node {
             state_fingerprint: self.state_fingerprint,
             padding: Vec::new(),
         };
-        if self.table.live_at(dst).is_none() {
-            // A seed, or a member of the other side of a partition, that does not know this
-            // node as a live member answers with no more bytes than it receives: pad the request
-            // to a whole datagram so the answer can carry a first part of its member table.
+        if self.table.live_at(dst).is_none() || self.join_syncs_left > 0 {
+            // A seed, a member of the other side of a partition, or (while this node's early
+            // exchanges run) a member that has not yet listed this node, answers a node it does
+            // not know as a live member with no more bytes than it receives: pad the request to
+            // a whole datagram so the answer can carry a first part of its member table.
             let size =
                 wire::encode_packet(self.cluster, &[Message::SyncRequest(req.clone())]).len() + 2;
             req.padding = vec![0; self.config.packet_budget.saturating_sub(size)];
@@ -199,6 +208,12 @@ impl Node {
         if req.fingerprint == self.fingerprint() {
             self.stats.syncs_in_sync += 1;
         } else if self.allow_full_answer(now, from, FullAnswer::Members) {
+            if self.answer_room(from).is_some() {
+                // A stranger gets a first part now, and the rest once it has answered the
+                // check of its own announcement (`lives.rs`), as QUIC completes its answer
+                // once the client's address is validated.
+                self.owe_state(now, from);
+            }
             self.send_state(from, true);
         }
         if req.state_fingerprint != self.state_fingerprint
@@ -263,13 +278,33 @@ impl Node {
         }
     }
 
+    /// Remembers that `dst`, a stranger, got only part of the table (bounded, oldest first).
+    fn owe_state(&mut self, now: Instant, dst: SocketAddr) {
+        if self.owed_states.len() >= MAX_OWED_STATES {
+            self.owed_states.pop_first();
+        }
+        self.owed_states.insert(dst, now);
+    }
+
+    /// A member at `addr` was just admitted: if it is a stranger that asked for the table less
+    /// than `Config::sync_interval` ago, send it the whole table now.
+    pub(crate) fn pay_owed_state(&mut self, now: Instant, addr: SocketAddr) {
+        if let Some(asked) = self.owed_states.remove(&addr) {
+            if now.saturating_duration_since(asked) < self.config.sync_interval {
+                self.send_state(addr, false);
+            }
+        }
+    }
+
     /// Sends this node's whole table (itself included) to `dst`, split to the packet budget.
-    fn send_state(&mut self, dst: SocketAddr, reply: bool) {
+    pub(crate) fn send_state(&mut self, dst: SocketAddr, reply: bool) {
         self.stats.sync_states_sent += 1;
         let fingerprint = self.fingerprint();
+        // To a stranger, the room left after the answer must still hold the ping that checks
+        // the stranger's own announcement (`lives.rs`), which rides in the same datagram.
         let budget = self
             .answer_room(dst)
-            .unwrap_or(usize::MAX)
+            .map_or(usize::MAX, |room| room.saturating_sub(CHECK_RESERVE))
             .min(self.config.packet_budget)
             .saturating_sub(SYNC_OVERHEAD + self.me.name.len());
         let mut rows: Vec<MemberState> = Vec::with_capacity(self.table.len() + 1);
