@@ -16,6 +16,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::Response;
 use chatter::{Event, EventStream};
 use chatter_api::{encode_bytes, payload_view, EventData, EventView};
 use futures::stream::{self, Stream, StreamExt};
@@ -144,16 +145,23 @@ fn sse_event(view: &EventView) -> Option<SseEvent> {
     }
 }
 
-/// `GET /v1/events`.
+/// `GET /v1/events`; 503 with a JSON error when `--http-max-event-streams` streams are open.
 pub async fn stream(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Response> {
+    // The place is held by the stream, so it comes back when the client goes (hyper drops the
+    // body) or the daemon stops.
+    let place = state.limits.event_stream()?;
     // Subscribe before answering, so that anything that happens after the client got the
     // response headers (and the `connected` event) is in its stream.
     let events = state.handle.subscribe();
     let local = state.handle.name().to_owned();
-    let sse = event_views(events, local).filter_map(|view| async move { sse_event(&view).map(Ok) });
-    Sse::new(sse).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+    let sse = event_views(events, local).filter_map(move |view| {
+        let _held = &place;
+        let event = sse_event(&view).map(Ok);
+        async move { event }
+    });
+    Ok(Sse::new(sse).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }
 
 #[cfg(test)]
