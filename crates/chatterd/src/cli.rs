@@ -273,7 +273,10 @@ pub fn parse_max_connections(s: &str) -> Result<u32, String> {
 /// trailing dot dropped, IPv6 in brackets, as the Host header writes it.
 pub fn parse_allowed_host(s: &str) -> Result<String, String> {
     let s = s.trim();
-    let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
     if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
         return Ok(match ip {
             std::net::IpAddr::V4(v4) => v4.to_string(),

@@ -148,7 +148,10 @@ fn literal(ip: IpAddr) -> String {
 pub fn protect(router: Router, allowed: AllowedHosts) -> Router {
     router
         .layer(middleware::from_fn(require_json_post))
-        .layer(middleware::from_fn_with_state(Arc::new(allowed), check_host))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(allowed),
+            check_host,
+        ))
 }
 
 /// Middleware: refuses a request whose host is not one of the API's (see the module doc).
@@ -251,7 +254,17 @@ mod tests {
         assert_eq!(host("LocalHost.:80"), Host::Name("localhost".into()));
         assert_eq!(host("api.example"), Host::Name("api.example".into()));
         assert_eq!(host("api.example:"), Host::Name("api.example".into()));
-        for bad in ["", ":80", "a b", "[::1", "[zz]:1", "host:port", "h:99999", "[::1]x", "é"] {
+        for bad in [
+            "",
+            ":80",
+            "a b",
+            "[::1",
+            "[zz]:1",
+            "host:port",
+            "h:99999",
+            "[::1]x",
+            "é",
+        ] {
             assert_eq!(Host::parse(bad), None, "{bad:?}");
         }
     }
@@ -259,18 +272,33 @@ mod tests {
     #[test]
     fn a_loopback_api_answers_to_loopback_names_only() {
         let allowed = AllowedHosts::new("127.0.0.1:8428".parse().unwrap(), vec![]);
-        for ok in ["127.0.0.1:8428", "127.0.0.2:8428", "[::1]:8428", "localhost:9000"] {
+        for ok in [
+            "127.0.0.1:8428",
+            "127.0.0.2:8428",
+            "[::1]:8428",
+            "localhost:9000",
+        ] {
             assert!(allowed.allows(&host(ok)), "{ok}");
         }
-        for refused in ["evil.example:8428", "10.0.0.7:8428", "localhost.evil.example"] {
+        for refused in [
+            "evil.example:8428",
+            "10.0.0.7:8428",
+            "localhost.evil.example",
+        ] {
             assert!(!allowed.allows(&host(refused)), "{refused}");
         }
     }
 
     #[test]
     fn an_api_on_every_address_answers_to_any_ip_and_the_names_given() {
-        let allowed = AllowedHosts::new("0.0.0.0:8428".parse().unwrap(), vec!["api.example".into()]);
-        for ok in ["10.0.0.7:8428", "[2001:db8::1]:8428", "localhost", "api.example:443"] {
+        let allowed =
+            AllowedHosts::new("0.0.0.0:8428".parse().unwrap(), vec!["api.example".into()]);
+        for ok in [
+            "10.0.0.7:8428",
+            "[2001:db8::1]:8428",
+            "localhost",
+            "api.example:443",
+        ] {
             assert!(allowed.allows(&host(ok)), "{ok}");
         }
         assert!(!allowed.allows(&host("evil.example")));
