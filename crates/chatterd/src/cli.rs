@@ -216,7 +216,7 @@ pub struct HttpOptions {
 
     /// A connection on which no byte moved in either direction for this long is closed: a
     /// client that stops reading an answer or the event stream (which sends a keep-alive
-    /// comment every 15 s, so a stream that is read is never idle).
+    /// comment every 15 s, so a stream that is read is never idle). Above 15 s.
     #[arg(
         long,
         value_name = "DURATION",
@@ -572,9 +572,9 @@ impl Args {
     }
 
     /// Checks the rules that span several flags: check names unique, at most 64 checks,
-    /// services and event handlers, fewer event streams than connections, TLS certificate and
-    /// key together, and the protocol timings on top of the profile
-    /// ([`Args::protocol_config`]).
+    /// services and event handlers, fewer event streams than connections, an idle timeout
+    /// above the event stream's keep-alive, TLS certificate and key together, and the
+    /// protocol timings on top of the profile ([`Args::protocol_config`]).
     pub fn validate(&self) -> Result<(), String> {
         let mut names: Vec<&str> = self.checks.iter().map(|c| c.name.as_str()).collect();
         names.sort_unstable();
@@ -605,6 +605,14 @@ impl Args {
                 "--http-max-event-streams {} must be below --http-max-connections {} (each \
                  event stream holds a connection; the rest of the API needs at least one)",
                 http.http_max_event_streams, http.http_max_connections
+            ));
+        }
+        if http.http_idle_timeout <= crate::events::KEEP_ALIVE {
+            return Err(format!(
+                "--http-idle-timeout {} must be above the event stream's keep-alive interval \
+                 ({}), or a quiet event stream would be closed as idle",
+                crate::process::format_duration(http.http_idle_timeout),
+                crate::process::format_duration(crate::events::KEEP_ALIVE)
             ));
         }
         match (&http.http_tls_cert, &http.http_tls_key) {
