@@ -14,9 +14,9 @@
 use std::convert::Infallible;
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::limits::TooManyStreams;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::Response;
 use chatter::{Event, EventStream};
 use chatter_api::{encode_bytes, payload_view, EventData, EventView};
 use futures::stream::{self, Stream, StreamExt};
@@ -148,7 +148,7 @@ fn sse_event(view: &EventView) -> Option<SseEvent> {
 /// `GET /v1/events`; 503 with a JSON error when `--http-max-event-streams` streams are open.
 pub async fn stream(
     State(state): State<AppState>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Response> {
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, TooManyStreams> {
     // The place is held by the stream, so it comes back when the client goes (hyper drops the
     // body) or the daemon stops.
     let place = state.limits.event_stream()?;

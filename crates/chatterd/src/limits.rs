@@ -33,24 +33,15 @@ impl Limits {
         }
     }
 
-    /// A place for one more event stream, held for as long as the stream is open; 503 with a
-    /// JSON error naming the limit when every place is taken.
-    pub fn event_stream(&self) -> Result<OwnedSemaphorePermit, Response> {
-        self.event_streams.clone().try_acquire_owned().map_err(|_| {
-            let mut response = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "too many event streams: this daemon serves at most {} at once \
-                     (--http-max-event-streams); retry later",
-                    self.max_event_streams
-                ),
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
-            response
-        })
+    /// A place for one more event stream, held for as long as the stream is open; nothing is
+    /// taken when every place is.
+    pub fn event_stream(&self) -> Result<OwnedSemaphorePermit, TooManyStreams> {
+        self.event_streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| TooManyStreams {
+                max: self.max_event_streams,
+            })
     }
 
     /// Event streams open now.
@@ -59,10 +50,36 @@ impl Limits {
     }
 }
 
+/// Every event-stream place is taken; answered `503 {"error": ...}` naming the limit, with
+/// `Retry-After: 5`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyStreams {
+    /// `--http-max-event-streams`.
+    pub max: u32,
+}
+
+impl IntoResponse for TooManyStreams {
+    fn into_response(self) -> Response {
+        let mut response = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many event streams: this daemon serves at most {} at once \
+                 (--http-max-event-streams); retry later",
+                self.max
+            ),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        response
+    }
+}
+
 /// Middleware: a request (its body read by the handler included) that takes longer than the
 /// request timeout is answered `408 {"error": ...}`, and its handler dropped. Only the response
-/// head is bounded: a streamed body (the event stream) is not, which is why the router applies
-/// this to every route but `/v1/events` anyway, to say so where the routes are.
+/// head is bounded, so a streamed body would not be cut; the router still leaves
+/// `/v1/events` out, which says where the routes are that the stream is not bounded.
 pub async fn request_timeout(
     State(limits): State<Limits>,
     request: Request,
@@ -93,6 +110,8 @@ mod tests {
         let _second = limits.event_stream().unwrap();
         assert_eq!(limits.event_streams_open(), 2);
         let refused = limits.event_stream().unwrap_err();
+        assert_eq!(refused, TooManyStreams { max: 2 });
+        let refused = refused.into_response();
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(refused.headers().contains_key(RETRY_AFTER));
         drop(first);
