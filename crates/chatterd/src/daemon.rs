@@ -138,9 +138,12 @@ impl Daemon {
             }
         };
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = crate::auth::protect(http::router(state), args.http_token.clone());
+        // Layers run from the last applied: the Host check, then the token, then the JSON rule
+        // of POST, then the handlers.
+        let app = crate::origin::require_json_posts(http::router(state));
+        let app = crate::auth::protect(app, args.http_token.clone());
         let allowed = AllowedHosts::new(http_addr, http_options.http_allowed_hosts.clone());
-        let app = crate::origin::protect(app, allowed);
+        let app = crate::origin::check_hosts(app, allowed);
         let serve_options = ServeOptions {
             header_timeout: http_options.http_header_timeout,
             idle_timeout: http_options.http_idle_timeout,

@@ -1,6 +1,7 @@
 //! What the API accepts from web browsers: the `Host` check against DNS rebinding and the
-//! `Content-Type` rule against cross-site request forgery. Both run before any handler (and
-//! before the token check), so a refused request changes nothing.
+//! `Content-Type` rule against cross-site request forgery. Both run before any handler, so a
+//! refused request changes nothing: the `Host` check first of all, the `Content-Type` rule
+//! after the token check (a client without the token learns nothing more than 401).
 //!
 //! **DNS rebinding.** A page on `evil.example` can make its name resolve to 127.0.0.1 and then
 //! call this API from the victim's browser as if it were its own origin; the browser then sends
@@ -144,14 +145,18 @@ fn literal(ip: IpAddr) -> String {
     }
 }
 
-/// Wraps `router` with the `Host` check (outermost) and the `Content-Type` rule.
-pub fn protect(router: Router, allowed: AllowedHosts) -> Router {
-    router
-        .layer(middleware::from_fn(require_json_post))
-        .layer(middleware::from_fn_with_state(
-            Arc::new(allowed),
-            check_host,
-        ))
+/// Wraps `router` so that every `POST` must be JSON (see the module doc).
+pub fn require_json_posts(router: Router) -> Router {
+    router.layer(middleware::from_fn(require_json_post))
+}
+
+/// Wraps `router` so that only requests to one of the API's names reach it; the daemon applies
+/// it last, so that it runs first.
+pub fn check_hosts(router: Router, allowed: AllowedHosts) -> Router {
+    router.layer(middleware::from_fn_with_state(
+        Arc::new(allowed),
+        check_host,
+    ))
 }
 
 /// Middleware: refuses a request whose host is not one of the API's (see the module doc).
