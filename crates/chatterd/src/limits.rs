@@ -78,8 +78,8 @@ impl IntoResponse for TooManyStreams {
 
 /// Middleware: a request (its body read by the handler included) that takes longer than the
 /// request timeout is answered `408 {"error": ...}`, and its handler dropped. Only the response
-/// head is bounded, so a streamed body would not be cut; the router still leaves
-/// `/v1/events` out, which says where the routes are that the stream is not bounded.
+/// head is bounded, so a streamed body would not be cut short; the router leaves `/v1/events`
+/// outside it all the same, so that the routes show which requests are bounded.
 pub async fn request_timeout(
     State(limits): State<Limits>,
     request: Request,
