@@ -1,13 +1,15 @@
 //! The HTTP API's defences, against real `chatterd` processes on ephemeral loopback ports:
-//! slow-loris connections closed at the header timeout, a stalled body answered 408, `POST`
-//! bodies that a foreign web page could send refused with 415, foreign `Host` names refused with
-//! 421, the connection and event-stream caps answering 503, and the API served over TLS.
+//! slow-loris connections closed at the header timeout, silent ones at the idle timeout, a
+//! stalled body answered 408, `POST` bodies that a foreign web page could send refused with 415,
+//! foreign `Host` names refused with 421, the connection and event-stream caps answering 503,
+//! and the API served over TLS.
 //! Every wait is a condition with a deadline; the timeouts under test are set low by flag.
 
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatter_api::ErrorBody;
@@ -131,6 +133,32 @@ fn a_slow_loris_connection_is_closed_at_the_header_timeout() {
     // The daemon itself serves on.
     let (status, body) = node.get("/health").unwrap();
     assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_connection_on_which_nothing_moves_is_closed_at_the_idle_timeout() {
+    // The idle timeout must exceed the event stream's 15 s keep-alive; the header timeout is
+    // set far above it, so that the idle timeout is what closes the connection.
+    let node = start(
+        "idle",
+        &["--http-header-timeout", "2m", "--http-idle-timeout", "16s"],
+    );
+    let mut stream = TcpStream::connect(node.http).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(40)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = stream.read(&mut buf);
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(read, Ok(0)) || matches!(&read, Err(e) if e.kind() == ErrorKind::ConnectionReset),
+        "{read:?} after {elapsed:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(15_500) && elapsed < Duration::from_secs(30),
+        "closed after {elapsed:?}, expected about 16 s"
+    );
 }
 
 #[test]
@@ -334,6 +362,7 @@ fn the_event_stream_cap_answers_503_naming_the_limit() {
 /// A CA and a server certificate for `localhost` and 127.0.0.1 signed by it, as PEM files.
 struct TestTls {
     ca_pem: String,
+    ca_der: Vec<u8>,
     cert: TempFile,
     key: TempFile,
 }
@@ -354,6 +383,7 @@ impl TestTls {
         let cert = params.signed_by(&key, &issuer).unwrap();
         TestTls {
             ca_pem: ca_cert.pem(),
+            ca_der: ca_cert.der().to_vec(),
             cert: TempFile::new(&format!("{tag}-cert.pem"), &cert.pem()),
             key: TempFile::new(&format!("{tag}-key.pem"), &key.serialize_pem()),
         }
@@ -427,6 +457,73 @@ fn the_api_is_served_over_tls_and_plain_http_to_it_fails() {
         (response.status(), response.text().await.unwrap())
     });
     assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn over_the_cap_a_tls_client_gets_the_503_over_tls() {
+    let tls = TestTls::new("capped");
+    let (cert, key) = (tls.cert.path(), tls.key.path());
+    let node = start(
+        "capped-tls",
+        &[
+            "--http-tls-cert",
+            &cert,
+            "--http-tls-key",
+            &key,
+            "--http-max-connections",
+            "2",
+            "--http-max-event-streams",
+            "1",
+        ],
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap();
+    let ca_der = tokio_rustls::rustls::pki_types::CertificateDer::from(tls.ca_der.clone());
+    roots.add(ca_der).unwrap();
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let port = node.http.port();
+    runtime.block_on(async {
+        // Two sessions past their handshake hold both places.
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let tcp = tokio::net::TcpStream::connect(node.http).await.unwrap();
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            held.push(connector.connect(name, tcp).await.unwrap());
+        }
+        let client = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let response = client
+            .get(format!("https://localhost:{port}/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        let error = error_of(&response.text().await.unwrap());
+        assert!(error.contains("--http-max-connections"), "{error}");
+        drop(held);
+    });
 }
 
 /// Runs chatterd with `args`, expecting it to exit by itself within 10 s.
