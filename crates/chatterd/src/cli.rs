@@ -247,7 +247,7 @@ pub struct HttpOptions {
 
     /// A host name (or IP address) clients may use to reach the API, besides the bound
     /// address, loopback addresses and `localhost` when bound to loopback, and any IP address
-    /// when bound to 0.0.0.0 or [::] (repeatable; any port). A request whose Host is none of
+    /// when bound to 0.0.0.0 or :: (repeatable; any port). A request whose Host is none of
     /// these is refused with 421: it protects the API from DNS rebinding. Give the names of
     /// a reverse proxy or a DNS name of this host.
     #[arg(long = "http-allowed-host", value_name = "NAME", value_parser = parse_allowed_host)]

@@ -14,7 +14,6 @@
 use std::convert::Infallible;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::limits::TooManyStreams;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use chatter::{Event, EventStream};
@@ -24,6 +23,7 @@ use tracing::debug;
 
 use crate::convert::{self, Clock};
 use crate::http::AppState;
+use crate::limits::TooManyStreams;
 use crate::messages::message_id_view;
 
 /// Interval of the keep-alive comments on an idle stream.
@@ -157,6 +157,7 @@ pub async fn stream(
     let events = state.handle.subscribe();
     let local = state.handle.name().to_owned();
     let sse = event_views(events, local).filter_map(move |view| {
+        // The stream's closure owns the place: it is given back when the stream is dropped.
         let _held = &place;
         let event = sse_event(&view).map(Ok);
         async move { event }

@@ -7,7 +7,7 @@
 //! call this API from the victim's browser as if it were its own origin; the browser then sends
 //! `Host: evil.example:8428`. The daemon answers only requests whose `Host` (or absolute request
 //! target) is one of its own names: the bound IP address; any loopback address and `localhost`
-//! when bound to loopback; any IP address and `localhost` when bound to 0.0.0.0 or [::]; and the
+//! when bound to loopback; any IP address and `localhost` when bound to `0.0.0.0` or `[::]`; and the
 //! names of `--http-allowed-host`. Anything else gets `421 Misdirected Request` with a JSON
 //! error. The port is not compared: a rebinding attacker chooses the name, never an IP literal or
 //! `localhost` (those are the browser's own, same-origin), and ignoring the port keeps SSH
