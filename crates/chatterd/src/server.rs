@@ -17,6 +17,8 @@
 //!   within `--http-header-timeout` of the moment the connection waits for it (accept, or the
 //!   end of the previous response), or the connection is closed. That ends slow-loris
 //!   connections and kept-alive connections that send nothing more.
+//! - **Head size.** A request head larger than [`MAX_HEAD_BYTES`] is refused (`431`), so the
+//!   buffers of all connections together stay bounded.
 //! - **Idle timeout.** A connection on which no byte moved either way for
 //!   `--http-idle-timeout` is closed ([`Activity`]): a client that stopped reading.
 //! - **TLS.** With `--http-tls-cert` and `--http-tls-key`, every connection is a rustls server
@@ -48,6 +50,12 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+/// Largest request head (request line and headers) read, in bytes, and the size of hyper's
+/// read buffer, which holds a head whole. 32 KiB is far more than any client of the API sends (browsers with
+/// large cookies included) and bounds the heads of all connections together at
+/// `--http-max-connections` x 32 KiB (8 MiB by default). A larger head gets `431`.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
 /// Connections over the cap that are answered 503 at once; beyond them a connection is closed
 /// without an answer, so a flood of connections costs at most this many small tasks.
 pub const MAX_REFUSING: usize = 32;
@@ -55,6 +63,10 @@ pub const MAX_REFUSING: usize = 32;
 /// How long the answer to a connection over the cap may take (TLS handshake, writing the 503,
 /// reading what the client sent so that the close is a clean one).
 const REFUSAL_TIME: Duration = Duration::from_secs(2);
+
+/// How long the answer to a connection over the cap waits for the request head before it
+/// answers anyway.
+const REFUSAL_HEAD_WAIT: Duration = Duration::from_secs(1);
 
 /// How long the accept loop pauses after an error that is not a single connection's (no file
 /// descriptor left): retrying at once would spin, and a second lets connections close.
@@ -257,6 +269,19 @@ async fn refuse(stream: TcpStream, tls: Option<TlsAcceptor>, max: u32) {
 }
 
 async fn write_refusal<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, max: u32) {
+    // Read the request head first (bounded in time and bytes): an HTTP client that receives an
+    // answer before it has sent its request takes it for a broken connection, not a 503.
+    let mut buf = [0u8; 4096];
+    let mut head = Vec::new();
+    let _ = tokio::time::timeout(REFUSAL_HEAD_WAIT, async {
+        while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
     let body = over_cap_body(max);
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
@@ -266,10 +291,9 @@ async fn write_refusal<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, max: u3
     if stream.write_all(answer.as_bytes()).await.is_err() || stream.shutdown().await.is_err() {
         return;
     }
-    // Read what the client sent (its request) until it closes: closing a socket with unread
+    // Read what else the client sent (a body) until it closes: closing a socket with unread
     // data sends a reset, which can destroy the answer before the client reads it. Bounded by
     // REFUSAL_TIME and by this many bytes.
-    let mut buf = [0u8; 4096];
     let mut left = 64 * 1024usize;
     while left > 0 {
         match stream.read(&mut buf).await {
@@ -317,6 +341,8 @@ impl Connection {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(self.options.header_timeout)
+            .max_header_size(MAX_HEAD_BYTES)
+            .max_buf_size(MAX_HEAD_BYTES)
             .keep_alive(true);
         let connection = builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(connection);

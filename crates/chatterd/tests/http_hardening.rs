@@ -1,6 +1,6 @@
 //! The HTTP API's defences, against real `chatterd` processes on ephemeral loopback ports:
-//! slow-loris connections closed at the header timeout, silent ones at the idle timeout, a
-//! stalled body answered 408, `POST` bodies that a foreign web page could send refused with 415,
+//! slow-loris connections closed at the header timeout, silent ones at the idle timeout,
+//! oversized heads refused, a stalled body answered 408, `POST` bodies that a foreign web page could send refused with 415,
 //! foreign `Host` names refused with 421, the connection and event-stream caps answering 503,
 //! and the API served over TLS.
 //! Every wait is a condition with a deadline; the timeouts under test are set low by flag.
@@ -159,6 +159,19 @@ fn a_connection_on_which_nothing_moves_is_closed_at_the_idle_timeout() {
         elapsed >= Duration::from_millis(15_500) && elapsed < Duration::from_secs(30),
         "closed after {elapsed:?}, expected about 16 s"
     );
+}
+
+#[test]
+fn an_oversized_request_head_is_refused() {
+    let node = start("big-head", &[]);
+    let big = "x".repeat(40 * 1024);
+    match http_send_with(node.http, "GET", "/health", &[("X-Big", big.as_str())], b"") {
+        Ok((status, _, body)) => assert_eq!(status, 431, "{body}"),
+        // The server may close before the client has written the whole head.
+        Err(e) => assert!(e.contains("write") || e.contains("read"), "{e}"),
+    }
+    let (status, body) = node.get("/health").unwrap();
+    assert_eq!(status, 200, "{body}");
 }
 
 #[test]
