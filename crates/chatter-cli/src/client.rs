@@ -1,6 +1,7 @@
 //! The HTTP client of the daemon's API: JSON requests with one-line errors, and the event
 //! stream (Server-Sent Events).
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -14,9 +15,18 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// three missed ones mean the daemon (or the path to it) is gone.
 pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 
+/// The body of a request, with the type it is sent as.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// JSON, sent as `Content-Type: application/json` (which chatterd requires of a `POST`).
+    Json(Vec<u8>),
+    /// Raw bytes (a key's value), sent as `Content-Type: application/octet-stream`.
+    Bytes(Vec<u8>),
+}
+
 /// A client of one daemon's API.
 pub struct Client {
-    /// `http://HOST:PORT`, without a trailing slash.
+    /// `http://HOST:PORT` or `https://HOST:PORT`, without a trailing slash.
     pub base: String,
     http: reqwest::Client,
     /// `Bearer TOKEN`, sent with every request when set.
@@ -24,8 +34,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the API at `addr` (`HOST:PORT` or `http://HOST:PORT`).
-    pub fn new(addr: &str) -> Result<Self> {
+    /// A client of the API at `addr` (`HOST:PORT`, `http://HOST:PORT` or
+    /// `https://HOST:PORT`). With `ca`, an `https://` daemon's certificate is verified against
+    /// the CA certificates of that PEM file instead of the built-in (Mozilla) roots.
+    pub fn with_ca(addr: &str, ca: Option<&Path>) -> Result<Self> {
         let addr = addr.trim().trim_end_matches('/');
         let base = if addr.starts_with("http://") || addr.starts_with("https://") {
             addr.to_owned()
@@ -34,10 +46,31 @@ impl Client {
         };
         // No overall timeout on the client: the event stream lasts as long as the daemon.
         // Requests set theirs one by one.
-        let http = reqwest::Client::builder()
-            .connect_timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("cannot create the HTTP client")?;
+        let mut builder = reqwest::Client::builder().connect_timeout(REQUEST_TIMEOUT);
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).map_err(|e| {
+                let text = e.to_string();
+                let text = text
+                    .split(" (os error ")
+                    .next()
+                    .unwrap_or(&text)
+                    .to_lowercase();
+                anyhow!("--ca {}: cannot read it: {text}", ca.display())
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| anyhow!("--ca {}: not valid PEM: {}", ca.display(), describe(&e)))?;
+            if certs.is_empty() {
+                return Err(anyhow!(
+                    "--ca {}: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)",
+                    ca.display()
+                ));
+            }
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().context("cannot create the HTTP client")?;
         Ok(Self {
             base,
             http,
@@ -78,12 +111,21 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<Body>,
     ) -> Result<T> {
         let url = format!("{}{path}", self.base);
         let mut request = self.authorize(self.http.request(method, &url).timeout(REQUEST_TIMEOUT));
-        if let Some(body) = body {
-            request = request.body(body);
+        let content_type = reqwest::header::CONTENT_TYPE;
+        match body {
+            Some(Body::Json(body)) => {
+                request = request.header(content_type, "application/json").body(body);
+            }
+            Some(Body::Bytes(body)) => {
+                request = request
+                    .header(content_type, "application/octet-stream")
+                    .body(body);
+            }
+            None => {}
         }
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
@@ -275,10 +317,36 @@ mod tests {
     #[test]
     fn addresses_get_a_scheme() {
         assert_eq!(
-            Client::new("127.0.0.1:8428").unwrap().base,
+            Client::with_ca("127.0.0.1:8428", None).unwrap().base,
             "http://127.0.0.1:8428"
         );
-        assert_eq!(Client::new("http://h:1/").unwrap().base, "http://h:1");
+        assert_eq!(
+            Client::with_ca("http://h:1/", None).unwrap().base,
+            "http://h:1"
+        );
+        assert_eq!(
+            Client::with_ca("https://h:1", None).unwrap().base,
+            "https://h:1"
+        );
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_a_certificate() {
+        let missing = Client::with_ca("https://h:1", Some(Path::new("/nonexistent/ca.pem")));
+        let err = missing.err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            err,
+            "--ca /nonexistent/ca.pem: cannot read it: no such file or directory"
+        );
+        let empty =
+            std::env::temp_dir().join(format!("chatter-cli-{}-empty.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = Client::with_ca("https://h:1", Some(&empty))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let _ = std::fs::remove_file(&empty);
+        assert!(err.contains("no certificate in it"), "{err}");
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //! `--http ADDR` (or `CHATTER_HTTP`) says where the daemon's API is; default
 //! `127.0.0.1:8428`, chatterd's default. `--http-token TOKEN` (or `CHATTER_HTTP_TOKEN`) is sent
 //! as `Authorization: Bearer TOKEN`, which a daemon started with `--http-token` requires for
-//! `kv set`, `kv delete` and `broadcast`.
+//! `kv set`, `kv delete` and `broadcast`. An `https://` address reaches a daemon serving its
+//! API over TLS; `--ca PEM` (or `CHATTER_CA`) names the CA that signed its certificate when it
+//! is not one of the built-in Mozilla roots.
 //!
 //! HTTP client: async `reqwest` on a current-thread Tokio runtime. Both are already workspace
 //! dependencies (the daemon uses Tokio, and reqwest shares hyper with axum), so this costs
@@ -38,7 +40,7 @@ use clap::{Parser, Subcommand};
 use reqwest::Method;
 use serde_json::value::RawValue;
 
-use crate::client::{encode_path, encode_query, Client};
+use crate::client::{encode_path, encode_query, Body, Client};
 
 /// Address of chatterd's HTTP API when neither `--http` nor `CHATTER_HTTP` is given.
 const DEFAULT_HTTP: &str = "127.0.0.1:8428";
@@ -50,9 +52,15 @@ const DEFAULT_HTTP: &str = "127.0.0.1:8428";
     about = "Query a chatterd daemon: who is up, who is failing, and why"
 )]
 struct Cli {
-    /// Address of the daemon's HTTP API: HOST:PORT or http://HOST:PORT.
+    /// Address of the daemon's HTTP API: HOST:PORT, http://HOST:PORT or https://HOST:PORT
+    /// (a daemon with --http-tls-cert).
     #[arg(long, global = true, env = "CHATTER_HTTP", default_value = DEFAULT_HTTP, value_name = "ADDR")]
     http: String,
+
+    /// For an https:// daemon: trust the CA certificates of this PEM file (the CA that signed
+    /// the daemon's certificate) instead of the built-in Mozilla roots.
+    #[arg(long, global = true, env = "CHATTER_CA", value_name = "PEM")]
+    ca: Option<std::path::PathBuf>,
 
     /// Token for a daemon started with --http-token: sent as `Authorization: Bearer TOKEN`.
     #[arg(
@@ -185,7 +193,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let client = Client::new(&cli.http)?.with_token(cli.http_token.as_deref())?;
+    let client =
+        Client::with_ca(&cli.http, cli.ca.as_deref())?.with_token(cli.http_token.as_deref())?;
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Members { json, status } => {
@@ -217,7 +226,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .map_err(|e| anyhow!("the payload is not valid JSON: {e}"))?;
             let body = serde_json::to_vec(&BroadcastRequest { tag, payload })?;
             let response: BroadcastResponse = client
-                .request(Method::POST, "/v1/messages", Some(body))
+                .request(Method::POST, "/v1/messages", Some(Body::Json(body)))
                 .await?;
             let id = response.id;
             writeln!(
@@ -326,7 +335,7 @@ async fn kv(client: &Client, command: KvCommand, out: &mut impl Write) -> Result
         KvCommand::Set { key, value } => {
             let path = format!("/v1/kv/{}", encode_path(&key));
             let response: KvWriteResponse = client
-                .request(Method::PUT, &path, Some(value.into_bytes()))
+                .request(Method::PUT, &path, Some(Body::Bytes(value.into_bytes())))
                 .await?;
             writeln!(out, "set {} (version {})", response.key, response.version)?;
         }

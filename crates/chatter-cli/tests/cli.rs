@@ -376,3 +376,96 @@ fn checks_services_system_and_the_token() {
 
     rt.block_on(a.stop());
 }
+
+/// Writes `text` to a file of the temp directory named after this process and `name`.
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("chatter-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn an_https_daemon_is_reached_with_its_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "chatter CLI test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let ca = temp_file("ca.pem", &ca_cert.pem());
+    let cert = temp_file("cert.pem", &cert.pem());
+    let key = temp_file("key.pem", &key.serialize_pem());
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let args = Args::try_parse_from([
+        "chatterd".to_owned(),
+        "--listen=127.0.0.1:0".into(),
+        "--http=127.0.0.1:0".into(),
+        "--node-name=cli-tls".into(),
+        "--profile=local".into(),
+        "--status-interval=0".into(),
+        format!("--http-tls-cert={}", cert.display()),
+        format!("--http-tls-key={}", key.display()),
+    ])
+    .unwrap();
+    let daemon = rt.block_on(Daemon::start(&args)).unwrap();
+    assert!(daemon.ready_line().ends_with(" scheme=https"));
+    let url = format!("https://localhost:{}", daemon.http_addr().port());
+    let run = |args: &[&str]| {
+        Command::new(CHATTER)
+            .args(args)
+            .env_remove("CHATTER_HTTP")
+            .env("CHATTER_CA", &ca)
+            .output()
+            .unwrap()
+    };
+    // Reads, a write (PUT) and a broadcast (POST, as JSON) over TLS.
+    for args in [
+        vec!["members", "--http", url.as_str()],
+        vec!["kv", "set", "role", "tls", "--http", url.as_str()],
+        vec![
+            "broadcast",
+            "Hello",
+            "{\"over\":\"tls\"}",
+            "--http",
+            url.as_str(),
+        ],
+    ] {
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "chatter {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Without the CA, the certificate is not trusted: one line, exit 1.
+    let out = Command::new(CHATTER)
+        .args(["members", "--http", url.as_str()])
+        .env_remove("CHATTER_HTTP")
+        .env_remove("CHATTER_CA")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot reach chatterd at https://localhost"),
+        "{stderr}"
+    );
+    rt.block_on(daemon.abort());
+    for path in [ca, cert, key] {
+        let _ = std::fs::remove_file(path);
+    }
+}

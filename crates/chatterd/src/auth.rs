@@ -2,7 +2,12 @@
 //! `HEAD` and `OPTIONS`) needs `Authorization: Bearer TOKEN`. A missing or wrong token gets
 //! 401 with `{"error": "..."}` and a `WWW-Authenticate: Bearer` header, before any handler
 //! runs: nothing changes. Reads stay open (bind the API to loopback, the default, to keep them
-//! private). The comparison takes the same time wherever the tokens differ.
+//! private).
+//!
+//! The daemon keeps only the token's SHA-256 digest, and compares it with the digest of the
+//! token a request sends, in constant time ([`subtle`]): both digests are 32 bytes whatever the
+//! tokens, so the time of the comparison tells neither where the tokens differ nor how long the
+//! daemon's token is.
 
 use std::sync::Arc;
 
@@ -12,6 +17,8 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::http::ApiError;
 
@@ -26,30 +33,47 @@ pub fn parse_token(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// Whether `a` and `b` are equal, in a time that depends on their lengths only.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let len = a.len().max(b.len());
-    let mut diff = a.len() ^ b.len();
-    for i in 0..len {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
+/// The SHA-256 digest of a token, the only form in which the daemon keeps its own.
+#[derive(Clone, Copy)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    /// The digest of `token`.
+    pub fn of(token: &[u8]) -> TokenDigest {
+        TokenDigest(Sha256::digest(token).into())
     }
-    std::hint::black_box(diff) == 0
+
+    /// Whether `given` is the token this is the digest of. The time taken depends on neither
+    /// token: `given` is hashed (time linear in its own length only, which its sender knows),
+    /// and the two 32-byte digests are compared in constant time.
+    pub fn matches(&self, given: &[u8]) -> bool {
+        let given = TokenDigest::of(given);
+        bool::from(self.0.ct_eq(&given.0))
+    }
+}
+
+impl std::fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenDigest(..)")
+    }
 }
 
 /// Wraps `router` so that mutating requests need the token (no change without a token).
 pub fn protect(router: Router, token: Option<String>) -> Router {
     match token {
         Some(token) => router.layer(middleware::from_fn_with_state(
-            Arc::<str>::from(token),
+            Arc::new(TokenDigest::of(token.as_bytes())),
             require_token,
         )),
         None => router,
     }
 }
 
-async fn require_token(State(token): State<Arc<str>>, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(token): State<Arc<TokenDigest>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
@@ -65,7 +89,7 @@ async fn require_token(State(token): State<Arc<str>>, request: Request, next: Ne
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         });
     let message = match given {
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+        Some(given) if token.matches(given.as_bytes()) => {
             return next.run(request).await
         }
         Some(_) => "wrong token: this daemon needs Authorization: Bearer TOKEN with its --http-token",
@@ -84,11 +108,14 @@ mod tests {
 
     #[test]
     fn equal_tokens_only() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
+        let digest = TokenDigest::of(b"secret");
+        assert!(digest.matches(b"secret"));
+        assert!(!digest.matches(b"secreT"));
+        assert!(!digest.matches(b"secret2"));
+        assert!(!digest.matches(b"secre"));
+        assert!(!digest.matches(b""));
+        assert!(TokenDigest::of(b"").matches(b""));
+        assert!(!format!("{digest:?}").contains("secret"));
     }
 
     #[test]

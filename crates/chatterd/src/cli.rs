@@ -1,7 +1,7 @@
 //! Command-line flags of `chatterd`.
 
 use std::net::SocketAddr;
-
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chatter::Config;
@@ -18,6 +18,30 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:2428";
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8428";
 /// Number of nodes `--demo` starts when no number is given.
 pub const DEFAULT_DEMO_NODES: u32 = 5;
+
+/// Default `--http-header-timeout`: 10 s. A client on any network sends a request head (a few
+/// hundred bytes) well within a second; 10 s leaves room for a congested link while a
+/// slow-loris client, which trickles header bytes to hold a connection, holds each one for at
+/// most 10 s.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: &str = "10s";
+/// Default `--http-request-timeout`: 30 s. Every handler answers in milliseconds (the slowest
+/// asks the node's driver, bounded by its own 5 s command timeout) and a body is at most 64 KiB,
+/// so 30 s is only ever reached by a client that stalls its body, or by a daemon in trouble,
+/// which should then answer rather than pile up requests.
+pub const DEFAULT_HTTP_REQUEST_TIMEOUT: &str = "30s";
+/// Default `--http-idle-timeout`: 60 s, four times the event stream's 15 s keep-alive comment,
+/// so a live stream whose client reads it is never idle, while one whose client stopped reading
+/// (its socket buffers full) is closed within a minute of the last byte that moved.
+pub const DEFAULT_HTTP_IDLE_TIMEOUT: &str = "60s";
+/// Default `--http-max-connections`: 256. An operator's CLI, a dashboard or two, Prometheus and
+/// a few scripts use a handful; 256 leaves ample room, while each connection costs the daemon
+/// some kilobytes of buffers (its request head at most 32 KiB, `server::MAX_HEAD_BYTES`), so a
+/// flood of connections cannot grow its memory by more than about 8 MiB.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: &str = "256";
+/// Default `--http-max-event-streams`: 64. Each stream holds a connection for as long as it is
+/// open and a queue of up to 1,024 events, so streams get a cap of their own, well below the
+/// connection cap: open streams never take every connection from the rest of the API.
+pub const DEFAULT_HTTP_MAX_EVENT_STREAMS: &str = "64";
 
 /// The flags of `chatterd`.
 #[derive(Debug, Clone, Parser)]
@@ -145,13 +169,143 @@ pub struct Args {
         num_args = 0..=1,
         default_missing_value = "5",
         value_parser = clap::value_parser!(u32).range(1..=64),
-        conflicts_with_all = ["listen", "advertise", "node_name", "seeds", "http", "config"],
+        conflicts_with_all = [
+            "listen", "advertise", "node_name", "seeds", "http", "config", "http_tls_cert",
+            "http_tls_key",
+        ],
     )]
     pub demo: Option<u32>,
+
+    /// Bounds, timeouts and TLS of the HTTP API.
+    #[command(flatten)]
+    pub http_options: HttpOptions,
 
     /// Protocol timings that override the profile's.
     #[command(flatten)]
     pub timings: Timings,
+}
+
+/// Bounds, timeouts, allowed host names and TLS of the HTTP API; `crate::server` serves
+/// connections under them, `crate::origin` checks the host names. docs/SECURITY.md says what
+/// each one protects against.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+#[command(next_help_heading = "HTTP API bounds, timeouts and TLS")]
+pub struct HttpOptions {
+    /// How long a client may take to send a request's head (request line and headers),
+    /// counted from when the connection waits for one: from accept, and from the end of the
+    /// previous response on a kept-alive connection (so a kept-alive connection that sends
+    /// nothing more is closed after it too). Ends slow-loris connections, which trickle
+    /// header bytes to hold a connection forever.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = DEFAULT_HTTP_HEADER_TIMEOUT,
+        value_parser = parse_positive_duration
+    )]
+    pub http_header_timeout: Duration,
+
+    /// How long a request may take once its head is in, reading its body included; it is
+    /// then answered 408 with a JSON error. The event stream (GET /v1/events), which lasts as
+    /// long as its client wants, is not bounded by it.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = DEFAULT_HTTP_REQUEST_TIMEOUT,
+        value_parser = parse_positive_duration
+    )]
+    pub http_request_timeout: Duration,
+
+    /// A connection on which no byte moved in either direction for this long is closed: a
+    /// client that stops reading an answer or the event stream (which sends a keep-alive
+    /// comment every 15 s, so a stream that is read is never idle). Above 15 s.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = DEFAULT_HTTP_IDLE_TIMEOUT,
+        value_parser = parse_positive_duration
+    )]
+    pub http_idle_timeout: Duration,
+
+    /// Connections served at once (1 to 65535). One more is answered
+    /// `503 {"error": ...}` with `Retry-After: 1` and closed.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = DEFAULT_HTTP_MAX_CONNECTIONS,
+        value_parser = parse_max_connections
+    )]
+    pub http_max_connections: u32,
+
+    /// Event-stream clients (GET /v1/events) at once, below --http-max-connections (each
+    /// stream is also a connection). One more is answered `503 {"error": ...}`.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = DEFAULT_HTTP_MAX_EVENT_STREAMS,
+        value_parser = parse_max_connections
+    )]
+    pub http_max_event_streams: u32,
+
+    /// A host name (or IP address) clients may use to reach the API, besides the bound
+    /// address, loopback addresses and `localhost` when bound to loopback, and any IP address
+    /// when bound to 0.0.0.0 or :: (repeatable; any port). A request whose Host is none of
+    /// these is refused with 421: it protects the API from DNS rebinding. Give the names of
+    /// a reverse proxy or a DNS name of this host.
+    #[arg(long = "http-allowed-host", value_name = "NAME", value_parser = parse_allowed_host)]
+    pub http_allowed_hosts: Vec<String>,
+
+    /// Serve the API over TLS (HTTPS) with this certificate chain (PEM: the server's
+    /// certificate first, then any intermediates); needs --http-tls-key.
+    #[arg(long, value_name = "PEM")]
+    pub http_tls_cert: Option<PathBuf>,
+
+    /// The private key of --http-tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM")]
+    pub http_tls_key: Option<PathBuf>,
+}
+
+/// Parses `--http-max-connections` and `--http-max-event-streams`: 1 to 65535.
+pub fn parse_max_connections(s: &str) -> Result<u32, String> {
+    parse_count(s, 1, 65_535)
+}
+
+/// Parses `--http-allowed-host`: a DNS name (letters, digits, `-`, `_` and dots, at most 253
+/// bytes) or an IP address (IPv6 with or without brackets), without a port; lower-cased, a
+/// trailing dot dropped, IPv6 in brackets, as the Host header writes it.
+pub fn parse_allowed_host(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(match ip {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        });
+    }
+    let name = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
+    if name.is_empty() || name.len() > 253 {
+        return Err("expected a host name of 1 to 253 characters".into());
+    }
+    if name.contains(':') {
+        return Err(format!(
+            "expected a host name without a port, got {s:?} (any port is accepted)"
+        ));
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !name.split('.').all(label_ok) {
+        return Err(format!(
+            "invalid host name {s:?}: use letters, digits, - and _ in dot-separated labels"
+        ));
+    }
+    Ok(name)
 }
 
 /// Protocol timing options: each overrides one field of the `--profile`'s [`chatter::Config`]
@@ -419,8 +573,9 @@ impl Args {
     }
 
     /// Checks the rules that span several flags: check names unique, at most 64 checks,
-    /// services and event handlers, and the protocol timings on top of the profile
-    /// ([`Args::protocol_config`]).
+    /// services and event handlers, fewer event streams than connections, an idle timeout
+    /// above the event stream's keep-alive, TLS certificate and key together, and the
+    /// protocol timings on top of the profile ([`Args::protocol_config`]).
     pub fn validate(&self) -> Result<(), String> {
         let mut names: Vec<&str> = self.checks.iter().map(|c| c.name.as_str()).collect();
         names.sort_unstable();
@@ -444,6 +599,31 @@ impl Args {
             if count > max {
                 return Err(format!("{count} {what}: at most {max} are allowed"));
             }
+        }
+        let http = &self.http_options;
+        if http.http_max_event_streams >= http.http_max_connections {
+            return Err(format!(
+                "--http-max-event-streams {} must be below --http-max-connections {} (each \
+                 event stream holds a connection; the rest of the API needs at least one)",
+                http.http_max_event_streams, http.http_max_connections
+            ));
+        }
+        if http.http_idle_timeout <= crate::events::KEEP_ALIVE {
+            return Err(format!(
+                "--http-idle-timeout {} must be above the event stream's keep-alive interval \
+                 ({}), or a quiet event stream would be closed as idle",
+                crate::process::format_duration(http.http_idle_timeout),
+                crate::process::format_duration(crate::events::KEEP_ALIVE)
+            ));
+        }
+        match (&http.http_tls_cert, &http.http_tls_key) {
+            (Some(_), None) => {
+                return Err("--http-tls-cert needs --http-tls-key (the certificate's key)".into())
+            }
+            (None, Some(_)) => {
+                return Err("--http-tls-key needs --http-tls-cert (the key's certificate)".into())
+            }
+            _ => {}
         }
         self.protocol_config()?;
         Ok(())

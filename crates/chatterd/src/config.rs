@@ -10,6 +10,14 @@
 //! cluster = "prod"
 //!
 //! http-token = "s3cret"          # or CHATTERD_HTTP_TOKEN
+//! http-allowed-host = ["chatter.example.com"]
+//! http-max-connections = 256
+//! http-max-event-streams = 64
+//! http-header-timeout = "10s"
+//! http-request-timeout = "30s"
+//! http-idle-timeout = "60s"
+//! http-tls-cert = "/etc/chatterd/tls/cert.pem"
+//! http-tls-key = "/etc/chatterd/tls/key.pem"
 //! status-interval = "30s"
 //! event-handler-timeout = "30s"
 //!
@@ -39,7 +47,8 @@
 //!
 //! Every key is optional and checked like its flag; unknown keys are errors (a typo must not be
 //! ignored). A flag given on the command line (or its environment variable) overrides the file;
-//! `--seed`, `--tag`, `--check`, `--service` and `--event-handler` add to the file's (a `--tag`
+//! `--seed`, `--tag`, `--check`, `--service`, `--event-handler` and `--http-allowed-host` add
+//! to the file's (a `--tag`
 //! replaces the file's value for the same key, a `--check` the file's check of the same name).
 //! `docs/chatterd.example.toml` is a commented example with every key.
 
@@ -82,6 +91,23 @@ pub struct FileConfig {
     pub cluster: Option<String>,
     /// `--http-token`.
     pub http_token: Option<String>,
+    /// `--http-allowed-host`, as a list.
+    #[serde(default)]
+    pub http_allowed_host: Vec<String>,
+    /// `--http-max-connections`.
+    pub http_max_connections: Option<i64>,
+    /// `--http-max-event-streams`.
+    pub http_max_event_streams: Option<i64>,
+    /// `--http-header-timeout`, e.g. `"10s"`.
+    pub http_header_timeout: Option<String>,
+    /// `--http-request-timeout`, e.g. `"30s"`.
+    pub http_request_timeout: Option<String>,
+    /// `--http-idle-timeout`, e.g. `"60s"`.
+    pub http_idle_timeout: Option<String>,
+    /// `--http-tls-cert`: the path of a PEM certificate chain.
+    pub http_tls_cert: Option<String>,
+    /// `--http-tls-key`: the path of its PEM private key.
+    pub http_tls_key: Option<String>,
     /// `--status-interval`, e.g. `"10s"` (`"0s"` turns it off).
     pub status_interval: Option<String>,
     /// `--event-handler-timeout`, e.g. `"30s"`.
@@ -243,6 +269,7 @@ fn from_command_line(matches: &ArgMatches, id: &str) -> bool {
 /// Merges a parsed config file under the command line.
 pub fn merge(args: &mut Args, matches: &ArgMatches, file: FileConfig) -> Result<()> {
     merge_timings(&mut args.timings, &file)?;
+    merge_http(args, matches, &file)?;
     if let Some(listen) = file.listen {
         if !from_command_line(matches, "listen") {
             args.listen = listen;
@@ -351,6 +378,80 @@ pub fn merge(args: &mut Args, matches: &ArgMatches, file: FileConfig) -> Result<
     handlers.append(&mut args.event_handlers);
     args.event_handlers = handlers;
     args.validate().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// Merges the HTTP API's bounds, allowed hosts and TLS files under the command line (each
+/// checked like its flag, even when the flag overrides it).
+fn merge_http(args: &mut Args, matches: &ArgMatches, file: &FileConfig) -> Result<()> {
+    let http = &mut args.http_options;
+    let timeouts = [
+        (
+            "http-header-timeout",
+            "http_header_timeout",
+            &file.http_header_timeout,
+            &mut http.http_header_timeout,
+        ),
+        (
+            "http-request-timeout",
+            "http_request_timeout",
+            &file.http_request_timeout,
+            &mut http.http_request_timeout,
+        ),
+        (
+            "http-idle-timeout",
+            "http_idle_timeout",
+            &file.http_idle_timeout,
+            &mut http.http_idle_timeout,
+        ),
+    ];
+    for (key, id, value, slot) in timeouts {
+        if let Some(value) = value {
+            let value = cli::parse_positive_duration(value).map_err(|e| anyhow!("{key}: {e}"))?;
+            if !from_command_line(matches, id) {
+                *slot = value;
+            }
+        }
+    }
+    let caps = [
+        (
+            "http-max-connections",
+            "http_max_connections",
+            file.http_max_connections,
+            &mut http.http_max_connections,
+        ),
+        (
+            "http-max-event-streams",
+            "http_max_event_streams",
+            file.http_max_event_streams,
+            &mut http.http_max_event_streams,
+        ),
+    ];
+    for (key, id, value, slot) in caps {
+        if let Some(value) = value {
+            let value = cli::parse_max_connections(&value.to_string())
+                .map_err(|e| anyhow!("{key}: {e}"))?;
+            if !from_command_line(matches, id) {
+                *slot = value;
+            }
+        }
+    }
+    let mut hosts = Vec::new();
+    for host in &file.http_allowed_host {
+        hosts.push(cli::parse_allowed_host(host).map_err(|e| anyhow!("http-allowed-host: {e}"))?);
+    }
+    for host in http.http_allowed_hosts.drain(..) {
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    http.http_allowed_hosts = hosts;
+    if http.http_tls_cert.is_none() {
+        http.http_tls_cert = file.http_tls_cert.as_ref().map(Into::into);
+    }
+    if http.http_tls_key.is_none() {
+        http.http_tls_key = file.http_tls_key.as_ref().map(Into::into);
+    }
     Ok(())
 }
 
@@ -563,6 +664,9 @@ mod tests {
         assert!(file.profile.is_some() && file.cluster.is_some() && !file.seed.is_empty());
         assert!(file.status_interval.is_some() && file.event_handler_timeout.is_some());
         assert!(!file.tag.is_empty());
+        assert!(!file.http_allowed_host.is_empty() && file.http_max_connections.is_some());
+        assert!(file.http_max_event_streams.is_some() && file.http_header_timeout.is_some());
+        assert!(file.http_request_timeout.is_some() && file.http_idle_timeout.is_some());
     }
 
     #[test]
@@ -650,6 +754,68 @@ mod tests {
             skips,
             [("api", true), ("consul-style", true), ("plain", false)]
         );
+    }
+
+    #[test]
+    fn http_keys_merge_under_the_flags() {
+        let file = r#"
+            http-allowed-host = ["Chatter.Example.", "10.0.0.9"]
+            http-max-connections = 100
+            http-max-event-streams = 10
+            http-header-timeout = "5s"
+            http-request-timeout = "20s"
+            http-idle-timeout = "2m"
+            http-tls-cert = "/etc/chatterd/cert.pem"
+            http-tls-key = "/etc/chatterd/key.pem"
+        "#;
+        let args = merged(&["chatterd"], file).unwrap();
+        let http = &args.http_options;
+        assert_eq!(http.http_allowed_hosts, ["chatter.example", "10.0.0.9"]);
+        assert_eq!(http.http_max_connections, 100);
+        assert_eq!(http.http_max_event_streams, 10);
+        assert_eq!(http.http_header_timeout, Duration::from_secs(5));
+        assert_eq!(http.http_request_timeout, Duration::from_secs(20));
+        assert_eq!(http.http_idle_timeout, Duration::from_secs(120));
+        assert_eq!(
+            http.http_tls_cert.as_deref(),
+            Some(std::path::Path::new("/etc/chatterd/cert.pem"))
+        );
+        let args = merged(
+            &[
+                "chatterd",
+                "--http-allowed-host",
+                "api.example",
+                "--http-max-connections",
+                "300",
+                "--http-header-timeout",
+                "1s",
+                "--http-tls-key",
+                "/k.pem",
+            ],
+            file,
+        )
+        .unwrap();
+        let http = &args.http_options;
+        assert_eq!(
+            http.http_allowed_hosts,
+            ["chatter.example", "10.0.0.9", "api.example"]
+        );
+        assert_eq!(http.http_max_connections, 300);
+        assert_eq!(http.http_max_event_streams, 10);
+        assert_eq!(http.http_header_timeout, Duration::from_secs(1));
+        assert_eq!(
+            http.http_tls_key.as_deref(),
+            Some(std::path::Path::new("/k.pem"))
+        );
+        // Nothing given: the documented defaults.
+        let args = merged(&["chatterd"], "").unwrap();
+        let http = &args.http_options;
+        assert_eq!(http.http_max_connections, 256);
+        assert_eq!(http.http_max_event_streams, 64);
+        assert_eq!(http.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(http.http_request_timeout, Duration::from_secs(30));
+        assert_eq!(http.http_idle_timeout, Duration::from_secs(60));
+        assert!(http.http_allowed_hosts.is_empty() && http.http_tls_cert.is_none());
     }
 
     #[test]
@@ -795,6 +961,30 @@ mod tests {
                  (probe-interval 1s from profile lan; probe-timeout 2s)",
             ),
             ("http-token = \"two words\"", "http-token"),
+            (
+                "http-allowed-host = [\"evil.example:80\"]",
+                "http-allowed-host: expected a host name without a port",
+            ),
+            (
+                "http-max-connections = 0",
+                "http-max-connections: expected a whole number from 1 to 65535",
+            ),
+            (
+                "http-max-event-streams = 256",
+                "--http-max-event-streams 256 must be below --http-max-connections 256",
+            ),
+            (
+                "http-header-timeout = \"0s\"",
+                "http-header-timeout: must be above 0",
+            ),
+            (
+                "http-idle-timeout = \"5s\"",
+                "--http-idle-timeout 5s must be above the event stream's keep-alive",
+            ),
+            (
+                "http-tls-cert = \"/c.pem\"",
+                "--http-tls-cert needs --http-tls-key",
+            ),
         ] {
             let err = merged(&["chatterd"], toml).unwrap_err().to_string();
             assert!(err.contains(expected), "{toml:?}: {err}");

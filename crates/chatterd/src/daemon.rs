@@ -15,6 +15,8 @@ use tracing::{debug, info, warn};
 
 use crate::cli::{Args, Timings};
 use crate::http::{self, AppState};
+use crate::origin::AllowedHosts;
+use crate::server::ServeOptions;
 
 /// How long a graceful leave may take before the daemon exits anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,6 +39,7 @@ pub struct Daemon {
     handle: Handle,
     gossip_addr: SocketAddr,
     http_addr: SocketAddr,
+    tls: bool,
     leaving: Arc<AtomicBool>,
     stop_http: tokio::sync::oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
@@ -57,6 +60,15 @@ impl Daemon {
         };
         let profile = args.effective_profile();
         let config = args.protocol_config().map_err(|e| anyhow!("{e}"))?;
+        let http_options = &args.http_options;
+        // The certificate and key are read before anything binds: a wrong file is a one-line
+        // refusal, never a daemon that is up but cannot serve.
+        let tls = match (&http_options.http_tls_cert, &http_options.http_tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                crate::server::load_tls(cert, key).map_err(|e| anyhow!("{e}"))?,
+            )),
+            _ => None,
+        };
 
         let listener = TcpListener::bind(args.http)
             .await
@@ -107,8 +119,18 @@ impl Daemon {
             leaving: leaving.clone(),
             started,
             cluster: args.cluster.clone(),
+            limits: crate::limits::Limits::new(
+                http_options.http_request_timeout,
+                http_options.http_max_event_streams,
+            ),
         };
-        let monitors = match crate::monitor::Monitors::start(&handle, args, http_addr).await {
+        // What the event handlers get as CHATTER_HTTP: the address, as `chatter --http` takes
+        // it, with the scheme when it is not the CLI's default.
+        let api_url = match tls {
+            Some(_) => format!("https://{http_addr}"),
+            None => http_addr.to_string(),
+        };
+        let monitors = match crate::monitor::Monitors::start(&handle, args, &api_url).await {
             Ok(monitors) => monitors,
             Err(err) => {
                 let _ = handle.shutdown().await;
@@ -116,17 +138,29 @@ impl Daemon {
             }
         };
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = crate::auth::protect(http::router(state), args.http_token.clone());
-        let server = axum::serve(listener, app).with_graceful_shutdown(async {
+        // Layers run from the last applied: the Host check, then the token, then the JSON rule
+        // of POST, then the handlers.
+        let app = crate::origin::require_json_posts(http::router(state));
+        let app = crate::auth::protect(app, args.http_token.clone());
+        let allowed = AllowedHosts::new(http_addr, http_options.http_allowed_hosts.clone());
+        let app = crate::origin::check_hosts(app, allowed);
+        let serve_options = ServeOptions {
+            header_timeout: http_options.http_header_timeout,
+            idle_timeout: http_options.http_idle_timeout,
+            max_connections: http_options.http_max_connections,
+            tls: tls.clone(),
+        };
+        let server = crate::server::serve(listener, app, serve_options, async {
             let _ = http_stopped.await;
         });
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(server);
         let events = tokio::spawn(log_events(handle.clone()));
         Ok(Daemon {
             name,
             handle,
             gossip_addr,
             http_addr,
+            tls: tls.is_some(),
             leaving,
             stop_http,
             server,
@@ -160,14 +194,22 @@ impl Daemon {
         self.http_addr
     }
 
-    /// `chatterd ready name=NAME gossip=ADDR http=ADDR pid=PID`.
+    /// Whether the HTTP API is served over TLS (HTTPS).
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// `chatterd ready name=NAME gossip=ADDR http=ADDR pid=PID`, with ` scheme=https` at the
+    /// end when the API is served over TLS (the line is otherwise the same, so that readers of
+    /// it need no change).
     pub fn ready_line(&self) -> String {
         format!(
-            "chatterd ready name={} gossip={} http={} pid={}",
+            "chatterd ready name={} gossip={} http={} pid={}{}",
             self.name,
             self.gossip_addr,
             self.http_addr,
-            std::process::id()
+            std::process::id(),
+            if self.tls { " scheme=https" } else { "" }
         )
     }
 

@@ -247,6 +247,22 @@ fn start_child(
         .arg(crate::process::format_duration(args.event_handler_timeout))
         .arg("--status-interval")
         .arg(crate::process::format_duration(args.status_interval));
+    // The HTTP API's bounds and allowed names, as given (TLS is refused with --demo).
+    let http = &args.http_options;
+    let duration = crate::process::format_duration;
+    cmd.arg("--http-header-timeout")
+        .arg(duration(http.http_header_timeout))
+        .arg("--http-request-timeout")
+        .arg(duration(http.http_request_timeout))
+        .arg("--http-idle-timeout")
+        .arg(duration(http.http_idle_timeout))
+        .arg("--http-max-connections")
+        .arg(http.http_max_connections.to_string())
+        .arg("--http-max-event-streams")
+        .arg(http.http_max_event_streams.to_string());
+    for host in &http.http_allowed_hosts {
+        cmd.arg("--http-allowed-host").arg(host);
+    }
     if let Some(token) = &args.http_token {
         // Through the environment: it stays out of `ps`.
         cmd.env("CHATTERD_HTTP_TOKEN", token);

@@ -23,6 +23,7 @@ use tracing::debug;
 
 use crate::convert::{self, Clock};
 use crate::http::AppState;
+use crate::limits::TooManyStreams;
 use crate::messages::message_id_view;
 
 /// Interval of the keep-alive comments on an idle stream.
@@ -144,16 +145,24 @@ fn sse_event(view: &EventView) -> Option<SseEvent> {
     }
 }
 
-/// `GET /v1/events`.
+/// `GET /v1/events`; 503 with a JSON error when `--http-max-event-streams` streams are open.
 pub async fn stream(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, TooManyStreams> {
+    // The place is held by the stream, so it comes back when the client goes (hyper drops the
+    // body) or the daemon stops.
+    let place = state.limits.event_stream()?;
     // Subscribe before answering, so that anything that happens after the client got the
     // response headers (and the `connected` event) is in its stream.
     let events = state.handle.subscribe();
     let local = state.handle.name().to_owned();
-    let sse = event_views(events, local).filter_map(|view| async move { sse_event(&view).map(Ok) });
-    Sse::new(sse).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+    let sse = event_views(events, local).filter_map(move |view| {
+        // The stream's closure owns the place: it is given back when the stream is dropped.
+        let _held = &place;
+        let event = sse_event(&view).map(Ok);
+        async move { event }
+    });
+    Ok(Sse::new(sse).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }
 
 #[cfg(test)]

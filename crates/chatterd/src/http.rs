@@ -9,6 +9,7 @@ use std::time::Instant;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{Method, StatusCode, Uri};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -34,13 +35,17 @@ pub struct AppState {
     pub started: Instant,
     /// Name of the cluster.
     pub cluster: String,
+    /// The request timeout and the event-stream cap.
+    pub limits: crate::limits::Limits,
 }
 
 /// Largest request body read, in bytes. Values and payloads are limited to 1 KiB by the
 /// protocol (and refused with 413 and the limit); bodies beyond this are not even buffered.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// The router of the API.
+/// The router of the API. Every route but the event stream answers within the request
+/// timeout ([`crate::limits::request_timeout`]); the event stream lasts as long as its client
+/// wants, bounded by the event-stream cap instead.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/members", get(members))
@@ -57,10 +62,15 @@ pub fn router(state: AppState) -> Router {
             put(crate::kv::set).delete(crate::kv::delete),
         )
         .route("/v1/messages", post(crate::messages::broadcast))
-        .route("/v1/events", get(crate::events::stream))
         .merge(crate::monitor::routes()) // /v1/checks, /v1/services, /v1/system
         .route("/metrics", get(crate::metrics::scrape))
         .merge(crate::dashboard::routes())
+        // A layer wraps the routes added before it only: /v1/events, below, is not bounded.
+        .layer(middleware::from_fn_with_state(
+            state.limits.clone(),
+            crate::limits::request_timeout,
+        ))
+        .route("/v1/events", get(crate::events::stream))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

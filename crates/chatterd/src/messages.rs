@@ -22,7 +22,9 @@ pub fn message_id_view(id: &chatter::MessageId) -> MessageIdView {
 /// `POST /v1/messages` with `{"tag": "...", "payload": <any JSON value>}`: broadcasts the
 /// payload (its JSON text, compacted) under the tag; 202 with the message's id.
 ///
-/// The body is read as JSON whatever its `Content-Type`, so `curl -d` works as is.
+/// The request must declare `Content-Type: application/json` (checked before this handler, by
+/// [`crate::origin::require_json_post`]; `415` otherwise), which keeps web pages of other sites
+/// from broadcasting through a browser.
 pub async fn broadcast(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,

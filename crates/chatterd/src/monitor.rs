@@ -3,7 +3,6 @@
 //! ([`crate::handlers`]), and the endpoints that read them back for the whole cluster:
 //! `GET /v1/checks`, `GET /v1/services`, `GET /v1/system`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -38,7 +37,9 @@ pub struct Monitors {
 impl Monitors {
     /// Publishes the services, then starts the checks, the system status publisher and the
     /// event handlers. Fails only if the services cannot be published.
-    pub async fn start(handle: &Handle, args: &Args, http_addr: SocketAddr) -> Result<Monitors> {
+    /// `api_url` is this daemon's API (`ADDR`, or `https://ADDR` over TLS), for the handlers'
+    /// `CHATTER_HTTP`.
+    pub async fn start(handle: &Handle, args: &Args, api_url: &str) -> Result<Monitors> {
         crate::services::publish(handle, &args.services)
             .await
             .map_err(|e| anyhow!("cannot publish the services: {e}"))?;
@@ -49,7 +50,7 @@ impl Monitors {
             handle,
             args.event_handlers.clone(),
             args.event_handler_timeout,
-            http_addr.to_string(),
+            api_url.to_owned(),
             handler_stats.clone(),
         ) {
             tasks.extend(handlers);

@@ -411,7 +411,10 @@ fn mutating_requests_need_the_token() {
         node.http,
         "POST",
         "/v1/messages",
-        &[("authorization", "bearer s3cret-T0ken")],
+        &[
+            ("authorization", "bearer s3cret-T0ken"),
+            ("content-type", "application/json"),
+        ],
         message,
     );
     assert_eq!(code, 202, "{text}");

@@ -219,26 +219,56 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, 
     http_send(addr, method, path, b"")
 }
 
-/// A minimal HTTP/1.1 request with a body; see [`http_get`].
+/// A minimal HTTP/1.1 request with a body; see [`http_get`]. A `POST` declares
+/// `Content-Type: application/json`, as the daemon requires of every `POST`.
 pub fn http_send(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> Result<(u16, String), String> {
+    let headers: &[(&str, &str)] = if method == "POST" {
+        &[("Content-Type", "application/json")]
+    } else {
+        &[]
+    };
+    http_send_with(addr, method, path, headers, body).map(|(status, _, body)| (status, body))
+}
+
+/// A minimal HTTP/1.1 request with these extra headers and a body (`Connection: close`, short
+/// timeouts; `Host: ADDR` unless `headers` give one). Returns the status code, the head (status
+/// line and headers, as received) and the body.
+pub fn http_send_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String, String), String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
         .map_err(|e| format!("connect {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(2)))
         .and_then(|()| stream.set_write_timeout(Some(Duration::from_secs(2))))
         .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n\r\n",
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\n",
         body.len()
-    )
-    .and_then(|()| stream.write_all(body))
-    .map_err(|e| format!("write to {addr}: {e}"))?;
+    );
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("Connection: close\r\nAccept: application/json\r\n\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body))
+        .map_err(|e| format!("write to {addr}: {e}"))?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
@@ -258,7 +288,7 @@ pub fn http_send(
     {
         return Err(format!("unexpected chunked answer: {head}"));
     }
-    Ok((status, body.to_owned()))
+    Ok((status, head.to_owned(), body.to_owned()))
 }
 
 /// Polls `check` every [`POLL`] until it returns `Ok`, or panics after `timeout` with `what` and
