@@ -629,6 +629,15 @@ impl Node {
             .map(|(_, left)| left)
     }
 
+    /// `addr` has just proved it is the member listed there (it acked a check with a random
+    /// sequence number): answers to it are no longer limited, even within the datagram that
+    /// brought the proof.
+    pub(crate) fn lift_answer_limit(&mut self, addr: SocketAddr) {
+        if self.answer_allowance.is_some_and(|(a, _)| a == addr) {
+            self.answer_allowance = None;
+        }
+    }
+
     /// Whether `dst` may get a full-state answer of this kind now: at most one per peer per
     /// `Config::probe_interval`, which honest peers never need more often (they open an
     /// exchange once per `sync_interval`, or at the early join exchanges a second apart).

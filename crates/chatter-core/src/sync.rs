@@ -291,6 +291,7 @@ impl Node {
     pub(crate) fn pay_owed_state(&mut self, now: Instant, addr: SocketAddr) {
         if let Some(asked) = self.owed_states.remove(&addr) {
             if now.saturating_duration_since(asked) < self.config.sync_interval {
+                self.lift_answer_limit(addr);
                 self.send_state(addr, false);
             }
         }
