@@ -351,7 +351,7 @@ fn a_forged_watermark_cannot_freeze_a_members_state() {
             version: 1_000_000,
         }],
     });
-    inject(&mut net, 0, stranger(), &[forged.clone()]);
+    inject(&mut net, 0, stranger(), std::slice::from_ref(&forged));
     inject(&mut net, 2, stranger(), &[forged]);
     let now = net.now;
     net.nodes[1].set(now, "k", b"v2".to_vec()).unwrap();

@@ -101,10 +101,9 @@ impl Node {
             target: name.clone(),
             generation,
         });
-        if self
-            .answer_room(new_addr)
-            .is_some_and(|room| room < wire::encode_packet(self.cluster, &[ping.clone()]).len())
-        {
+        if self.answer_room(new_addr).is_some_and(|room| {
+            room < wire::encode_packet(self.cluster, std::slice::from_ref(&ping)).len()
+        }) {
             // A stranger announcing itself in a datagram too small to pay for the check: no
             // check now (it would go unanswered), so the announcement that gossip brings
             // from a member starts one.

@@ -7,7 +7,7 @@ use std::hash::Hasher as _;
 pub const MAGIC: [u8; 2] = *b"CH";
 /// The protocol version this crate seals and opens (the envelope's version byte, as in
 /// `chatter-core`'s wire codec).
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Length of the plain envelope: magic, version, flags, cluster hash.
 pub const ENVELOPE_LEN: usize = 8;
 /// Flag bit of a sealed datagram. The other flag bits are reserved and must be zero.
