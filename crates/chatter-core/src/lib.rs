@@ -70,7 +70,9 @@ mod updates;
 pub mod wire;
 
 /// The sealing types a user of the core needs (keys, keyrings, fingerprints).
-pub use chatter_seal::{Fingerprint, Key, KeyInfo, Keyring, KeyringParseError, SEAL_OVERHEAD};
+pub use chatter_seal::{
+    Fingerprint, Key, KeyInfo, Keyring, KeyringParseError, KEY_LEN, SEAL_OVERHEAD,
+};
 pub use config::{Config, ConfigError};
 pub use encryption::{EncryptionError, Mode, SealDrops};
 pub use event::{Delivered, Event, KeyChange};
