@@ -657,6 +657,35 @@ mod tests {
     }
 
     #[test]
+    fn encryption_keys_merge_under_the_flags() {
+        let toml = "keyring-file = \"/etc/k\"\nencryption-mode = \"send-sealed\"\n";
+        let args = merged(&["chatterd"], toml).unwrap();
+        assert_eq!(args.keyring_file.as_deref(), Some(Path::new("/etc/k")));
+        assert_eq!(
+            args.encryption_mode,
+            Some(crate::keys::EncryptionMode::SendSealed)
+        );
+        let args = merged(
+            &[
+                "chatterd",
+                "--keyring-file",
+                "/x",
+                "--encryption-mode",
+                "sealed",
+            ],
+            toml,
+        )
+        .unwrap();
+        assert_eq!(args.keyring_file.as_deref(), Some(Path::new("/x")));
+        assert_eq!(
+            args.encryption_mode,
+            Some(crate::keys::EncryptionMode::Sealed)
+        );
+        let err = merged(&["chatterd"], "encryption-mode = \"loud\"").unwrap_err();
+        assert!(err.to_string().starts_with("encryption-mode: "), "{err}");
+    }
+
+    #[test]
     fn the_example_config_parses_and_covers_the_monitoring_keys() {
         let (text, _ca) = example_config("monitoring");
         let text = text.as_str();
