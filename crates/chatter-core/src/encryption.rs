@@ -216,7 +216,13 @@ impl Encryption {
         }
         self.mode = mode;
         self.keyring = keyring;
-        self.sealer = self.keyring.as_ref().map(|_| Sealer::new(epoch));
+        self.sealer = match (self.keyring.is_some(), self.sealer.take()) {
+            (false, _) => None,
+            // The same epoch again (a caller that passes its start-time epoch on every change):
+            // the counter goes on rather than restarting at 0, so no nonce repeats.
+            (true, Some(sealer)) if sealer.epoch() == epoch => Some(sealer),
+            (true, _) => Some(Sealer::new(epoch)),
+        };
         Ok(())
     }
 

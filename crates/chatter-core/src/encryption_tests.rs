@@ -365,3 +365,30 @@ fn a_stranger_gets_no_more_sealed_bytes_than_it_sent() {
         sealed.len()
     );
 }
+
+#[test]
+fn setting_the_same_epoch_again_does_not_restart_the_counter() {
+    // Two settings with one epoch: the datagrams of both must never share a nonce, so the
+    // second setting keeps counting where the first stopped and a receiver opens both.
+    let ring = keyring(1);
+    let mut net = sealed_net(2, Config::local());
+    net.tap = Some(Vec::new());
+    net.run_for(secs(1));
+    net.nodes[0]
+        .set_keyring(Some(ring.clone()), Mode::Sealed, epoch(0, 0))
+        .unwrap();
+    net.run_for(secs(3));
+    assert!(net.all_see_alive());
+    for node in &net.nodes {
+        assert_eq!(node.stats().dropped_sealed.total(), 0);
+    }
+    let mut opener = Opener::new();
+    for (from, _, payload) in net.tap.take().unwrap() {
+        if from == 0 {
+            assert!(
+                opener.open(&ring, "chatter", &payload).is_ok(),
+                "a nonce repeated"
+            );
+        }
+    }
+}
