@@ -247,6 +247,27 @@ pub struct SelfView {
     pub cluster: String,
     /// Time since the daemon started (ms).
     pub uptime_ms: u64,
+    /// Gossip encryption: the mode and the keys' fingerprints, never key material.
+    #[serde(default)]
+    pub encryption: EncryptionView,
+}
+
+/// Gossip encryption of a node, as `GET /v1/self` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionView {
+    /// `plaintext`, `accept-sealed`, `send-sealed` or `sealed`.
+    pub mode: String,
+    /// The keyring, primary first; empty without encryption.
+    pub keys: Vec<KeyView>,
+}
+
+/// One key of the keyring: its fingerprint (16 hex digits) and whether it seals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyView {
+    /// The key's fingerprint, safe to show and compare across nodes.
+    pub fingerprint: String,
+    /// Whether this node seals with it (the others only open).
+    pub primary: bool,
 }
 
 /// The health of the daemon itself, as answered by `GET /health`.

@@ -11,6 +11,10 @@
 //! `--cluster` must name the daemon's cluster. UDP confirms nothing, so after sending the tool
 //! waits briefly for an ICMP port-unreachable report on a connected socket: "nothing listens
 //! there" is detected, a daemon of another cluster or a lost datagram is not.
+//!
+//! For an encrypted cluster, give the key as the daemon takes it: `--keyring-file PATH` (its
+//! primary key seals) or `CHATTER_GOSSIP_KEY`. The datagram is then sealed with a fresh random
+//! epoch from the OS RNG, so every run is a new sender life to the daemon's replay windows.
 
 use std::io::{IsTerminal, Read};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -47,6 +51,54 @@ struct Args {
     /// Name of the daemon's cluster (datagrams of another cluster are dropped).
     #[arg(long, value_name = "NAME", default_value = "chatter")]
     cluster: String,
+
+    /// Seal the datagram with the primary key of this keyring file (the daemon's
+    /// --keyring-file). Or one key in the CHATTER_GOSSIP_KEY environment variable.
+    #[arg(long, value_name = "PATH")]
+    keyring_file: Option<std::path::PathBuf>,
+}
+
+/// The environment variable holding one base64 key, as for chatterd.
+const GOSSIP_KEY_ENV: &str = "CHATTER_GOSSIP_KEY";
+
+/// The keyring given by `--keyring-file` or [`GOSSIP_KEY_ENV`], if any.
+fn keyring(args: &Args) -> Result<Option<chatter_core::Keyring>, String> {
+    let env = std::env::var_os(GOSSIP_KEY_ENV);
+    match (&args.keyring_file, env) {
+        (Some(_), Some(_)) => Err(format!(
+            "both --keyring-file and {GOSSIP_KEY_ENV} are set: give the key one way only"
+        )),
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                format!(
+                    "cannot read keyring file {}: {}",
+                    path.display(),
+                    io_message(&e)
+                )
+            })?;
+            chatter_core::Keyring::parse(&text)
+                .map(Some)
+                .map_err(|e| format!("keyring file {}: {e}", path.display()))
+        }
+        (None, Some(value)) => {
+            let text = value
+                .into_string()
+                .map_err(|_| format!("{GOSSIP_KEY_ENV}: not valid UTF-8"))?;
+            chatter_core::Key::from_base64(text.trim())
+                .map(|key| Some(chatter_core::Keyring::new(key)))
+                .map_err(|e| format!("{GOSSIP_KEY_ENV}: {e}"))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A fresh sealing epoch from the OS RNG: never reused, since a reused epoch under a key
+/// repeats nonces (see `chatter_seal::Sealer`).
+fn fresh_epoch() -> Result<u64, String> {
+    use rand::TryRngCore as _;
+    rand::rngs::OsRng
+        .try_next_u64()
+        .map_err(|e| format!("the operating system's random generator failed: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -78,6 +130,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<String, String> {
+    // Before reading standard input: a bad key is reported at once.
+    let keyring = keyring(&args)?;
     let text = match args.json {
         Some(text) => text,
         None => {
@@ -109,7 +163,17 @@ fn run(args: Args) -> Result<String, String> {
         ));
     }
     let target = resolve(&args.addr)?;
-    let datagram = chatter_core::wire::encode_inject(&args.cluster, &tag, payload.as_bytes());
+    let datagram = match &keyring {
+        Some(ring) => chatter_core::wire::encode_inject_sealed(
+            ring,
+            fresh_epoch()?,
+            &args.cluster,
+            &tag,
+            payload.as_bytes(),
+        )
+        .map_err(|e| format!("cannot seal the message: {e}"))?,
+        None => chatter_core::wire::encode_inject(&args.cluster, &tag, payload.as_bytes()),
+    };
     send(&args.addr, target, &datagram)?;
     Ok(format!(
         "sent {tag} ({} bytes of payload) to {target}",

@@ -108,6 +108,9 @@ enum Command {
         #[arg(value_name = "JSON")]
         payload: String,
     },
+    /// Print a fresh gossip encryption key (base64 of 32 bytes from the operating system's
+    /// random generator): a line for a keyring file or CHATTER_GOSSIP_KEY.
+    Keygen,
     /// Follow the daemon's event stream: one JSON object per line (membership changes, key
     /// changes, messages) until Ctrl-C or until the daemon goes away.
     Events,
@@ -171,6 +174,16 @@ enum KvCommand {
     },
 }
 
+/// A fresh key from the OS RNG, as base64.
+fn keygen() -> Result<zeroize::Zeroizing<String>> {
+    use rand::TryRngCore as _;
+    let mut bytes = zeroize::Zeroizing::new([0u8; chatter_core::KEY_LEN]);
+    rand::rngs::OsRng
+        .try_fill_bytes(bytes.as_mut())
+        .map_err(|e| anyhow!("the operating system's random generator failed: {e}"))?;
+    Ok(chatter_core::Key::from_bytes(*bytes).to_base64())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -193,6 +206,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Command::Keygen = cli.command {
+        // Local: no daemon is asked.
+        let key = keygen()?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", key.as_str())?;
+        return Ok(());
+    }
     let client =
         Client::with_ca(&cli.http, cli.ca.as_deref())?.with_token(cli.http_token.as_deref())?;
     let mut out = std::io::stdout().lock();
@@ -235,6 +255,8 @@ async fn run(cli: Cli) -> Result<()> {
                 id.origin, id.generation, id.seq
             )?;
         }
+        // Handled above, without a daemon.
+        Command::Keygen => {}
         Command::Events => {
             drop(out);
             return events(&client).await;

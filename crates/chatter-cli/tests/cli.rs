@@ -469,3 +469,21 @@ fn an_https_daemon_is_reached_with_its_ca() {
         let _ = std::fs::remove_file(path);
     }
 }
+
+#[test]
+fn keygen_prints_a_fresh_key_each_time() {
+    let keygen = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatter"))
+            .arg("keygen")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (one, two) = (keygen(), keygen());
+    assert_ne!(one, two);
+    for text in [&one, &two] {
+        assert_eq!(text.trim_end().len(), 44, "{text}");
+        assert!(chatter::Key::from_base64(text.trim()).is_ok(), "{text}");
+    }
+}

@@ -314,3 +314,94 @@ fn bad_input_and_closed_ports_fail_in_one_line() {
         format!("chatter-inject: nothing is listening at {closed} (connection refused)")
     );
 }
+
+/// `chatter-inject` with the cluster's key (from the environment) reaches every node of an
+/// encrypted cluster once; without the key, or with another, it is refused and counted.
+#[test]
+fn sealed_injects_need_the_cluster_key() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let key = chatter::Key::from_bytes([9; 32]);
+    let key_text = key.to_base64().to_string();
+    let start_sealed = |name: &str, seed: Option<SocketAddr>| {
+        let mut argv = vec![
+            "chatterd".to_owned(),
+            "--listen=127.0.0.1:0".into(),
+            "--http=127.0.0.1:0".into(),
+            format!("--node-name={name}"),
+            "--profile=local".into(),
+        ];
+        if let Some(seed) = seed {
+            argv.push(format!("--seed={seed}"));
+        }
+        let mut args = Args::try_parse_from(argv).unwrap();
+        args.gossip_key = Some(chatterd::keys::EnvKey(key.clone()));
+        rt.block_on(Daemon::start(&args)).unwrap()
+    };
+    let a = start_sealed("sealed-1", None);
+    let b = start_sealed("sealed-2", Some(a.gossip_addr()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while [&a, &b]
+        .iter()
+        .any(|d| d.handle().snapshot().num_live() != 1)
+    {
+        assert!(Instant::now() < deadline, "the sealed cluster did not form");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let addr = a.gossip_addr().to_string();
+    let run = |env: Option<&str>, extra: &[&str]| {
+        let mut cmd = Command::new(INJECT);
+        cmd.args(extra).arg(&addr).arg(DEBUG_MESSAGE);
+        cmd.env_remove("CHATTER_GOSSIP_KEY");
+        if let Some(key) = env {
+            cmd.env("CHATTER_GOSSIP_KEY", key);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let stats = |d: &Daemon| d.handle().snapshot().stats;
+
+    // Without a key, and with another key in a keyring file: refused, counted, not delivered.
+    run(None, &[]);
+    let other = std::env::temp_dir().join(format!("chatter-inject-other-{}", std::process::id()));
+    std::fs::write(
+        &other,
+        format!(
+            "{}\n",
+            chatter::Key::from_bytes([8; 32]).to_base64().as_str()
+        ),
+    )
+    .unwrap();
+    run(None, &["--keyring-file", other.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&other);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats(&a).dropped_sealed.not_sealed < 1 || stats(&a).dropped_sealed.unknown_key < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "refusals not counted: {:?}",
+            stats(&a)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // With the key: delivered on both nodes, once.
+    run(Some(&key_text), &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while [&a, &b].iter().any(|d| stats(d).messages_delivered != 1) {
+        assert!(
+            Instant::now() < deadline,
+            "the sealed message was not delivered"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(stats(&a).messages_injected, 1);
+    for d in [a, b] {
+        rt.block_on(d.stop());
+    }
+}

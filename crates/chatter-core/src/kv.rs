@@ -335,7 +335,7 @@ impl Node {
                 },
             );
         }
-        let budget = self.config.packet_budget.saturating_sub(STATE_OVERHEAD);
+        let budget = self.budget().saturating_sub(STATE_OVERHEAD);
         let fingerprint = self.state_fingerprint;
         let chunks = chunk_by_size(rows, budget);
         let last = chunks.len().saturating_sub(1);
@@ -410,7 +410,7 @@ impl Node {
         if rows.is_empty() {
             return;
         }
-        let budget = self.config.packet_budget.saturating_sub(STATE_OVERHEAD);
+        let budget = self.budget().saturating_sub(STATE_OVERHEAD);
         let start = self.rng.random_range(0..rows.len());
         let mut packets: Vec<Vec<Message>> = Vec::new();
         let mut current: Vec<Message> = Vec::new();

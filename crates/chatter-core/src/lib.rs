@@ -49,6 +49,7 @@
 mod awareness;
 mod broadcast;
 mod config;
+mod encryption;
 mod event;
 mod graft;
 mod kv;
@@ -68,7 +69,12 @@ mod table;
 mod updates;
 pub mod wire;
 
+/// The sealing types a user of the core needs (keys, keyrings, fingerprints).
+pub use chatter_seal::{
+    Fingerprint, Key, KeyInfo, Keyring, KeyringParseError, KEY_LEN, SEAL_OVERHEAD,
+};
 pub use config::{Config, ConfigError};
+pub use encryption::{EncryptionError, Mode, SealDrops};
 pub use event::{Delivered, Event, KeyChange};
 pub use member::{
     Confirmation, Conflict, Evidence, Member, MemberBrief, MemberStatus, ProbeOutcome, ProbeRecord,
@@ -81,6 +87,8 @@ pub use stats::{RttHistogram, Stats, RTT_BUCKETS_MICROS};
 
 #[cfg(test)]
 mod attack_tests;
+#[cfg(test)]
+mod encryption_tests;
 #[cfg(test)]
 mod node_tests;
 #[cfg(test)]

@@ -13,6 +13,7 @@ use tracing::debug;
 use crate::awareness::Awareness;
 use crate::broadcast::BroadcastQueue;
 use crate::config::{Config, ConfigError};
+use crate::encryption::{Encryption, EncryptionError, Inbound, Mode};
 use crate::event::Event;
 use crate::graft::GraftQueue;
 use crate::lives::LifeChecks;
@@ -139,6 +140,9 @@ pub struct Node {
     answer_allowance: Option<(SocketAddr, usize)>,
     /// When each peer last got a full-state answer (member table or key/value digest), by kind; bounded by [`MAX_FULL_ANSWERS_REMEMBERED`].
     full_answers: BTreeMap<(SocketAddr, FullAnswer), Instant>,
+    /// Keyring, mode, sealer and replay windows: every datagram passes through it on the way
+    /// out (`push_transmit`) and on the way in (`handle_datagram`).
+    encryption: Encryption,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pub(crate) stats: Stats,
@@ -239,6 +243,7 @@ impl Node {
             stranger_grafts: BTreeMap::new(),
             answer_allowance: None,
             full_answers: BTreeMap::new(),
+            encryption: Encryption::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -341,6 +346,50 @@ impl Node {
         self.table.live()
     }
 
+    /// Sets the gossip encryption: the keyring (the primary key seals, every key opens) and the
+    /// [`Mode`]; `None` with [`Mode::Plaintext`] turns encryption off. Takes effect for the next
+    /// datagram in either direction; the replay windows of the senders heard so far are kept.
+    ///
+    /// A command rather than a [`Config`] field: `Config` is `Clone` and `Debug` and is copied
+    /// into simulations and logs, and key material belongs in one place only.
+    ///
+    /// `epoch` starts a new sender life for sealing (its datagrams are numbered from 0 again),
+    /// so it must be a fresh random `u64` on every call: the driver draws it from the OS RNG,
+    /// the simulator and tests from their seeded RNG. **Never reuse an epoch under a key (never
+    /// take it from a clock, a counter or a saved file): two datagrams sealed under the same
+    /// key, epoch and counter share a nonce, which reveals the XOR of their plaintexts and lets
+    /// an observer forge authentication tags for that key.**
+    ///
+    /// Fails, changing nothing, if a keyed mode has no keyring, or if sealing would not leave
+    /// room in `Config::packet_budget` for the largest item the config allows.
+    pub fn set_keyring(
+        &mut self,
+        keyring: Option<chatter_seal::Keyring>,
+        mode: Mode,
+        epoch: u64,
+    ) -> Result<(), EncryptionError> {
+        self.encryption.set(&self.config, keyring, mode, epoch)
+    }
+
+    /// The encryption mode in force.
+    pub fn encryption_mode(&self) -> Mode {
+        self.encryption.mode()
+    }
+
+    /// The keyring in force, if any (its `Debug` shows fingerprints only).
+    pub fn keyring(&self) -> Option<&chatter_seal::Keyring> {
+        self.encryption.keyring()
+    }
+
+    /// Bytes of messages one datagram may carry: `Config::packet_budget`, less the sealing
+    /// overhead when datagrams are sent sealed, so that no datagram on the wire exceeds the
+    /// budget.
+    pub fn budget(&self) -> usize {
+        self.config
+            .packet_budget
+            .saturating_sub(self.encryption.overhead())
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -427,7 +476,25 @@ impl Node {
 
     /// Handles one received datagram. Malformed, foreign or oversize datagrams are dropped,
     /// counted in [`Stats`] and logged at `debug`; nothing else changes.
+    ///
+    /// With a keyring, a sealed datagram is opened before any decoding; one that does not open
+    /// (or a plain one in [`Mode::Sealed`]) is counted in `Stats::dropped_sealed` and changes
+    /// nothing else.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let received = data.len();
+        let opened = match self.encryption.inbound(
+            &self.config.cluster_name,
+            data,
+            &mut self.stats.dropped_sealed,
+        ) {
+            Inbound::AsReceived => None,
+            Inbound::Plain(plain) => Some(plain),
+            Inbound::Refused(why) => {
+                debug!(%from, len = received, error = %why, "dropped datagram");
+                return;
+            }
+        };
+        let data = opened.as_deref().unwrap_or(data);
         let messages = match wire::decode_packet(data, self.cluster, self.config.max_packet_size) {
             Ok(messages) => messages,
             Err(err) => {
@@ -448,15 +515,16 @@ impl Node {
             }
         };
         self.stats.packets_received += 1;
-        self.stats.bytes_received += data.len() as u64;
+        self.stats.bytes_received += received as u64;
         self.note_seed_answered(from);
         // A sender that is not a live member gets no more bytes back than it sent: a forged
-        // source address cannot turn this node into an amplifier.
+        // source address cannot turn this node into an amplifier. Both sides count bytes on
+        // the wire: the datagram as received, the answers as sent (sealed or not).
         self.answer_allowance = self
             .table
             .live_at(from)
             .is_none()
-            .then_some((from, data.len()));
+            .then_some((from, received));
         for message in messages {
             if let Err(err) = crate::limits::check(&message, &self.config) {
                 self.stats.dropped_invalid += 1;
@@ -612,21 +680,24 @@ impl Node {
         let mut buf = wire::encode_packet(self.cluster, messages);
         // Nothing rides along on an answer to a stranger: it must stay as small as the question.
         if self.answer_room(dst).is_none() {
-            let mut added = self.broadcasts.fill(&mut buf, self.config.packet_budget);
+            let budget = self.budget();
+            let mut added = self.broadcasts.fill(&mut buf, budget);
             if announce {
-                added += self.announcements.fill(&mut buf, self.config.packet_budget);
+                added += self.announcements.fill(&mut buf, budget);
             }
             self.stats.gossip_sent += added as u64;
         }
         self.push_transmit(dst, buf);
     }
 
-    /// Bytes still allowed to `dst` if it is the stranger whose datagram is being handled;
-    /// `None` when answers to `dst` are not limited.
+    /// Bytes of plain datagram still allowed to `dst` if it is the stranger whose datagram is
+    /// being handled (the allowance counts bytes on the wire, so the sealing overhead of the
+    /// next datagram is taken off); `None` when answers to `dst` are not limited.
     pub(crate) fn answer_room(&self, dst: SocketAddr) -> Option<usize> {
+        let overhead = self.encryption.overhead();
         self.answer_allowance
             .filter(|(addr, _)| *addr == dst)
-            .map(|(_, left)| left)
+            .map(|(_, left)| left.saturating_sub(overhead))
     }
 
     /// `addr` has just proved it is the member listed there (it acked a check with a random
@@ -672,16 +743,28 @@ impl Node {
         true
     }
 
+    /// Queues one plain datagram, sealed first when the mode says so: the single point every
+    /// datagram leaves through, so nothing is ever sent in the clear with a sending mode set.
     pub(crate) fn push_transmit(&mut self, dst: SocketAddr, payload: Vec<u8>) {
+        let wire_len = payload.len() + self.encryption.overhead();
         if let Some((addr, left)) = &mut self.answer_allowance {
             if *addr == dst {
-                if payload.len() > *left {
+                if wire_len > *left {
                     self.stats.answers_withheld += 1;
                     return;
                 }
-                *left -= payload.len();
+                *left -= wire_len;
             }
         }
+        let payload = match self.encryption.outbound(&self.config.cluster_name, payload) {
+            Ok(payload) => payload,
+            Err(error) => {
+                // A bug (a datagram over the UDP limit, or a counter at 2^64), never the
+                // network's doing: the datagram is not sent rather than sent in the clear.
+                tracing::warn!(%dst, %error, "datagram not sealed, not sent");
+                return;
+            }
+        };
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += payload.len() as u64;
         self.transmits.push_back(Transmit { dst, payload });
@@ -753,9 +836,8 @@ impl Node {
         for &dst in &eager {
             let mut buf = Vec::with_capacity(self.config.packet_budget);
             wire::write_envelope(&mut buf, self.cluster);
-            let added = self
-                .broadcasts
-                .fill_fresh(&mut buf, self.config.packet_budget);
+            let budget = self.budget();
+            let added = self.broadcasts.fill_fresh(&mut buf, budget);
             if added > 0 {
                 self.stats.gossip_sent += added as u64;
                 self.push_transmit(dst, buf);
@@ -765,11 +847,12 @@ impl Node {
         for dst in targets {
             let mut buf = Vec::with_capacity(self.config.packet_budget);
             wire::write_envelope(&mut buf, self.cluster);
-            let mut added = self.broadcasts.fill(&mut buf, self.config.packet_budget);
+            let budget = self.budget();
+            let mut added = self.broadcasts.fill(&mut buf, budget);
             if added == 0 {
                 break;
             }
-            added += self.announcements.fill(&mut buf, self.config.packet_budget);
+            added += self.announcements.fill(&mut buf, budget);
             self.stats.gossip_sent += added as u64;
             self.push_transmit(dst, buf);
         }

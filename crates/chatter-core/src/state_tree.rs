@@ -122,8 +122,7 @@ impl Node {
             }
         }
         let budget = self
-            .config
-            .packet_budget
+            .budget()
             .saturating_sub(PUSH_OVERHEAD + self.me.name.len());
         for (peer, addr) in peers {
             let mut chunk: Vec<StateUpdate> = Vec::new();

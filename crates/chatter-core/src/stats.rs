@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::encryption::SealDrops;
+
 /// Upper bounds (inclusive) of the probe round-trip histogram's buckets, in microseconds; a last,
 /// unbounded bucket follows. From 100 µs (loopback) to 1 s (a congested WAN).
 pub const RTT_BUCKETS_MICROS: [u64; 12] = [
@@ -52,6 +54,9 @@ pub struct Stats {
     pub dropped_wrong_cluster: u64,
     /// Datagrams dropped: over the size limit.
     pub dropped_oversize: u64,
+    /// Datagrams dropped by the encryption layer before decoding, by reason: sealed ones that
+    /// did not open (unknown key, bad tag, replayed, ...) and, in `Mode::Sealed`, plain ones.
+    pub dropped_sealed: SealDrops,
     /// Updates dropped because the member table is full.
     pub dropped_table_full: u64,
     /// Indirect probe requests dropped because too many were pending.

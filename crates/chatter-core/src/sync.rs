@@ -122,7 +122,7 @@ impl Node {
             // a whole datagram so the answer can carry a first part of its member table.
             let size =
                 wire::encode_packet(self.cluster, &[Message::SyncRequest(req.clone())]).len() + 2;
-            req.padding = vec![0; self.config.packet_budget.saturating_sub(size)];
+            req.padding = vec![0; self.budget().saturating_sub(size)];
         }
         self.send(dst, &[Message::SyncRequest(req)]);
     }
@@ -306,7 +306,7 @@ impl Node {
         let budget = self
             .answer_room(dst)
             .map_or(usize::MAX, |room| room.saturating_sub(CHECK_RESERVE))
-            .min(self.config.packet_budget)
+            .min(self.budget())
             .saturating_sub(SYNC_OVERHEAD + self.me.name.len());
         let mut rows: Vec<MemberState> = Vec::with_capacity(self.table.len() + 1);
         rows.push(MemberState {

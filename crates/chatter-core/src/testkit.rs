@@ -13,6 +13,9 @@ pub(crate) struct Net {
     /// Crashed hosts that answer nothing (no ICMP either).
     pub(crate) silent: Vec<bool>,
     pub(crate) events: Vec<(usize, Event)>,
+    /// When set, every datagram handed to a live node is recorded: (sender, destination,
+    /// payload as sent).
+    pub(crate) tap: Option<Vec<(usize, usize, Vec<u8>)>>,
 }
 
 pub(crate) fn addr(i: usize) -> SocketAddr {
@@ -21,6 +24,15 @@ pub(crate) fn addr(i: usize) -> SocketAddr {
 
 impl Net {
     pub(crate) fn new(n: usize, config: Config) -> Self {
+        Self::with_setup(n, config, |_, _| {})
+    }
+
+    /// Like [`Net::new`], with `setup` run on each node before it joins.
+    pub(crate) fn with_setup(
+        n: usize,
+        config: Config,
+        mut setup: impl FnMut(usize, &mut Node),
+    ) -> Self {
         let now = Instant::now();
         let mut nodes: Vec<Node> = (0..n)
             .map(|i| {
@@ -33,6 +45,9 @@ impl Net {
                 .unwrap()
             })
             .collect();
+        for (i, node) in nodes.iter_mut().enumerate() {
+            setup(i, node);
+        }
         for node in nodes.iter_mut().skip(1) {
             node.join(now, vec![addr(0)]);
         }
@@ -42,6 +57,7 @@ impl Net {
             crashed: vec![false; n],
             silent: vec![false; n],
             events: Vec::new(),
+            tap: None,
         };
         net.flush();
         net
@@ -72,6 +88,9 @@ impl Net {
                             self.nodes[i].handle_unreachable(now, t.dst)
                         }
                         Some(j) => {
+                            if let Some(tap) = &mut self.tap {
+                                tap.push((i, j, t.payload.clone()));
+                            }
                             let (now, from) = (self.now, self.nodes[i].local_addr());
                             self.nodes[j].handle_datagram(now, from, &t.payload)
                         }

@@ -222,6 +222,7 @@ pub fn add_stats(a: &mut Stats, b: &Stats) {
     a.dropped_version += b.dropped_version;
     a.dropped_wrong_cluster += b.dropped_wrong_cluster;
     a.dropped_oversize += b.dropped_oversize;
+    a.dropped_sealed.add(&b.dropped_sealed);
     a.dropped_table_full += b.dropped_table_full;
     a.dropped_indirect_overload += b.dropped_indirect_overload;
     a.probes_sent += b.probes_sent;

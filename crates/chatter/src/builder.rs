@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use chatter_core::{Config, Identity, Node, Tags};
+use chatter_core::{Config, Identity, Keyring, Mode, Node, Tags};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
 
@@ -39,6 +39,8 @@ impl Chatter {
             tags: Tags::new(),
             config: Config::lan(),
             rng_seed: None,
+            keyring: None,
+            encryption_mode: None,
         }
     }
 }
@@ -54,6 +56,9 @@ pub struct Builder {
     tags: Tags,
     config: Config,
     rng_seed: Option<u64>,
+    /// Held here and in the node only; its `Debug` shows fingerprints, never key material.
+    keyring: Option<Keyring>,
+    encryption_mode: Option<Mode>,
 }
 
 impl Builder {
@@ -119,6 +124,24 @@ impl Builder {
         self
     }
 
+    /// The keyring of gossip encryption: the primary key seals every datagram, every key of the
+    /// ring opens. With a keyring the mode defaults to [`Mode::Sealed`] (nothing sent or
+    /// accepted in the clear); see [`Builder::encryption_mode`] to migrate a running plaintext
+    /// cluster. Default: no keyring, plaintext.
+    pub fn keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// The encryption mode: [`Mode::AcceptSealed`], [`Mode::SendSealed`] and [`Mode::Sealed`]
+    /// are the three steps of moving a running plaintext cluster to encryption (each needs a
+    /// keyring, else [`Builder::spawn`] fails with [`Error::Encryption`]). Default:
+    /// [`Mode::Sealed`] with a keyring, [`Mode::Plaintext`] without.
+    pub fn encryption_mode(mut self, mode: Mode) -> Self {
+        self.encryption_mode = Some(mode);
+        self
+    }
+
     /// Binds the socket, resolves the seeds, and starts the node's driver task on the current
     /// Tokio runtime. The node starts contacting its seeds at once; `spawn` does not wait for
     /// them to answer.
@@ -137,6 +160,8 @@ impl Builder {
             tags,
             config,
             rng_seed,
+            keyring,
+            encryption_mode,
         } = self;
         config.validate()?;
         for seed in &seed_list {
@@ -171,6 +196,15 @@ impl Builder {
         let now = Instant::now();
         let identity = Identity::new(name.clone(), advertise, generation());
         let mut node = Node::new(identity, config, rng_seed.unwrap_or_else(rand::random), now)?;
+        let mode = encryption_mode.unwrap_or(if keyring.is_some() {
+            Mode::Sealed
+        } else {
+            Mode::Plaintext
+        });
+        // The sealing epoch is drawn from the thread RNG (a CSPRNG seeded from the OS) on every
+        // start, never from `rng_seed`: a reproducible seed would repeat the epoch under the
+        // same key across restarts, and a repeated epoch repeats nonces.
+        node.set_keyring(keyring, mode, rand::random())?;
         if !tags.is_empty() {
             // Through set_tags, which enforces the size limit.
             node.set_tags(now, tags)?;

@@ -123,6 +123,8 @@ impl Driver {
             suspicions: node.num_suspicions(),
             taken_at: Instant::now(),
             io,
+            encryption_mode: node.encryption_mode(),
+            keys: node.keyring().map(|k| k.list()).unwrap_or_default(),
         }
     }
 

@@ -3,7 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use chatter_core::{BroadcastError, ConfigError, StateError, TagsError};
+use chatter_core::{BroadcastError, ConfigError, EncryptionError, StateError, TagsError};
 
 /// Everything that can go wrong when starting or commanding a node.
 ///
@@ -58,6 +58,11 @@ pub enum Error {
     /// The protocol configuration breaks a rule. Nothing was started.
     #[error(transparent)]
     Config(#[from] ConfigError),
+
+    /// The encryption setting is refused: a keyed mode without a keyring, or a packet budget
+    /// without room for the sealing overhead. Nothing was started.
+    #[error(transparent)]
+    Encryption(#[from] EncryptionError),
 
     /// The tags are too large. Nothing was started, or the node's tags are unchanged.
     #[error(transparent)]

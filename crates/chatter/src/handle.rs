@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use chatter_core::{BroadcastError, Event, Member, MessageId, StateError, Stats, Tags, TagsError};
+use chatter_core::{
+    BroadcastError, Event, KeyInfo, Member, MessageId, Mode, StateError, Stats, Tags, TagsError,
+};
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -113,6 +115,11 @@ pub struct Snapshot {
     pub taken_at: Instant,
     /// The runtime's counters.
     pub io: IoStats,
+    /// The gossip encryption mode in force.
+    pub encryption_mode: Mode,
+    /// The keys of the keyring (fingerprints and which is primary, never key material); empty
+    /// without a keyring.
+    pub keys: Vec<KeyInfo>,
 }
 
 impl Snapshot {

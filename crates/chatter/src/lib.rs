@@ -153,6 +153,11 @@ pub use chatter_core::{
     KeyChange, KeyValue, Member, MemberStatus, MessageId, ProbeOutcome, ProbeRecord, RttHistogram,
     StateError, Stats, Tags, TagsError, RTT_BUCKETS_MICROS,
 };
+/// Gossip encryption: keys, keyrings and the mode (see [`Builder::keyring`]).
+pub use chatter_core::{
+    EncryptionError, Fingerprint, Key, KeyInfo, Keyring, KeyringParseError, Mode, SealDrops,
+    SEAL_OVERHEAD,
+};
 pub use error::Error;
 pub use handle::{EventStream, Handle, IoStats, Snapshot};
 pub use message::{DecodeError, DeliveredExt, Tagged};

@@ -105,6 +105,23 @@ pub struct Args {
     )]
     pub http_token: Option<String>,
 
+    /// Gossip encryption: a file of base64 32-byte keys, one per line, the first the primary
+    /// (it seals; every key opens); `#` starts a comment. `chatter keygen` makes a key. The
+    /// file should be readable by the daemon's user only (a warning says otherwise). Or one
+    /// key in the CHATTER_GOSSIP_KEY environment variable; never a key on the command line.
+    #[arg(long, value_name = "PATH")]
+    pub keyring_file: Option<PathBuf>,
+
+    /// Gossip encryption mode, for moving a running cluster to encryption in three rolling
+    /// steps: accept-sealed (send plain, accept both), send-sealed (send sealed, accept both),
+    /// sealed (sealed only) [default: sealed with a key, plaintext without].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub encryption_mode: Option<crate::keys::EncryptionMode>,
+
+    /// The key of CHATTER_GOSSIP_KEY, read (and removed from the environment) at start.
+    #[arg(skip)]
+    pub gossip_key: Option<crate::keys::EnvKey>,
+
     /// A health check (repeatable): `name=NAME,cmd=COMMAND` (exit 0 passing, 1 warning,
     /// anything else or the timeout critical), `name=NAME,http=http[s]://...` (2xx passing) or
     /// `name=NAME,tcp=HOST:PORT` (connects: passing), with optional `interval=` (default 10s)

@@ -10,6 +10,8 @@
 //! cluster = "prod"
 //!
 //! http-token = "s3cret"          # or CHATTERD_HTTP_TOKEN
+//! keyring-file = "/etc/chatterd/keyring"   # or CHATTER_GOSSIP_KEY
+//! encryption-mode = "sealed"
 //! http-allowed-host = ["chatter.example.com"]
 //! http-max-connections = 256
 //! http-max-event-streams = 64
@@ -91,6 +93,10 @@ pub struct FileConfig {
     pub cluster: Option<String>,
     /// `--http-token`.
     pub http_token: Option<String>,
+    /// `--keyring-file`: the path of the keyring file (never key material in this file).
+    pub keyring_file: Option<String>,
+    /// `--encryption-mode`: `accept-sealed`, `send-sealed` or `sealed`.
+    pub encryption_mode: Option<String>,
     /// `--http-allowed-host`, as a list.
     #[serde(default)]
     pub http_allowed_host: Vec<String>,
@@ -324,6 +330,21 @@ pub fn merge(args: &mut Args, matches: &ArgMatches, file: FileConfig) -> Result<
         if let Some(token) = file.http_token {
             args.http_token =
                 Some(crate::auth::parse_token(&token).map_err(|e| anyhow!("http-token: {e}"))?);
+        }
+    }
+    if args.keyring_file.is_none() {
+        args.keyring_file = file.keyring_file.map(std::path::PathBuf::from);
+    }
+    if args.encryption_mode.is_none() {
+        if let Some(mode) = file.encryption_mode {
+            args.encryption_mode = Some(
+                crate::keys::EncryptionMode::from_str(&mode, false).map_err(|_| {
+                    anyhow!(
+                        "encryption-mode: unknown mode {mode:?} (expected accept-sealed, \
+                         send-sealed or sealed)"
+                    )
+                })?,
+            );
         }
     }
     if let Some(interval) = file.status_interval {
@@ -633,6 +654,35 @@ mod tests {
         let text = include_str!("../../../docs/chatterd.example.toml")
             .replace("/etc/chatterd/internal-ca.pem", &ca.display().to_string());
         (text, TempPath(ca))
+    }
+
+    #[test]
+    fn encryption_keys_merge_under_the_flags() {
+        let toml = "keyring-file = \"/etc/k\"\nencryption-mode = \"send-sealed\"\n";
+        let args = merged(&["chatterd"], toml).unwrap();
+        assert_eq!(args.keyring_file.as_deref(), Some(Path::new("/etc/k")));
+        assert_eq!(
+            args.encryption_mode,
+            Some(crate::keys::EncryptionMode::SendSealed)
+        );
+        let args = merged(
+            &[
+                "chatterd",
+                "--keyring-file",
+                "/x",
+                "--encryption-mode",
+                "sealed",
+            ],
+            toml,
+        )
+        .unwrap();
+        assert_eq!(args.keyring_file.as_deref(), Some(Path::new("/x")));
+        assert_eq!(
+            args.encryption_mode,
+            Some(crate::keys::EncryptionMode::Sealed)
+        );
+        let err = merged(&["chatterd"], "encryption-mode = \"loud\"").unwrap_err();
+        assert!(err.to_string().starts_with("encryption-mode: "), "{err}");
     }
 
     #[test]

@@ -203,6 +203,12 @@ pub fn stats_map(s: &Stats) -> BTreeMap<String, u64> {
     ]
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))
+    .chain(
+        s.dropped_sealed
+            .by_reason()
+            .into_iter()
+            .map(|(reason, value)| (format!("dropped_sealed_{reason}"), value)),
+    )
     .collect()
 }
 

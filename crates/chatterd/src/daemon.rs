@@ -70,6 +70,13 @@ impl Daemon {
             _ => None,
         };
 
+        let (keyring, encryption_mode) = crate::keys::load(args)?;
+        let fingerprints: Vec<String> = keyring
+            .iter()
+            .flat_map(|k| k.list())
+            .map(|k| k.fingerprint.to_string())
+            .collect();
+
         let listener = TcpListener::bind(args.http)
             .await
             .map_err(|e| anyhow!("cannot bind HTTP {}: {}", args.http, io_message(&e)))?;
@@ -95,6 +102,10 @@ impl Daemon {
         for (key, value) in &args.tags {
             builder = builder.tag(key.clone(), value.clone());
         }
+        if let Some(keyring) = keyring {
+            builder = builder.keyring(keyring);
+        }
+        builder = builder.encryption_mode(encryption_mode);
         let handle = builder
             .spawn()
             .await
@@ -110,6 +121,8 @@ impl Daemon {
             timings = %timings_text(&args.timings),
             cluster = %args.cluster,
             seeds = ?args.seeds,
+            encryption = %encryption_mode,
+            keys = ?fingerprints,
             "chatterd started"
         );
 

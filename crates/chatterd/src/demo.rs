@@ -80,6 +80,8 @@ pub async fn run(nodes: u32, args: &Args) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
 
+    // A bad keyring or mode is refused once, here, rather than by every child.
+    crate::keys::load(args)?;
     let mut children: Vec<DemoChild> = Vec::new();
     let mut pending = Vec::new();
     let mut seed: Option<SocketAddr> = None;
@@ -266,6 +268,17 @@ fn start_child(
     if let Some(token) = &args.http_token {
         // Through the environment: it stays out of `ps`.
         cmd.env("CHATTERD_HTTP_TOKEN", token);
+    }
+    // The same keyring for every node: the operator's file (read by each child, with the
+    // same permission check), or the environment's key, again through the environment.
+    if let Some(path) = &args.keyring_file {
+        cmd.arg("--keyring-file").arg(path);
+    }
+    if let Some(crate::keys::EnvKey(key)) = &args.gossip_key {
+        cmd.env(crate::keys::GOSSIP_KEY_ENV, key.to_base64().as_str());
+    }
+    if let Some(mode) = args.encryption_mode {
+        cmd.arg("--encryption-mode").arg(mode.as_str());
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -212,6 +212,17 @@ async fn self_view(State(state): State<AppState>) -> Json<SelfView> {
         version: VERSION.to_owned(),
         cluster: state.cluster.clone(),
         uptime_ms: clock.age_ms(state.started),
+        encryption: chatter_api::EncryptionView {
+            mode: snapshot.encryption_mode.as_str().to_owned(),
+            keys: snapshot
+                .keys
+                .iter()
+                .map(|k| chatter_api::KeyView {
+                    fingerprint: k.fingerprint.to_string(),
+                    primary: k.primary,
+                })
+                .collect(),
+        },
     })
 }
 

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod events;
 pub mod handlers;
 pub mod http;
+pub mod keys;
 pub mod kv;
 pub mod limits;
 pub mod messages;

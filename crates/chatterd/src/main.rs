@@ -35,6 +35,16 @@ fn main() -> ExitCode {
         }
     }
 
+    // Read before any thread starts, and removed from the environment so that checks and
+    // event handlers do not inherit the key.
+    match chatterd::keys::take_env_key() {
+        Ok(key) => args.gossip_key = key,
+        Err(err) => {
+            eprintln!("chatterd: {err}");
+            return ExitCode::from(2);
+        }
+    }
+
     // The rules spanning flags (the protocol timings on top of the profile among them) are
     // mistakes of the command line or the file: refused like a bad flag, before anything starts.
     if let Err(err) = args.validate() {

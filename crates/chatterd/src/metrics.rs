@@ -16,7 +16,7 @@
 //! | `chatter_indirect_probes_{sent,served}_total` | counter | indirect probe requests sent, and run for others |
 //! | `chatter_suspicions_{raised,refuted}_total`, `chatter_failures_declared_total` | counter | verdicts |
 //! | `chatter_packets_{sent,received}_total`, `chatter_{sent,received}_bytes_total` | counter | UDP traffic |
-//! | `chatter_dropped_total{reason}` | counter | datagrams and items dropped, by reason |
+//! | `chatter_dropped_total{reason}` | counter | datagrams and items dropped, by reason (`sealed_*`: sealed datagrams that did not open, e.g. `sealed_unknown_key`, `sealed_bad_tag`, `sealed_replayed`; `not_sealed`: plain datagrams refused by a sealed node) |
 //! | `chatter_messages_{broadcast,sent,delivered,duplicate,injected}_total` | counter | user messages (Plumtree) |
 //! | `chatter_state_updates_applied_total` | counter | key/value writes applied to replicas |
 //! | `chatter_pending_broadcasts`, `chatter_active_suspicions`, `chatter_health_score` | gauge | queue depths and Lifeguard local health |
@@ -95,8 +95,27 @@ struct SnapshotCollector {
 type Counter = (&'static str, &'static str, u64);
 
 /// The reasons of `chatter_dropped_total`, with the counter of each.
-fn dropped(s: &Stats) -> [(&'static str, u64); 13] {
+fn dropped(s: &Stats) -> [(&'static str, u64); 21] {
+    let chatter::SealDrops {
+        malformed,
+        bad_version,
+        wrong_cluster,
+        unknown_key,
+        bad_tag,
+        replayed,
+        too_old,
+        not_sealed,
+    } = s.dropped_sealed;
     [
+        // Refused by the encryption layer, before decoding (`sealed_*` did not open).
+        ("sealed_malformed", malformed),
+        ("sealed_bad_version", bad_version),
+        ("sealed_wrong_cluster", wrong_cluster),
+        ("sealed_unknown_key", unknown_key),
+        ("sealed_bad_tag", bad_tag),
+        ("sealed_replayed", replayed),
+        ("sealed_too_old", too_old),
+        ("not_sealed", not_sealed),
         ("malformed", s.dropped_malformed),
         ("version", s.dropped_version),
         ("wrong_cluster", s.dropped_wrong_cluster),
@@ -127,6 +146,7 @@ fn counters(s: &Stats) -> Vec<Counter> {
         dropped_version: _,
         dropped_wrong_cluster: _,
         dropped_oversize: _,
+        dropped_sealed: _,
         dropped_table_full: _,
         dropped_indirect_overload: _,
         dropped_invalid: _,

@@ -133,3 +133,80 @@ fn demo_starts_a_cluster_and_stops_it_on_ctrl_c() {
         assert!(http_get(*http, "/health").is_err(), "{name} still answers");
     }
 }
+
+#[test]
+fn demo_with_a_key_seals_every_child() {
+    let key = chatter::Key::from_bytes([11; 32]);
+    let mut child = Command::new(CHATTERD)
+        .args(["--demo", "3"])
+        .env("RUST_LOG", "warn")
+        .env("CHATTER_GOSSIP_KEY", key.to_base64().as_str())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut guard = Guard(Some(child));
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut https: Vec<SocketAddr> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("no demo table within 20 s");
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let [name, _pid, _gossip, url] = fields[..] {
+            if name.starts_with("demo-") {
+                https.push(url.strip_prefix("http://").unwrap().parse().unwrap());
+            }
+        }
+        if line.starts_with("Ctrl-C stops the demo") {
+            break;
+        }
+    }
+    assert_eq!(https.len(), 3);
+    let fingerprint = key.fingerprint().to_string();
+    wait_until(
+        "every child is sealed with the key and sees three alive",
+        Duration::from_secs(15),
+        || {
+            for http in &https {
+                let (_, body) = http_get(*http, "/v1/self")?;
+                let me: chatter_api::SelfView =
+                    serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+                if me.encryption.mode != "sealed"
+                    || me.encryption.keys.first().map(|k| k.fingerprint.as_str())
+                        != Some(fingerprint.as_str())
+                {
+                    return Err(format!("not sealed with the key: {body}"));
+                }
+                let (_, body) = http_get(*http, "/v1/members")?;
+                let members: chatter_api::MembersResponse =
+                    serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+                let alive = members
+                    .members
+                    .iter()
+                    .filter(|m| m.status == Status::Alive)
+                    .count();
+                if alive != 3 {
+                    return Err(common::table(&members.members));
+                }
+            }
+            Ok(())
+        },
+    );
+    let pid = guard.0.as_ref().unwrap().id();
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while guard.0.as_mut().unwrap().try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the demo did not stop");
+        thread::sleep(Duration::from_millis(50));
+    }
+    guard.0 = None;
+}

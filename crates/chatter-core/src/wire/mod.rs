@@ -20,8 +20,9 @@ pub use message::*;
 
 /// First two bytes of every Chatter datagram.
 pub const MAGIC: [u8; 2] = *b"CH";
-/// Version of the message encoding; bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u8 = 3;
+/// Version of the message encoding; bumped on any incompatible change. Defined once, in
+/// `chatter-seal`, so that the sealed and the plain envelope can never disagree.
+pub const PROTOCOL_VERSION: u8 = chatter_seal::PROTOCOL_VERSION;
 /// Length of the envelope in bytes.
 pub const ENVELOPE_LEN: usize = 8;
 /// Most messages one datagram may carry; a datagram with more is rejected whole. The smallest
@@ -123,6 +124,23 @@ pub fn encode_inject(cluster_name: &str, tag: &str, payload: &[u8]) -> Vec<u8> {
             payload: payload.to_vec(),
         })],
     )
+}
+
+/// A datagram asking the daemon that receives it to broadcast `tag` and `payload`, sealed under
+/// `keyring`'s primary key (what `chatter-inject` sends to an encrypted cluster).
+///
+/// `epoch` must be a fresh random `u64` from the OS RNG on every call: **the datagram is sealed
+/// by a new sender life whose counter starts at 0, so an epoch used twice under a key repeats
+/// a nonce, which reveals the XOR of both plaintexts and lets an observer forge tags.**
+pub fn encode_inject_sealed(
+    keyring: &chatter_seal::Keyring,
+    epoch: u64,
+    cluster_name: &str,
+    tag: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, chatter_seal::SealError> {
+    let plain = encode_inject(cluster_name, tag, payload);
+    chatter_seal::Sealer::new(epoch).seal(keyring, cluster_name, &plain)
 }
 
 /// Decodes a whole datagram into its messages.

@@ -63,8 +63,15 @@ impl Daemon {
 
     /// Starts `chatterd ARGS` and waits (at most 15 s) for its ready line.
     pub fn start_with(args: &[String]) -> Daemon {
+        Daemon::start_with_env(args, &[])
+    }
+
+    /// Like [`Daemon::start_with`], with these environment variables set.
+    #[allow(dead_code)]
+    pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(CHATTERD)
             .args(args)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

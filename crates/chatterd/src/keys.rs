@@ -1,0 +1,163 @@
+//! Gossip encryption options: the keyring file (`--keyring-file`), the one-key environment
+//! variable ([`GOSSIP_KEY_ENV`]) and the mode (`--encryption-mode`). Key material never comes
+//! from a command-line value, which `ps` shows to every user of the host.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chatter::{Key, Keyring, Mode};
+use clap::ValueEnum;
+use tracing::warn;
+
+use crate::cli::Args;
+
+/// The environment variable holding one base64 key (the keyring of that key alone).
+pub const GOSSIP_KEY_ENV: &str = "CHATTER_GOSSIP_KEY";
+
+/// `--encryption-mode`: the steps of moving a running cluster to encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncryptionMode {
+    /// Step 1: send plain, accept sealed and plain.
+    AcceptSealed,
+    /// Step 2: send sealed, accept sealed and plain.
+    SendSealed,
+    /// Step 3, and the default with a key: send and accept only sealed datagrams.
+    Sealed,
+}
+
+impl EncryptionMode {
+    /// The core's mode.
+    pub fn mode(self) -> Mode {
+        match self {
+            EncryptionMode::AcceptSealed => Mode::AcceptSealed,
+            EncryptionMode::SendSealed => Mode::SendSealed,
+            EncryptionMode::Sealed => Mode::Sealed,
+        }
+    }
+
+    /// The flag's value (`accept-sealed`, `send-sealed`, `sealed`).
+    pub fn as_str(self) -> &'static str {
+        self.mode().as_str()
+    }
+}
+
+/// A key read from [`GOSSIP_KEY_ENV`], kept out of `Debug` output (it prints the fingerprint).
+#[derive(Debug, Clone)]
+pub struct EnvKey(pub Key);
+
+/// Reads and removes [`GOSSIP_KEY_ENV`] from this process's environment, so that health checks
+/// and event handlers started later do not inherit the key. Call it before any thread starts.
+pub fn take_env_key() -> Result<Option<EnvKey>> {
+    let Some(value) = std::env::var_os(GOSSIP_KEY_ENV) else {
+        return Ok(None);
+    };
+    std::env::remove_var(GOSSIP_KEY_ENV);
+    let text = value
+        .into_string()
+        .map_err(|_| anyhow!("{GOSSIP_KEY_ENV}: not valid UTF-8"))?;
+    let key = Key::from_base64(text.trim()).map_err(|e| anyhow!("{GOSSIP_KEY_ENV}: {e}"))?;
+    Ok(Some(EnvKey(key)))
+}
+
+/// The keyring and mode the flags ask for. Fails with a one-line reason: a keyring file that
+/// cannot be read or parsed (with the line number), both a file and the environment variable,
+/// or a mode without a key.
+pub fn load(args: &Args) -> Result<(Option<Keyring>, Mode)> {
+    let keyring = match (&args.keyring_file, &args.gossip_key) {
+        (Some(_), Some(_)) => {
+            bail!("both --keyring-file and {GOSSIP_KEY_ENV} are set: give the key one way only")
+        }
+        (Some(path), None) => Some(read_keyring_file(path)?),
+        (None, Some(EnvKey(key))) => Some(Keyring::new(key.clone())),
+        (None, None) => None,
+    };
+    let mode = match (args.encryption_mode, &keyring) {
+        (Some(mode), Some(_)) => mode.mode(),
+        (None, Some(_)) => Mode::Sealed,
+        (None, None) => Mode::Plaintext,
+        (Some(mode), None) => bail!(
+            "--encryption-mode {} needs a key: --keyring-file PATH or {GOSSIP_KEY_ENV}",
+            mode.as_str()
+        ),
+    };
+    Ok((keyring, mode))
+}
+
+/// Reads a keyring file (base64 keys one per line, the first is primary, `#` comments), and
+/// warns if users other than the owner may read it.
+pub fn read_keyring_file(path: &Path) -> Result<Keyring> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read keyring file {}", path.display()))?;
+    warn_if_readable_by_others(path);
+    Keyring::parse(&text).map_err(|e| anyhow!("keyring file {}: {e}", path.display()))
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            warn!(
+                path = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the keyring file is readable by group or others: anyone who reads it can join \
+                 and forge gossip; chmod 600 it"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["chatterd"];
+        argv.extend_from_slice(extra);
+        Args::parse_from(argv)
+    }
+
+    fn key_text(byte: u8) -> String {
+        Key::from_bytes([byte; 32]).to_base64().to_string()
+    }
+
+    #[test]
+    fn no_key_is_plaintext_and_a_key_defaults_to_sealed() {
+        let (ring, mode) = load(&args(&[])).unwrap();
+        assert!(ring.is_none());
+        assert_eq!(mode, Mode::Plaintext);
+        let mut a = args(&[]);
+        a.gossip_key = Some(EnvKey(Key::from_bytes([1; 32])));
+        assert_eq!(load(&a).unwrap().1, Mode::Sealed);
+        let mut a = args(&["--encryption-mode", "accept-sealed"]);
+        assert!(load(&a).unwrap_err().to_string().contains("needs a key"));
+        a.gossip_key = Some(EnvKey(Key::from_bytes([1; 32])));
+        assert_eq!(load(&a).unwrap().1, Mode::AcceptSealed);
+    }
+
+    #[test]
+    fn keyring_file_errors_name_the_line() {
+        let dir = std::env::temp_dir().join(format!("chatterd-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keyring");
+        std::fs::write(&path, format!("# primary\n{}\n\nnot-a-key\n", key_text(1))).unwrap();
+        let err = read_keyring_file(&path).unwrap_err().to_string();
+        assert!(err.contains("line 4"), "{err}");
+        std::fs::write(&path, format!("{}\n# old\n{}\n", key_text(1), key_text(2))).unwrap();
+        let ring = read_keyring_file(&path).unwrap();
+        assert_eq!(ring.len(), 2);
+        assert_eq!(
+            ring.primary().fingerprint(),
+            Key::from_bytes([1; 32]).fingerprint()
+        );
+        let mut a = args(&["--keyring-file", path.to_str().unwrap()]);
+        a.gossip_key = Some(EnvKey(Key::from_bytes([1; 32])));
+        assert!(load(&a).unwrap_err().to_string().contains("one way only"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
