@@ -212,7 +212,9 @@ fn probe_round(c: &mut Criterion) {
         let received = stats.packets_received - before.packets_received;
         let bytes = stats.bytes_received - before.bytes_received;
         assert_eq!(received, 2 * MEMBERS as u64);
-        assert!(bytes <= received * 16, "acks carried more than the ack");
+        // An ack datagram: the 8-byte envelope, the message tag and a random 64-bit sequence
+        // number (a varint of up to 10 bytes).
+        assert!(bytes <= received * 19, "acks carried more than the ack");
         if k == 0 {
             eprintln!(
                 "probe_round: {MEMBERS} members known; ack datagrams of {:.1} bytes on average",

@@ -128,13 +128,16 @@ pub struct Node {
     pub(crate) states: BTreeMap<String, NodeState>,
     /// XOR of `digest_hash` of every replica, this node's included.
     pub(crate) state_fingerprint: u64,
+    /// Addresses this node sent a padded `SyncRequest` to, and when (`Node::solicit`).
+    solicited: BTreeMap<SocketAddr, Instant>,
     /// New members and new lives being checked before the table takes them.
     pub(crate) life_checks: LifeChecks,
     /// Grafts received from nodes not yet listed as members: name and address (`messaging.rs`).
     pub(crate) stranger_grafts: BTreeMap<String, SocketAddr>,
     /// Strangers that asked for the member table and got only the part their request paid
-    /// for, with when they asked: they get the rest once admitted (`sync.rs`).
-    pub(crate) owed_states: BTreeMap<SocketAddr, Instant>,
+    /// for, with when they asked and whether their key/value state differed: they get the
+    /// rest, and the key/value digest, once admitted (`sync.rs`).
+    pub(crate) owed_states: BTreeMap<SocketAddr, (Instant, bool)>,
     /// While a datagram from a sender that is not a live member is handled: its address and
     /// the bytes still allowed in answer to it (no answer larger than the question).
     answer_allowance: Option<(SocketAddr, usize)>,
@@ -147,6 +150,9 @@ pub struct Node {
     events: VecDeque<Event>,
     pub(crate) stats: Stats,
 }
+
+/// Addresses this node opened an exchange with, remembered (about 48 bytes each).
+const MAX_SOLICITED: usize = 64;
 
 /// The kinds of answer that send a whole table, rate-limited per peer. Key/value deltas are
 /// bounded per request instead (`Config::max_delta_packets`, and a stranger's allowance): a
@@ -238,6 +244,7 @@ impl Node {
             next_reconnect,
             leaving: false,
             conflicts_seen: BTreeSet::new(),
+            solicited: BTreeMap::new(),
             life_checks: LifeChecks::default(),
             owed_states: BTreeMap::new(),
             stranger_grafts: BTreeMap::new(),
@@ -520,10 +527,7 @@ impl Node {
         // A sender that is not a live member gets no more bytes back than it sent: a forged
         // source address cannot turn this node into an amplifier. Both sides count bytes on
         // the wire: the datagram as received, the answers as sent (sealed or not).
-        self.answer_allowance = self
-            .table
-            .live_at(from)
-            .is_none()
+        self.answer_allowance = (self.table.live_at(from).is_none() && !self.solicited(now, from))
             .then_some((from, received));
         for message in messages {
             if let Err(err) = crate::limits::check(&message, &self.config) {
@@ -698,6 +702,27 @@ impl Node {
         self.answer_allowance
             .filter(|(addr, _)| *addr == dst)
             .map(|(_, left)| left.saturating_sub(overhead))
+    }
+
+    /// Remembers that this node opened an exchange with `dst` (a seed, or a node of the other
+    /// side of a partition): its answers, arriving before either side lists the other, are
+    /// answered in full. Bounded by [`MAX_SOLICITED`]; entries expire after two probe intervals.
+    pub(crate) fn solicit(&mut self, now: Instant, dst: SocketAddr) {
+        if self.solicited.len() >= MAX_SOLICITED {
+            let horizon = self.config.probe_interval * 2;
+            self.solicited
+                .retain(|_, at| now.saturating_duration_since(*at) < horizon);
+            if self.solicited.len() >= MAX_SOLICITED {
+                self.solicited.pop_first();
+            }
+        }
+        self.solicited.insert(dst, now);
+    }
+
+    fn solicited(&self, now: Instant, from: SocketAddr) -> bool {
+        self.solicited
+            .get(&from)
+            .is_some_and(|at| now.saturating_duration_since(*at) < self.config.probe_interval * 2)
     }
 
     /// `addr` has just proved it is the member listed there (it acked a check with a random

@@ -73,7 +73,7 @@ impl Node {
         }
         self.seeds = next;
         for addr in fresh {
-            self.send_sync_request(addr);
+            self.send_sync_request(now, addr);
         }
     }
 
@@ -103,11 +103,11 @@ impl Node {
             .collect();
         for addr in due {
             debug!(seed = %addr, "contacting seed");
-            self.send_sync_request(addr);
+            self.send_sync_request(now, addr);
         }
     }
 
-    fn send_sync_request(&mut self, dst: SocketAddr) {
+    fn send_sync_request(&mut self, now: Instant, dst: SocketAddr) {
         self.stats.syncs_started += 1;
         let mut req = wire::SyncRequest {
             from: self.me.name.clone(),
@@ -123,6 +123,7 @@ impl Node {
             let size =
                 wire::encode_packet(self.cluster, &[Message::SyncRequest(req.clone())]).len() + 2;
             req.padding = vec![0; self.budget().saturating_sub(size)];
+            self.solicit(now, dst);
         }
         self.send(dst, &[Message::SyncRequest(req)]);
     }
@@ -157,7 +158,7 @@ impl Node {
             }
         };
         if let Some(dst) = target {
-            self.send_sync_request(dst);
+            self.send_sync_request(now, dst);
         }
     }
 
@@ -192,7 +193,7 @@ impl Node {
         }
         let dst = candidates[self.rng.random_range(0..candidates.len())];
         debug!(addr = %dst, "reconnect attempt");
-        self.send_sync_request(dst);
+        self.send_sync_request(now, dst);
     }
 
     /// Answers an exchange: the member table if the fingerprints differ, then the key/value
@@ -205,19 +206,22 @@ impl Node {
         from: SocketAddr,
         req: wire::SyncRequest,
     ) {
-        if req.fingerprint == self.fingerprint() {
+        let stranger = self.answer_room(from).is_some();
+        let members_differ = req.fingerprint != self.fingerprint();
+        let states_differ = req.state_fingerprint != self.state_fingerprint;
+        if stranger && (members_differ || states_differ) {
+            // A stranger gets a first part of the member table now, and the rest (and the
+            // key/value digest that opens that half of the exchange) once it has answered the
+            // check of its own announcement (`lives.rs`), as QUIC completes its answer once the
+            // client's address is validated.
+            self.owe_state(now, from, states_differ);
+        }
+        if !members_differ {
             self.stats.syncs_in_sync += 1;
         } else if self.allow_full_answer(now, from, FullAnswer::Members) {
-            if self.answer_room(from).is_some() {
-                // A stranger gets a first part now, and the rest once it has answered the
-                // check of its own announcement (`lives.rs`), as QUIC completes its answer
-                // once the client's address is validated.
-                self.owe_state(now, from);
-            }
             self.send_state(from, true);
         }
-        if req.state_fingerprint != self.state_fingerprint
-            && self.allow_full_answer(now, from, FullAnswer::StateDigest)
+        if states_differ && !stranger && self.allow_full_answer(now, from, FullAnswer::StateDigest)
         {
             self.send_state_digest(from, true);
         }
@@ -279,20 +283,23 @@ impl Node {
     }
 
     /// Remembers that `dst`, a stranger, got only part of the table (bounded, oldest first).
-    fn owe_state(&mut self, now: Instant, dst: SocketAddr) {
+    fn owe_state(&mut self, now: Instant, dst: SocketAddr, digest: bool) {
         if self.owed_states.len() >= MAX_OWED_STATES {
             self.owed_states.pop_first();
         }
-        self.owed_states.insert(dst, now);
+        self.owed_states.insert(dst, (now, digest));
     }
 
     /// A member at `addr` was just admitted: if it is a stranger that asked for the table less
     /// than `Config::sync_interval` ago, send it the whole table now.
     pub(crate) fn pay_owed_state(&mut self, now: Instant, addr: SocketAddr) {
-        if let Some(asked) = self.owed_states.remove(&addr) {
+        if let Some((asked, digest)) = self.owed_states.remove(&addr) {
             if now.saturating_duration_since(asked) < self.config.sync_interval {
                 self.lift_answer_limit(addr);
                 self.send_state(addr, false);
+                if digest {
+                    self.send_state_digest(addr, true);
+                }
             }
         }
     }
