@@ -113,6 +113,15 @@ fn stale_alive_does_not_clear_a_suspicion_and_left_beats_failed() {
         incarnation: inc,
         from: "n2".into(),
     });
+    // A verdict that comes before the suspicion could honestly have run its course counts as
+    // a confirmation only: one datagram cannot make a member failed.
+    send(&mut net, 0, 2, std::slice::from_ref(&failed));
+    assert_eq!(net.status(0, 1), Some(MemberStatus::Suspect));
+    // Once it could have (no timer fired meanwhile), the accuser's verdict is taken.
+    let config = Config::local();
+    net.now += config
+        .unreachable_suspicion_timeout
+        .min(config.suspicion_min_timeout(3));
     send(&mut net, 0, 2, &[failed]);
     assert_eq!(net.status(0, 1), Some(MemberStatus::Failed));
     let evidence = net.member(0, 1).evidence.clone().unwrap();

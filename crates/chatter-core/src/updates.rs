@@ -386,6 +386,10 @@ impl Node {
             }
             return;
         }
+        if !self.is_witness(&failed.from, &failed.name) {
+            self.stats.dropped_invalid += 1;
+            return;
+        }
         let Some(known) = self.table.get(&failed.name) else {
             return;
         };
@@ -395,7 +399,35 @@ impl Node {
         {
             return;
         }
-        self.mark_failed(now, failed);
+        // A verdict is taken from another member only for a suspicion this node has held for
+        // at least half the shortest honest suspicion: an honest accuser declares a member
+        // failed only after its own suspicion ran its course, and its `Suspect` reached this
+        // node long before. A `Failed` that comes sooner (forged, or its `Suspect` was lost)
+        // counts as a suspicion instead, which the member can refute: one datagram cannot
+        // make a live member failed.
+        let n = self.cluster_size();
+        let shortest = self
+            .config
+            .unreachable_suspicion_timeout
+            .min(self.config.suspicion_min_timeout(n));
+        let held = self
+            .suspicions
+            .get(&failed.name)
+            .is_some_and(|s| now.saturating_duration_since(s.started) >= shortest / 2);
+        if known.status == MemberStatus::Suspect && held {
+            self.mark_failed(now, failed);
+            return;
+        }
+        self.on_suspect(
+            now,
+            wire::Suspect {
+                name: failed.name,
+                generation: failed.generation,
+                incarnation: failed.incarnation,
+                from: failed.from,
+                unreachable: false,
+            },
+        );
     }
 
     fn mark_failed(&mut self, now: Instant, failed: wire::Failed) {

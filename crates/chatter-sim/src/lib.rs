@@ -61,6 +61,7 @@
 
 #![deny(missing_docs)]
 
+pub mod adversary;
 pub mod experiment;
 mod invariants;
 mod log;
