@@ -5,7 +5,9 @@
 //! - every counter stays within its honest bound (`limits.rs`), so nothing can overflow;
 //! - a member's incarnation never goes back within a life, and its generation never goes back;
 //! - the node's own life only moves forward;
-//! - a stranger never gets more bytes back than the datagram it sent;
+//! - a stranger never gets more bytes back than the datagram it sent (an address the node
+//!   itself opened an exchange with in the last two probe intervals is not a stranger: it
+//!   answers the node's own padded request);
 //! - the member table stays within `Config::max_members`.
 //!
 //! `cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run node -- -max_total_time=60`
@@ -24,6 +26,24 @@ fn addr(i: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, i], 7000))
 }
 
+/// Records `dst` when `payload` opens an exchange with a padded `SyncRequest`.
+fn note_solicited(
+    solicited: &mut BTreeMap<SocketAddr, Instant>,
+    cluster: u32,
+    payload: &[u8],
+    dst: SocketAddr,
+    now: Instant,
+) {
+    if let Ok(messages) = wire::decode_packet(payload, cluster, 65_507) {
+        if messages
+            .iter()
+            .any(|m| matches!(m, wire::Message::SyncRequest(r) if !r.padding.is_empty()))
+        {
+            solicited.insert(dst, now);
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let t0 = Instant::now();
     let config = Config {
@@ -38,6 +58,7 @@ fuzz_target!(|data: &[u8]| {
     let mut now = t0;
     let mut lives: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut own = (node.local_member().generation, node.local_member().incarnation);
+    let mut solicited: BTreeMap<SocketAddr, Instant> = BTreeMap::new();
     let mut rest = data;
     // Each datagram: one byte picks the sender (three members, or one of two strangers) and
     // whether timers fire first, one byte its length, then its body behind a valid envelope.
@@ -55,17 +76,26 @@ fuzz_target!(|data: &[u8]| {
             now += Duration::from_millis(u64::from(head & 0x3f) * 10);
             node.handle_timeout(now);
         }
-        while node.poll_transmit().is_some() {}
+        while let Some(t) = node.poll_transmit() {
+            note_solicited(&mut solicited, cluster, &t.payload, t.dst, now);
+        }
         let mut datagram = Vec::with_capacity(body.len() + wire::ENVELOPE_LEN);
         wire::write_envelope(&mut datagram, cluster);
         datagram.extend_from_slice(body);
-        let stranger = node.member_briefs().all(|(_, m)| m.addr != from || !m.status.is_live());
+        let contacted = solicited
+            .get(&from)
+            .is_some_and(|at| now.saturating_duration_since(*at) < Duration::from_millis(400));
+        let stranger = !contacted
+            && node
+                .member_briefs()
+                .all(|(_, m)| m.addr != from || !m.status.is_live());
         node.handle_datagram(now, from, &datagram);
         let mut answered = 0;
         while let Some(t) = node.poll_transmit() {
             if t.dst == from {
                 answered += t.payload.len();
             }
+            note_solicited(&mut solicited, cluster, &t.payload, t.dst, now);
         }
         while node.poll_event().is_some() {}
         if stranger {
