@@ -3,33 +3,9 @@
 mod common;
 
 use std::net::{TcpListener, UdpSocket};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use chatter_api::{ErrorBody, HealthView, MemberView, MembersResponse, SelfView, Status};
-use common::{Daemon, TempFile, CHATTERD};
-
-/// Runs chatterd with `args`, expecting it to exit by itself within 10 s.
-fn run_to_exit(args: &[&str]) -> Output {
-    let mut child = Command::new(CHATTERD)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chatterd {args:?} did not exit within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
+use common::{run_to_exit, Daemon, TempFile};
 
 fn assert_one_line_error(args: &[&str], expected: &str) {
     let out = run_to_exit(args);

@@ -25,6 +25,18 @@ impl Drop for Guard {
     }
 }
 
+/// The lines a child writes to `stdout`, as they come.
+fn lines_of(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 #[test]
 fn demo_starts_a_cluster_and_stops_it_on_ctrl_c() {
     let mut child = Command::new(CHATTERD)
@@ -38,13 +50,7 @@ fn demo_starts_a_cluster_and_stops_it_on_ctrl_c() {
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut guard = Guard(Some(child));
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
+    let rx = lines_of(stdout);
     let (err_tx, err_rx) = mpsc::channel();
     thread::spawn(move || {
         let mut all = String::new();
@@ -148,13 +154,7 @@ fn demo_with_a_key_seals_every_child() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut guard = Guard(Some(child));
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
+    let rx = lines_of(stdout);
     let mut https: Vec<SocketAddr> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -539,27 +539,6 @@ fn over_the_cap_a_tls_client_gets_the_503_over_tls() {
     });
 }
 
-/// Runs chatterd with `args`, expecting it to exit by itself within 10 s.
-fn run_to_exit(args: &[String]) -> std::process::Output {
-    let mut child = std::process::Command::new(common::CHATTERD)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chatterd {args:?} did not exit within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn tls_files_are_checked_at_startup_in_one_line() {
     let tls = TestTls::new("startup");
@@ -617,7 +596,7 @@ fn tls_files_are_checked_at_startup_in_one_line() {
     ] {
         let mut argv = loopback_args("tls-refused");
         argv.extend(args.iter().map(|s| s.to_string()));
-        let out = run_to_exit(&argv);
+        let out = common::run_to_exit(&argv);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} started");
         assert!(out.stdout.is_empty(), "{args:?}: a ready line was printed");
