@@ -53,6 +53,7 @@ mod encryption;
 mod event;
 mod graft;
 mod kv;
+mod kv_store;
 pub mod limits;
 mod lives;
 mod member;

@@ -15,13 +15,11 @@ use crate::broadcast::BroadcastQueue;
 use crate::config::{Config, ConfigError};
 use crate::encryption::{Encryption, EncryptionError, Inbound, Mode};
 use crate::event::Event;
-use crate::graft::GraftQueue;
+use crate::kv_store::KvStore;
 use crate::lives::LifeChecks;
 use crate::member::{Member, MemberBrief, MemberStatus, Tags};
 use crate::plumtree::Plumtree;
 use crate::probe::{Probe, Relay};
-use crate::state::NodeState;
-use crate::state_tree::{PendingPush, PushedWrites};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::sync::SeedState;
@@ -112,22 +110,11 @@ pub struct Node {
     /// News was queued since the last gossip round.
     pub(crate) gossip_fresh: bool,
     pub(crate) plumtree: Plumtree,
-    /// This node's own key/value state.
-    pub(crate) my_state: NodeState,
-    /// Key/value writes waiting for the next gossip round to be pushed along the broadcast
-    /// tree, one per (owner, key).
-    pub(crate) state_push: BTreeMap<String, PendingPush>,
+    /// Key/value state: this node's own, replicas, fingerprint, writes on the tree.
+    pub(crate) kv: KvStore,
     /// Announcements of key/value state (`StateHave`): they ride on datagrams sent anyway and
     /// never cause one of their own.
     pub(crate) announcements: BroadcastQueue,
-    /// Writes that arrived by push (bounded), to tell a tree cycle from another path.
-    pub(crate) pushed_writes: PushedWrites,
-    /// Owners whose writes were announced ahead of this node's replica: the watermark wanted.
-    pub(crate) state_missing: GraftQueue<String, u64>,
-    /// Replicas of other members' state.
-    pub(crate) states: BTreeMap<String, NodeState>,
-    /// XOR of `digest_hash` of every replica, this node's included.
-    pub(crate) state_fingerprint: u64,
     /// Addresses this node sent a padded `SyncRequest` to, and when (`Node::solicit`).
     solicited: BTreeMap<SocketAddr, Instant>,
     /// New members and new lives being checked before the table takes them.
@@ -213,18 +200,12 @@ impl Node {
         };
         let next_reconnect = now + config.reconnect_interval;
         let join_syncs_left = config.join_syncs;
-        let my_state = NodeState::new(me.generation);
-        let state_fingerprint = my_state.digest_hash(&me.name);
+        let kv = KvStore::new(&me.name, me.generation);
         let mut node = Self {
             plumtree: Plumtree::default(),
             gossip_fresh: false,
-            my_state,
-            state_push: BTreeMap::new(),
+            kv,
             announcements: BroadcastQueue::default(),
-            state_missing: GraftQueue::default(),
-            pushed_writes: PushedWrites::default(),
-            states: BTreeMap::new(),
-            state_fingerprint,
             cluster: wire::cluster_hash(&config.cluster_name),
             awareness: Awareness::new(config.awareness_max),
             next_reap: now + config.probe_interval,

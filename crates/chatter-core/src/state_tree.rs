@@ -17,7 +17,6 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::node::Node;
-use crate::state::NodeState;
 use crate::wire::{self, DigestRow, Message, StateUpdate};
 
 /// Bytes reserved in a push datagram for the envelope and the message's own fields.
@@ -45,7 +44,7 @@ pub(crate) struct PushedWrites {
 }
 
 impl PushedWrites {
-    fn insert(&mut self, update: &StateUpdate, max: usize) {
+    pub(crate) fn insert(&mut self, update: &StateUpdate, max: usize) {
         let key = write_id(update);
         if self.seen.contains(&key) {
             return;
@@ -59,7 +58,7 @@ impl PushedWrites {
         self.seen.insert(key);
     }
 
-    fn contains(&self, update: &StateUpdate) -> bool {
+    pub(crate) fn contains(&self, update: &StateUpdate) -> bool {
         self.seen.contains(&write_id(update))
     }
 }
@@ -74,40 +73,21 @@ impl Node {
     pub(crate) fn queue_state_push(
         &mut self,
         now: Instant,
-        mut update: StateUpdate,
+        update: StateUpdate,
         from: Option<String>,
     ) {
-        let key = kv_key(&update.node, &update.entry.key);
-        if let Some(older) = self.state_push.remove(&key) {
-            if older.update.generation == update.generation
-                && older.update.entry.version < update.entry.version
-            {
-                let mut supersedes = older.update.supersedes;
-                supersedes.push(older.update.entry.version);
-                supersedes.extend_from_slice(&update.supersedes);
-                supersedes.sort_unstable();
-                supersedes.dedup();
-                if supersedes.len() > MAX_SUPERSEDES {
-                    supersedes.drain(..supersedes.len() - MAX_SUPERSEDES);
-                }
-                update.supersedes = supersedes;
-            } else if older.update.generation >= update.generation {
-                // The queued write is the newer one (or of a newer life): keep it.
-                self.state_push.insert(key, older);
-                return;
-            }
+        if self.kv.queue_push(update, from) {
+            self.next_gossip = Some(self.next_gossip.map_or(now, |t| t.min(now)));
         }
-        self.state_push.insert(key, PendingPush { update, from });
-        self.next_gossip = Some(self.next_gossip.map_or(now, |t| t.min(now)));
     }
 
     /// Pushes the queued writes to every live eager neighbour (except the one each came from),
     /// as few datagrams as the packet budget allows.
     pub(crate) fn push_state(&mut self) {
-        if self.state_push.is_empty() {
+        if !self.kv.has_pushes() {
             return;
         }
-        let pending = std::mem::take(&mut self.state_push);
+        let pending = self.kv.take_pushes();
         // Neighbours are recruited on probe ticks; a write soon after joining needs them now.
         self.maintain_neighbours();
         let mut peers = self.live_neighbours(true);
@@ -181,11 +161,11 @@ impl Node {
             self.refute_state_claim(now, generation, version);
         }
         let max_neighbours = self.config.max_broadcast_neighbours;
-        if push.updates.iter().all(|u| self.knows_write(u)) {
+        if push.updates.iter().all(|u| self.kv.knows_write(u)) {
             let over_the_tree = push
                 .updates
                 .iter()
-                .all(|u| u.node == self.me.name || self.pushed_writes.contains(u));
+                .all(|u| u.node == self.me.name || self.kv.was_pushed(u));
             if !over_the_tree {
                 return;
             }
@@ -211,68 +191,30 @@ impl Node {
         }
         for update in push.updates {
             let node = update.node.clone();
-            let before = self.replica_mark(&node);
+            let before = self.kv.mark(&node);
             if self.apply_update(now, &update) {
-                self.pushed_writes
-                    .insert(&update, self.config.message_cache_size);
+                self.kv.note_pushed(&update, self.config.message_cache_size);
                 self.queue_state_push(now, update, Some(push.from.clone()));
             }
-            if self.replica_mark(&node) != before {
+            if self.kv.mark(&node) != before {
                 self.announce_state(&node);
                 self.forget_if_caught_up(&node);
             }
         }
     }
 
-    /// Whether this node already holds `update` (or something newer for its key, or a newer
-    /// life of its owner): a push of nothing else is a duplicate.
-    fn knows_write(&self, update: &StateUpdate) -> bool {
-        let Some(replica) = self.state_of(&update.node) else {
-            return false;
-        };
-        let generation = self.replica_generation(&update.node, replica);
-        generation > update.generation
-            || (generation == update.generation
-                && (replica.watermark >= update.entry.version
-                    || replica
-                        .entries
-                        .get(&update.entry.key)
-                        .is_some_and(|e| e.version >= update.entry.version)))
-    }
-
-    fn replica_generation(&self, node: &str, replica: &NodeState) -> u64 {
-        if node == self.me.name {
-            self.me.generation
-        } else {
-            replica.generation
-        }
-    }
-
-    /// `(generation, watermark)` of the replica of `node`, if any.
-    fn replica_mark(&self, node: &str) -> Option<(u64, u64)> {
-        self.state_of(node)
-            .map(|r| (self.replica_generation(node, r), r.watermark))
-    }
-
-    /// The watermark of the replica of `node`'s life `generation`; 0 if none.
-    fn replica_watermark(&self, node: &str, generation: u64) -> u64 {
-        self.state_of(node)
-            .filter(|r| self.replica_generation(node, r) == generation)
-            .map_or(0, |r| r.watermark)
-    }
-
     /// Announces how far this node holds `node`'s writes, on datagrams sent anyway. One entry
     /// per owner: a newer watermark replaces the queued one.
     pub(crate) fn announce_state(&mut self, node: &str) {
-        let Some(replica) = self.state_of(node) else {
+        let Some((_, watermark)) = self.kv.mark(node) else {
             return;
         };
-        if replica.watermark == 0 {
+        if watermark == 0 {
             return;
         }
         let have = Message::StateHave(wire::StateHave {
             node: node.to_owned(),
-            watermark: replica.watermark,
+            watermark,
         });
         let limit = self.config.state_retransmit_limit(self.cluster_size());
         self.announcements
@@ -293,15 +235,14 @@ impl Node {
         let Some(generation) = self.table.get(&have.node).map(|m| m.generation) else {
             return;
         };
-        if self.replica_watermark(&have.node, generation) >= have.watermark {
+        if self.kv.watermark_of(&have.node, generation) >= have.watermark {
             return;
         }
         let graft_at = now + self.config.graft_timeout;
-        // The announcer's name is looked up when (and if) a pull is sent.
-        self.state_missing.announced(
+        self.kv.note_announced(
             have.node,
             have.watermark,
-            (String::new(), from),
+            from,
             graft_at,
             self.config.max_members,
         );
@@ -311,21 +252,18 @@ impl Node {
     /// (the link becomes eager) and a one-owner digest, answered with a delta. Gives up after
     /// three anti-entropy periods: by then anti-entropy has repaired the replica.
     pub(crate) fn state_graft_timers(&mut self, now: Instant) {
-        if self.state_missing.is_empty() {
-            return;
-        }
-        let due =
-            self.state_missing
-                .due(now, self.config.graft_retry, self.config.sync_interval * 3);
+        let due = self
+            .kv
+            .due_pulls(now, self.config.graft_retry, self.config.sync_interval * 3);
         let max_neighbours = self.config.max_broadcast_neighbours;
-        for (node, want, (_, addr)) in due {
+        for (node, want, addr) in due {
             let Some(generation) = self.table.get(&node).map(|m| m.generation) else {
-                self.state_missing.remove(&node);
+                self.kv.forget_pull(&node);
                 continue;
             };
-            let watermark = self.replica_watermark(&node, generation);
+            let watermark = self.kv.watermark_of(&node, generation);
             if watermark >= want {
-                self.state_missing.remove(&node);
+                self.kv.forget_pull(&node);
                 continue;
             }
             if let Some(announcer) = self.name_at(addr) {
@@ -340,7 +278,7 @@ impl Node {
             // owner only.
             let digest = Message::StateDigest(wire::StateDigest {
                 from: self.me.name.clone(),
-                fingerprint: self.state_fingerprint,
+                fingerprint: self.kv.fingerprint(),
                 reply: false,
                 after: Some(node.clone()),
                 until: Some(node.clone()),
@@ -367,7 +305,7 @@ impl Node {
         generation: u64,
         changed: Vec<wire::WireEntry>,
     ) {
-        if !self.state_missing.grafted_from(&node.to_owned(), from) {
+        if !self.kv.pulled_from(node, from) {
             return;
         }
         self.forget_if_caught_up(node);
@@ -380,8 +318,7 @@ impl Node {
                 entry,
                 supersedes: Vec::new(),
             };
-            self.pushed_writes
-                .insert(&update, self.config.message_cache_size);
+            self.kv.note_pushed(&update, self.config.message_cache_size);
             self.queue_state_push(now, update, sender.clone());
         }
     }
@@ -405,18 +342,12 @@ impl Node {
 
     /// Drops the pending pull for `node` once the replica reached the announced watermark.
     fn forget_if_caught_up(&mut self, node: &str) {
-        let key = node.to_owned();
-        let Some(want) = self.state_missing.want(&key) else {
-            return;
-        };
         let generation = self.table.get(node).map_or(0, |m| m.generation);
-        if self.replica_watermark(node, generation) >= want {
-            self.state_missing.remove(&key);
-        }
+        self.kv.forget_pull_if_caught_up(node, generation);
     }
 
     pub(crate) fn next_state_graft(&self) -> Option<Instant> {
-        self.state_missing.next()
+        self.kv.next_pull()
     }
 }
 

@@ -112,7 +112,7 @@ impl Node {
         let mut req = wire::SyncRequest {
             from: self.me.name.clone(),
             fingerprint: self.fingerprint(),
-            state_fingerprint: self.state_fingerprint,
+            state_fingerprint: self.kv.fingerprint(),
             padding: Vec::new(),
         };
         if self.table.live_at(dst).is_none() || self.join_syncs_left > 0 {
@@ -208,7 +208,7 @@ impl Node {
     ) {
         let stranger = self.answer_room(from).is_some();
         let members_differ = req.fingerprint != self.fingerprint();
-        let states_differ = req.state_fingerprint != self.state_fingerprint;
+        let states_differ = req.state_fingerprint != self.kv.fingerprint();
         if stranger && (members_differ || states_differ) {
             // A stranger gets a first part of the member table now, and the rest (and the
             // key/value digest that opens that half of the exchange) once it has answered the

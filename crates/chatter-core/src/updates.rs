@@ -548,11 +548,9 @@ impl Node {
             warn!("generation at its largest value: cannot begin a new life");
             return;
         };
-        let before = self.my_state.digest_hash(&self.me.name);
         self.me.generation = generation;
         self.me.incarnation = 0;
-        self.my_state.generation = generation;
-        self.state_fingerprint ^= before ^ self.my_state.digest_hash(&self.me.name);
+        self.kv.set_generation(generation);
         self.stats.lives_renewed += 1;
         warn!(
             generation,
