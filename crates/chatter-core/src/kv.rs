@@ -229,7 +229,7 @@ impl Node {
     ) {
         if digest.reply
             && digest.fingerprint != self.kv.fingerprint()
-            && self.allow_full_answer(now, from, crate::node::FullAnswer::StateDigest)
+            && self.allow_full_answer(now, from, crate::anti_entropy::FullAnswer::StateDigest)
         {
             self.send_state_digest(from, false);
         }

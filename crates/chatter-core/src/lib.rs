@@ -46,6 +46,8 @@
 
 #![deny(missing_docs)]
 
+mod addr_memo;
+mod anti_entropy;
 mod awareness;
 mod broadcast;
 mod config;

@@ -12,9 +12,6 @@ use crate::node::Node;
 use crate::plumtree::{BroadcastError, Cached, MessageId};
 use crate::wire::{self, Message};
 
-/// Grafts from nodes not yet listed, remembered until they are (about 100 bytes each).
-const MAX_STRANGER_GRAFTS: usize = 64;
-
 impl Node {
     /// Broadcasts a user message to every live member (this node included: it is delivered
     /// here too, as an [`Event::Message`]). Returns the message's id.
@@ -200,7 +197,7 @@ impl Node {
         );
     }
 
-    pub(crate) fn on_graft(&mut self, _now: Instant, from: SocketAddr, graft: wire::Graft) {
+    pub(crate) fn on_graft(&mut self, now: Instant, from: SocketAddr, graft: wire::Graft) {
         if self.leaving {
             return;
         }
@@ -210,10 +207,7 @@ impl Node {
             // (it could name another address as its own). A node that joined a moment ago
             // grafts before this node has checked and listed it: remembered, the link is made
             // when it is listed at that address.
-            if self.stranger_grafts.len() >= MAX_STRANGER_GRAFTS {
-                self.stranger_grafts.pop_first();
-            }
-            self.stranger_grafts.insert(graft.from, from);
+            self.plumtree.note_stranger_graft(now, graft.from, from);
             return;
         }
         self.plumtree.set_eager(&graft.from, true, max_neighbours);
@@ -311,7 +305,7 @@ impl Node {
     /// Keeps the neighbour set in step with membership.
     pub(crate) fn messaging_on_membership(&mut self, event: &Event) {
         if let Event::Joined(m) = event {
-            if self.stranger_grafts.remove(&m.name) == Some(m.addr) {
+            if self.plumtree.take_stranger_graft(&m.name) == Some(m.addr) {
                 // Its graft came before it was listed: the link it asked for.
                 let max_neighbours = self.config.max_broadcast_neighbours;
                 self.plumtree.remove_neighbour(&m.name);

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 use tracing::debug;
 
+use crate::anti_entropy::{AntiEntropy, FullAnswer};
 use crate::awareness::Awareness;
 use crate::broadcast::BroadcastQueue;
 use crate::config::{Config, ConfigError};
@@ -22,7 +23,6 @@ use crate::plumtree::Plumtree;
 use crate::probe::{Probe, Relay};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
-use crate::sync::SeedState;
 use crate::table::{row_hash, Table};
 use crate::wire::{self, DecodeError, Message};
 
@@ -97,13 +97,10 @@ pub struct Node {
     pub(crate) suspicions: BTreeMap<String, Suspicion>,
     pub(crate) probe: Option<Probe>,
     pub(crate) relays: BTreeMap<u64, Relay>,
-    pub(crate) seeds: Vec<SeedState>,
     pub(crate) next_probe: Instant,
     pub(crate) next_gossip: Option<Instant>,
-    pub(crate) next_sync: Instant,
-    /// Early anti-entropy exchanges still to start (`Config::join_syncs`).
-    pub(crate) join_syncs_left: u32,
-    pub(crate) next_reconnect: Instant,
+    /// Seeds, exchange timers and the per-peer answer memos (`anti_entropy.rs`).
+    pub(crate) anti_entropy: AntiEntropy,
     pub(crate) next_reap: Instant,
     pub(crate) leaving: bool,
     pub(crate) conflicts_seen: BTreeSet<(String, SocketAddr, u64)>,
@@ -115,21 +112,11 @@ pub struct Node {
     /// Announcements of key/value state (`StateHave`): they ride on datagrams sent anyway and
     /// never cause one of their own.
     pub(crate) announcements: BroadcastQueue,
-    /// Addresses this node sent a padded `SyncRequest` to, and when (`Node::solicit`).
-    solicited: BTreeMap<SocketAddr, Instant>,
     /// New members and new lives being checked before the table takes them.
     pub(crate) life_checks: LifeChecks,
-    /// Grafts received from nodes not yet listed as members: name and address (`messaging.rs`).
-    pub(crate) stranger_grafts: BTreeMap<String, SocketAddr>,
-    /// Strangers that asked for the member table and got only the part their request paid
-    /// for, with when they asked and whether their key/value state differed: they get the
-    /// rest, and the key/value digest, once admitted (`sync.rs`).
-    pub(crate) owed_states: BTreeMap<SocketAddr, (Instant, bool)>,
     /// While a datagram from a sender that is not a live member is handled: its address and
     /// the bytes still allowed in answer to it (no answer larger than the question).
     answer_allowance: Option<(SocketAddr, usize)>,
-    /// When each peer last got a full-state answer (member table or key/value digest), by kind; bounded by [`MAX_FULL_ANSWERS_REMEMBERED`].
-    full_answers: BTreeMap<(SocketAddr, FullAnswer), Instant>,
     /// Keyring, mode, sealer and replay windows: every datagram passes through it on the way
     /// out (`push_transmit`) and on the way in (`handle_datagram`).
     encryption: Encryption,
@@ -137,25 +124,6 @@ pub struct Node {
     events: VecDeque<Event>,
     pub(crate) stats: Stats,
 }
-
-/// Addresses this node opened an exchange with, remembered (about 48 bytes each).
-const MAX_SOLICITED: usize = 64;
-
-/// The kinds of answer that send a whole table, rate-limited per peer. Key/value deltas are
-/// bounded per request instead (`Config::max_delta_packets`, and a stranger's allowance): a
-/// member repairing several owners asks for each with a one-row digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum FullAnswer {
-    /// The member table (`SyncState`).
-    Members,
-    /// The key/value digest (`StateDigest`).
-    StateDigest,
-}
-
-/// Peers whose last full-state answer is remembered. Each entry takes about 64 bytes, so the
-/// map stays under 64 KiB; when it is full, entries older than the rate-limit interval go
-/// first, then the oldest.
-const MAX_FULL_ANSWERS_REMEMBERED: usize = 1024;
 
 impl Node {
     /// A node that knows only itself. Call [`Node::join`] to contact seeds.
@@ -193,16 +161,10 @@ impl Node {
             d.mul_f64(rand::Rng::random_range(rng, 0.0..1.0))
         };
         let next_probe = now + jitter(&mut rng, config.probe_interval);
-        let next_sync = if config.join_syncs > 0 {
-            now + config.probe_interval
-        } else {
-            now + config.sync_interval / 2 + jitter(&mut rng, config.sync_interval / 2)
-        };
-        let next_reconnect = now + config.reconnect_interval;
-        let join_syncs_left = config.join_syncs;
+        let anti_entropy = AntiEntropy::new(now, &config, &mut rng);
         let kv = KvStore::new(&me.name, me.generation);
         let mut node = Self {
-            plumtree: Plumtree::default(),
+            plumtree: Plumtree::new(config.sync_interval),
             gossip_fresh: false,
             kv,
             announcements: BroadcastQueue::default(),
@@ -217,20 +179,13 @@ impl Node {
             suspicions: BTreeMap::new(),
             probe: None,
             relays: BTreeMap::new(),
-            seeds: Vec::new(),
             next_probe,
             next_gossip: None,
-            next_sync,
-            join_syncs_left,
-            next_reconnect,
+            anti_entropy,
             leaving: false,
             conflicts_seen: BTreeSet::new(),
-            solicited: BTreeMap::new(),
             life_checks: LifeChecks::default(),
-            owed_states: BTreeMap::new(),
-            stranger_grafts: BTreeMap::new(),
             answer_allowance: None,
-            full_answers: BTreeMap::new(),
             encryption: Encryption::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -504,12 +459,13 @@ impl Node {
         };
         self.stats.packets_received += 1;
         self.stats.bytes_received += received as u64;
-        self.note_seed_answered(from);
+        self.anti_entropy.note_datagram_from(from);
         // A sender that is not a live member gets no more bytes back than it sent: a forged
         // source address cannot turn this node into an amplifier. Both sides count bytes on
         // the wire: the datagram as received, the answers as sent (sealed or not).
-        self.answer_allowance = (self.table.live_at(from).is_none() && !self.solicited(now, from))
-            .then_some((from, received));
+        self.answer_allowance = (self.table.live_at(from).is_none()
+            && !self.anti_entropy.is_solicited(now, from))
+        .then_some((from, received));
         for message in messages {
             if let Err(err) = crate::limits::check(&message, &self.config) {
                 self.stats.dropped_invalid += 1;
@@ -566,11 +522,11 @@ impl Node {
         if self.next_gossip.is_some_and(|t| now >= t) {
             self.gossip_round(now);
         }
-        if now >= self.next_sync {
+        if self.anti_entropy.sync_due(now) {
             self.sync_round(now);
         }
         self.join_timers(now);
-        if now >= self.next_reconnect {
+        if self.anti_entropy.reconnect_due(now) {
             self.reconnect_round(now);
         }
         if now >= self.next_reap {
@@ -591,8 +547,7 @@ impl Node {
     /// When [`Node::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut next = [
-            Some(self.next_sync),
-            Some(self.next_reconnect),
+            Some(self.anti_entropy.next_deadline(self.table.live() == 0)),
             Some(self.next_reap),
             self.next_gossip,
             (!self.leaving).then_some(self.next_probe),
@@ -614,11 +569,6 @@ impl Node {
         }
         for suspicion in self.suspicions.values() {
             consider(suspicion.deadline());
-        }
-        for seed in self.seeds.iter().filter(|s| !s.answered) {
-            if self.table.live() == 0 {
-                consider(seed.next_attempt);
-            }
         }
         next
     }
@@ -685,27 +635,6 @@ impl Node {
             .map(|(_, left)| left.saturating_sub(overhead))
     }
 
-    /// Remembers that this node opened an exchange with `dst` (a seed, or a node of the other
-    /// side of a partition): its answers, arriving before either side lists the other, are
-    /// answered in full. Bounded by [`MAX_SOLICITED`]; entries expire after two probe intervals.
-    pub(crate) fn solicit(&mut self, now: Instant, dst: SocketAddr) {
-        if self.solicited.len() >= MAX_SOLICITED {
-            let horizon = self.config.probe_interval * 2;
-            self.solicited
-                .retain(|_, at| now.saturating_duration_since(*at) < horizon);
-            if self.solicited.len() >= MAX_SOLICITED {
-                self.solicited.pop_first();
-            }
-        }
-        self.solicited.insert(dst, now);
-    }
-
-    fn solicited(&self, now: Instant, from: SocketAddr) -> bool {
-        self.solicited
-            .get(&from)
-            .is_some_and(|at| now.saturating_duration_since(*at) < self.config.probe_interval * 2)
-    }
-
     /// `addr` has just proved it is the member listed there (it acked a check with a random
     /// sequence number): answers to it are no longer limited, even within the datagram that
     /// brought the proof.
@@ -724,29 +653,11 @@ impl Node {
         dst: SocketAddr,
         kind: FullAnswer,
     ) -> bool {
-        let interval = self.config.probe_interval;
-        if let Some(&last) = self.full_answers.get(&(dst, kind)) {
-            if now.saturating_duration_since(last) < interval {
-                self.stats.answers_rate_limited += 1;
-                return false;
-            }
+        let allowed = self.anti_entropy.allow_full_answer(now, dst, kind);
+        if !allowed {
+            self.stats.answers_rate_limited += 1;
         }
-        if self.full_answers.len() >= MAX_FULL_ANSWERS_REMEMBERED {
-            self.full_answers
-                .retain(|_, at| now.saturating_duration_since(*at) < interval);
-            if self.full_answers.len() >= MAX_FULL_ANSWERS_REMEMBERED {
-                let oldest = self
-                    .full_answers
-                    .iter()
-                    .min_by_key(|(_, at)| **at)
-                    .map(|(k, _)| *k);
-                if let Some(k) = oldest {
-                    self.full_answers.remove(&k);
-                }
-            }
-        }
-        self.full_answers.insert((dst, kind), now);
-        true
+        allowed
     }
 
     /// Queues one plain datagram, sealed first when the mode says so: the single point every

@@ -13,11 +13,13 @@
 //! which sends the message and makes the link eager: the tree repairs itself under loss and churn.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::addr_memo::AddrMemo;
 use crate::graft::GraftQueue;
 
 /// The unique id of a user message: its origin's name and life, and the origin's sequence number.
@@ -76,8 +78,11 @@ struct SeenWindow {
 /// about 40 KiB per origin at most). See [`Plumtree::mark_seen`] for what happens beyond.
 const MAX_SEEN_ABOVE: usize = 4096;
 
+/// Grafts from nodes not yet listed, remembered until they are (about 150 bytes each).
+const MAX_STRANGER_GRAFTS: usize = 64;
+
 /// Plumtree state of one node.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Plumtree {
     /// Neighbour name -> is the link eager.
     pub(crate) neighbours: BTreeMap<String, bool>,
@@ -87,9 +92,39 @@ pub(crate) struct Plumtree {
     /// Messages announced to this node that the tree has not delivered.
     pub(crate) missing: GraftQueue<MessageId>,
     pub(crate) next_seq: u64,
+    /// Grafts received from nodes not yet listed as members: name and address. Entries expire
+    /// after `Config::sync_interval`: a node grafts as soon as it joins, and is checked and
+    /// listed within a probe timeout.
+    stranger_grafts: AddrMemo<String, SocketAddr>,
 }
 
 impl Plumtree {
+    /// No neighbours, nothing seen; grafts of strangers are remembered for `stranger_ttl`.
+    pub(crate) fn new(stranger_ttl: Duration) -> Self {
+        Self {
+            neighbours: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            cache: BTreeMap::new(),
+            cache_order: VecDeque::new(),
+            missing: GraftQueue::default(),
+            next_seq: 0,
+            stranger_grafts: AddrMemo::new(MAX_STRANGER_GRAFTS, stranger_ttl),
+        }
+    }
+
+    /// A graft from `name` at `addr`, not (yet) a member there: the link it asks for is made
+    /// if it is listed at that address (see [`Plumtree::take_stranger_graft`]).
+    pub(crate) fn note_stranger_graft(&mut self, now: Instant, name: String, addr: SocketAddr) {
+        self.stranger_grafts.insert(now, name, addr);
+    }
+
+    /// The address a stranger called `name` grafted from, forgotten once asked for.
+    pub(crate) fn take_stranger_graft(&mut self, name: &str) -> Option<SocketAddr> {
+        self.stranger_grafts
+            .remove(&name.to_owned())
+            .map(|(_, addr)| addr)
+    }
+
     /// Marks `id` seen; returns false if it was seen before.
     pub(crate) fn mark_seen(&mut self, id: &MessageId, max_origins: usize) -> bool {
         if !self.seen.contains_key(&id.origin) && self.seen.len() >= max_origins {
@@ -211,7 +246,7 @@ mod tests {
 
     #[test]
     fn each_message_is_seen_once_and_old_lives_are_ignored() {
-        let mut p = Plumtree::default();
+        let mut p = Plumtree::new(Duration::from_secs(30));
         assert!(p.mark_seen(&id("a", 1, 2), 10));
         assert!(!p.mark_seen(&id("a", 1, 2), 10));
         assert!(p.mark_seen(&id("a", 1, 1), 10));
@@ -229,7 +264,7 @@ mod tests {
 
     #[test]
     fn seen_memory_is_bounded_and_forged_high_numbers_censor_nothing() {
-        let mut p = Plumtree::default();
+        let mut p = Plumtree::new(Duration::from_secs(30));
         // Numbers far ahead of the floor (forged, or a huge gap): the window stays bounded...
         for seq in (1_000_000..1_020_000).step_by(2) {
             p.mark_seen(&id("a", 1, seq), 10);
@@ -250,7 +285,7 @@ mod tests {
 
     #[test]
     fn neighbour_set_is_bounded_and_prefers_dropping_lazy_links() {
-        let mut p = Plumtree::default();
+        let mut p = Plumtree::new(Duration::from_secs(30));
         p.set_eager("a", true, 2);
         p.set_eager("b", false, 2);
         p.set_eager("c", true, 2);

@@ -7,29 +7,18 @@
 //! merges on its own) and asks for the opener's table in return.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::Rng;
 use tracing::debug;
 
+use crate::anti_entropy::FullAnswer;
 use crate::member::MemberStatus;
-use crate::node::{FullAnswer, Node};
+use crate::node::Node;
 use crate::wire::{self, MemberState, Message, WireStatus};
-
-/// A seed address and the state of our attempts to reach it.
-#[derive(Debug, Clone)]
-pub(crate) struct SeedState {
-    pub(crate) addr: SocketAddr,
-    pub(crate) answered: bool,
-    pub(crate) next_attempt: Instant,
-    pub(crate) backoff: Duration,
-}
 
 /// Bytes reserved in a `SyncState` datagram for the envelope and the message's own fields.
 const SYNC_OVERHEAD: usize = 64;
-
-/// Strangers remembered as owed the rest of the member table (about 48 bytes each).
-const MAX_OWED_STATES: usize = 256;
 
 /// Bytes of a stranger's allowance kept for the ping that checks its announcement: an
 /// envelope, a 10-byte sequence number, a name of up to `Config::max_name_len` bytes
@@ -52,34 +41,11 @@ impl Node {
     /// then afterwards (see `Config::reconnect_interval`). Call it again with a re-resolved list
     /// when DNS answers change.
     pub fn join(&mut self, now: Instant, seeds: Vec<SocketAddr>) {
-        let mut fresh = Vec::new();
-        let mut next: Vec<SeedState> = Vec::with_capacity(seeds.len());
-        for addr in seeds {
-            if addr == self.me.addr || next.iter().any(|s| s.addr == addr) {
-                continue;
-            }
-            match self.seeds.iter().find(|s| s.addr == addr) {
-                Some(known) => next.push(known.clone()),
-                None => {
-                    fresh.push(addr);
-                    next.push(SeedState {
-                        addr,
-                        answered: false,
-                        next_attempt: now + self.config.join_retry_initial,
-                        backoff: self.config.join_retry_initial,
-                    });
-                }
-            }
-        }
-        self.seeds = next;
+        let fresh = self
+            .anti_entropy
+            .set_seeds(now, seeds, self.me.addr, &self.config);
         for addr in fresh {
             self.send_sync_request(now, addr);
-        }
-    }
-
-    pub(crate) fn note_seed_answered(&mut self, from: SocketAddr) {
-        if let Some(seed) = self.seeds.iter_mut().find(|s| s.addr == from) {
-            seed.answered = true;
         }
     }
 
@@ -88,19 +54,7 @@ impl Node {
         if self.leaving || self.table.live() > 0 {
             return;
         }
-        let max = self.config.join_retry_max;
-        let due: Vec<SocketAddr> = self
-            .seeds
-            .iter_mut()
-            .filter(|s| now >= s.next_attempt)
-            .map(|s| {
-                // Once the cluster is lost, even an answered seed is worth retrying.
-                s.answered = false;
-                s.backoff = (s.backoff * 2).min(max);
-                s.next_attempt = now + s.backoff;
-                s.addr
-            })
-            .collect();
+        let due = self.anti_entropy.due_seeds(now, self.config.join_retry_max);
         for addr in due {
             debug!(seed = %addr, "contacting seed");
             self.send_sync_request(now, addr);
@@ -115,7 +69,7 @@ impl Node {
             state_fingerprint: self.kv.fingerprint(),
             padding: Vec::new(),
         };
-        if self.table.live_at(dst).is_none() || self.join_syncs_left > 0 {
+        if self.table.live_at(dst).is_none() || self.anti_entropy.is_joining() {
             // A seed, a member of the other side of a partition, or (while this node's early
             // exchanges run) a member that has not yet listed this node, answers a node it does
             // not know as a live member with no more bytes than it receives: pad the request to
@@ -123,7 +77,7 @@ impl Node {
             let size =
                 wire::encode_packet(self.cluster, &[Message::SyncRequest(req.clone())]).len() + 2;
             req.padding = vec![0; self.budget().saturating_sub(size)];
-            self.solicit(now, dst);
+            self.anti_entropy.solicit(now, dst);
         }
         self.send(dst, &[Message::SyncRequest(req)]);
     }
@@ -139,24 +93,13 @@ impl Node {
                 .first()
                 .map(|m| m.addr())
         };
-        self.next_sync = if self.join_syncs_left == 0 || self.leaving {
-            let jitter = self
-                .config
-                .sync_interval
-                .mul_f64(self.rng.random_range(0.0..0.2));
-            now + self.config.sync_interval + jitter
-        } else if target.is_none() {
-            // Not joined yet: the early exchanges wait for the first live member.
-            now + self.config.probe_interval
-        } else {
-            self.join_syncs_left -= 1;
-            let done = self.config.join_syncs - self.join_syncs_left;
-            if self.join_syncs_left == 0 {
-                now + self.config.sync_interval
-            } else {
-                now + self.config.probe_interval * 2u32.saturating_pow(done.min(16))
-            }
-        };
+        self.anti_entropy.schedule_sync(
+            now,
+            target.is_some(),
+            self.leaving,
+            &self.config,
+            &mut self.rng,
+        );
         if let Some(dst) = target {
             self.send_sync_request(now, dst);
         }
@@ -165,7 +108,7 @@ impl Node {
     /// Contacts a seed that is not a live member, or a random failed member: after a partition
     /// heals, this is how the two halves find each other again.
     pub(crate) fn reconnect_round(&mut self, now: Instant) {
-        self.next_reconnect = now + self.config.reconnect_interval;
+        self.anti_entropy.schedule_reconnect(now, &self.config);
         if self.leaving {
             return;
         }
@@ -176,9 +119,8 @@ impl Node {
             .map(|m| m.addr())
             .collect();
         let mut candidates: Vec<SocketAddr> = self
-            .seeds
-            .iter()
-            .map(|s| s.addr)
+            .anti_entropy
+            .seed_addrs()
             .filter(|a| !live_addrs.contains(a))
             .collect();
         if let Some(failed) = self
@@ -214,7 +156,7 @@ impl Node {
             // key/value digest that opens that half of the exchange) once it has answered the
             // check of its own announcement (`lives.rs`), as QUIC completes its answer once the
             // client's address is validated.
-            self.owe_state(now, from, states_differ);
+            self.anti_entropy.owe(now, from, states_differ);
         }
         if !members_differ {
             self.stats.syncs_in_sync += 1;
@@ -282,24 +224,14 @@ impl Node {
         }
     }
 
-    /// Remembers that `dst`, a stranger, got only part of the table (bounded, oldest first).
-    fn owe_state(&mut self, now: Instant, dst: SocketAddr, digest: bool) {
-        if self.owed_states.len() >= MAX_OWED_STATES {
-            self.owed_states.pop_first();
-        }
-        self.owed_states.insert(dst, (now, digest));
-    }
-
     /// A member at `addr` was just admitted: if it is a stranger that asked for the table less
     /// than `Config::sync_interval` ago, send it the whole table now.
     pub(crate) fn pay_owed_state(&mut self, now: Instant, addr: SocketAddr) {
-        if let Some((asked, digest)) = self.owed_states.remove(&addr) {
-            if now.saturating_duration_since(asked) < self.config.sync_interval {
-                self.lift_answer_limit(addr);
-                self.send_state(addr, false);
-                if digest {
-                    self.send_state_digest(addr, true);
-                }
+        if let Some(digest) = self.anti_entropy.take_owed(now, addr) {
+            self.lift_answer_limit(addr);
+            self.send_state(addr, false);
+            if digest {
+                self.send_state_digest(addr, true);
             }
         }
     }
