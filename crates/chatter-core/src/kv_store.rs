@@ -427,6 +427,48 @@ impl KvStore {
                         .is_some_and(|e| e.version >= update.entry.version)))
     }
 
+    /// The watermark to report to the owner of `update` when the write contradicts it, at most
+    /// once per `interval` per replica.
+    ///
+    /// A replica's watermark says every write of the owner up to it is held or superseded, so a
+    /// write at or below it that the replica holds neither in that version nor superseded is
+    /// evidence that the watermark was forged (collected tombstones excepted: below `gc_floor`
+    /// a missing key is expected). Evidence of the same kind comes from the owner itself
+    /// (`from_owner`) sending a write of a key the replica holds in a higher version: an owner
+    /// only ever sends a key's latest write, so that version came from someone else. A forged
+    /// watermark with forged entries freezes exactly those keys, and the owner's next write of
+    /// any key shows it. The honest exceptions (a delta cut below a superseding write, a
+    /// reordered pair of the owner's own pushes) cost one small report that the owner finds
+    /// below its own watermark and ignores.
+    pub(crate) fn contradicted_watermark(
+        &mut self,
+        update: &StateUpdate,
+        from_owner: bool,
+        now: Instant,
+        interval: Duration,
+    ) -> Option<u64> {
+        let replica = self.replicas.get_mut(&update.node)?;
+        if replica.generation != update.generation || update.entry.version > replica.watermark {
+            return None;
+        }
+        let held = replica.entries.get(&update.entry.key).map(|e| e.version);
+        let contradicted = match held {
+            Some(v) if v == update.entry.version => false,
+            Some(v) if v < update.entry.version => true,
+            Some(_) => from_owner,
+            None => update.entry.version > replica.gc_floor,
+        };
+        if !contradicted
+            || replica
+                .contradiction_reported
+                .is_some_and(|at| now.saturating_duration_since(at) < interval)
+        {
+            return None;
+        }
+        replica.contradiction_reported = Some(now);
+        Some(replica.watermark)
+    }
+
     /// `(generation, watermark)` of the state of `node`, if any.
     pub(crate) fn mark(&self, node: &str) -> Option<(u64, u64)> {
         self.state_of(node).map(|r| (r.generation, r.watermark))

@@ -88,6 +88,9 @@ pub(crate) struct NodeState {
     above: BTreeSet<u64>,
     /// Encoded size of keys and values held, to bound memory.
     pub(crate) bytes: usize,
+    /// When this replica last told its owner that a write contradicts its watermark
+    /// (`KvStore::contradicted_watermark`): at most once per probe interval.
+    pub(crate) contradiction_reported: Option<Instant>,
 }
 
 /// Out-of-order versions remembered per node before giving up and waiting for anti-entropy.
@@ -113,6 +116,7 @@ impl NodeState {
             entries: BTreeMap::new(),
             above: BTreeSet::new(),
             bytes: 0,
+            contradiction_reported: None,
         }
     }
 

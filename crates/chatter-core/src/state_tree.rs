@@ -160,8 +160,9 @@ impl Node {
         for (generation, version) in claims {
             self.refute_state_claim(now, generation, version);
         }
+        let contradicted = self.report_contradicted_watermarks(now, from, &push);
         let max_neighbours = self.config.max_broadcast_neighbours;
-        if push.updates.iter().all(|u| self.kv.knows_write(u)) {
+        if !contradicted && push.updates.iter().all(|u| self.kv.knows_write(u)) {
             let over_the_tree = push
                 .updates
                 .iter()
@@ -201,6 +202,51 @@ impl Node {
                 self.forget_if_caught_up(&node);
             }
         }
+    }
+
+    /// Tells the owner of each write in `push` that contradicts this node's watermark for it
+    /// (`KvStore::contradicted_watermark`) how far that watermark goes, so that a forged
+    /// watermark is refuted at the owner's next write rather than at the next anti-entropy
+    /// exchange between the two (`Config::sync_interval` times the cluster size, on average).
+    /// The report is a `StateHave` straight to the owner's listed address: a stranger
+    /// sending forged writes makes a member send one small datagram to another member, at
+    /// most once per replica per probe interval. Returns whether any write was contradicted.
+    fn report_contradicted_watermarks(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        push: &wire::StatePush,
+    ) -> bool {
+        let interval = self.config.probe_interval;
+        let mut contradicted = false;
+        for update in &push.updates {
+            if update.node == self.me.name {
+                continue;
+            }
+            let Some(owner_addr) = self
+                .table
+                .get(&update.node)
+                .filter(|m| m.status.is_live() && m.generation == update.generation)
+                .map(|m| m.addr())
+            else {
+                continue;
+            };
+            let from_owner = push.from == update.node && from == owner_addr;
+            let Some(watermark) = self
+                .kv
+                .contradicted_watermark(update, from_owner, now, interval)
+            else {
+                continue;
+            };
+            contradicted = true;
+            self.stats.state_claims_reported += 1;
+            let have = Message::StateHave(wire::StateHave {
+                node: update.node.clone(),
+                watermark,
+            });
+            self.send(owner_addr, &[have]);
+        }
+        contradicted
     }
 
     /// Announces how far this node holds `node`'s writes, on datagrams sent anyway. One entry

@@ -87,6 +87,9 @@ pub struct Stats {
     /// Forged claims on this node's own key/value state (a watermark above its own) answered
     /// by moving its versions past them.
     pub state_claims_refuted: u64,
+    /// Writes of another member that contradicted this node's watermark for it (a forged
+    /// watermark), reported to that member so it can refute the claim.
+    pub state_claims_reported: u64,
     /// Direct probes started.
     pub probes_sent: u64,
     /// Direct probes answered in time.

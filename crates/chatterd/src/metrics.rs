@@ -157,6 +157,7 @@ fn counters(s: &Stats) -> Vec<Counter> {
         lives_unverified: _,
         lives_renewed,
         state_claims_refuted,
+        state_claims_reported,
         probes_sent,
         probes_acked,
         probes_failed,
@@ -220,6 +221,11 @@ fn counters(s: &Stats) -> Vec<Counter> {
             "state_claims_refuted",
             "Forged claims on this node's own key/value state that it refuted by moving its versions past them.",
             state_claims_refuted,
+        ),
+        (
+            "state_claims_reported",
+            "Writes of another member that contradicted this node's watermark for it (a forged watermark), reported to that member.",
+            state_claims_reported,
         ),
         (
             "probes_acked",
