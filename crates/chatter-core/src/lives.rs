@@ -53,15 +53,85 @@ pub(crate) struct LifeCheck {
     deadline: Instant,
 }
 
-/// The checks running, by member name.
+/// The checks running, by member name, indexed by the sequence numbers of their pings so that
+/// an ack finds its check without a scan. At most [`MAX_LIFE_CHECKS`] checks, and two index
+/// entries per check.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LifeChecks {
     checks: BTreeMap<String, LifeCheck>,
+    /// Sequence number of each ping of a running check -> the member checked.
+    by_seq: BTreeMap<u64, String>,
 }
 
 impl LifeChecks {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.checks.values().map(|c| c.deadline).min()
+    }
+
+    /// Whether a check may start for `name`'s life `generation`: `Err(true)` when the checks
+    /// are at their bound, `Err(false)` when one runs for this life or a newer one already.
+    fn may_start(&self, name: &str, generation: u64) -> Result<(), bool> {
+        match self.checks.get(name) {
+            Some(running) if running.alive.generation >= generation => Err(false),
+            Some(_) => Ok(()),
+            None if self.checks.len() >= MAX_LIFE_CHECKS => Err(true),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `check`, replacing a check of the same name.
+    fn insert(&mut self, name: String, check: LifeCheck) {
+        self.remove(&name);
+        self.by_seq.insert(check.new_seq, name.clone());
+        if let Some((_, seq, _)) = check.old {
+            self.by_seq.insert(seq, name.clone());
+        }
+        self.checks.insert(name, check);
+    }
+
+    /// Ends the check of `name`.
+    fn remove(&mut self, name: &str) -> Option<LifeCheck> {
+        let check = self.checks.remove(name)?;
+        self.by_seq.remove(&check.new_seq);
+        if let Some((_, seq, _)) = check.old {
+            self.by_seq.remove(&seq);
+        }
+        Some(check)
+    }
+
+    /// An ack from `from` with `seq`: if it answers a ping of a running check from the address
+    /// pinged, records it and returns the member checked and whether the check is settled.
+    fn answer(&mut self, from: SocketAddr, seq: u64) -> Option<(String, bool)> {
+        let name = self.by_seq.get(&seq)?;
+        let check = self.checks.get_mut(name)?;
+        let new = check.new_seq == seq && check.alive.addr == from;
+        let old = check
+            .old
+            .is_some_and(|(addr, s, _)| s == seq && addr == from);
+        if !new && !old {
+            return None;
+        }
+        if check.new_seq == seq {
+            check.new_answered = true;
+        } else if let Some(old) = &mut check.old {
+            old.2 = true;
+        }
+        // Same address: the new life's answer settles it. Another address: both answering
+        // settle it (a conflict); otherwise the deadline decides.
+        let settled = match check.old {
+            None => check.new_answered,
+            Some((_, _, old_answered)) => old_answered && check.new_answered,
+        };
+        Some((name.clone(), settled))
+    }
+
+    /// Members whose check has reached its deadline.
+    fn due(&self, now: Instant) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|(_, c)| now >= c.deadline)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 
@@ -85,12 +155,10 @@ impl Node {
             self.stats.lives_unverified += 1;
             return;
         }
-        if let Some(running) = self.life_checks.checks.get(&alive.name) {
-            if running.alive.generation >= alive.generation {
-                return;
+        if let Err(full) = self.life_checks.may_start(&alive.name, alive.generation) {
+            if full {
+                self.stats.lives_unverified += 1;
             }
-        } else if self.life_checks.checks.len() >= MAX_LIFE_CHECKS {
-            self.stats.lives_unverified += 1;
             return;
         }
         let new_seq = self.next_seq();
@@ -126,7 +194,7 @@ impl Node {
             );
         }
         let deadline = now + self.awareness.scale(self.config.probe_timeout);
-        self.life_checks.checks.insert(
+        self.life_checks.insert(
             name,
             LifeCheck {
                 alive,
@@ -140,31 +208,8 @@ impl Node {
 
     /// An ack that answers a life check; returns whether it did.
     pub(crate) fn on_life_check_ack(&mut self, now: Instant, from: SocketAddr, seq: u64) -> bool {
-        let Some(name) = self
-            .life_checks
-            .checks
-            .iter()
-            .find(|(_, c)| {
-                (c.new_seq == seq && c.alive.addr == from)
-                    || c.old.is_some_and(|(addr, s, _)| s == seq && addr == from)
-            })
-            .map(|(name, _)| name.clone())
-        else {
+        let Some((name, settled)) = self.life_checks.answer(from, seq) else {
             return false;
-        };
-        let Some(check) = self.life_checks.checks.get_mut(&name) else {
-            return false;
-        };
-        if check.new_seq == seq {
-            check.new_answered = true;
-        } else if let Some(old) = &mut check.old {
-            old.2 = true;
-        }
-        // Same address: the new life's answer settles it. Another address: both answering
-        // settle it (a conflict); otherwise the deadline decides.
-        let settled = match check.old {
-            None => check.new_answered,
-            Some((_, _, old_answered)) => old_answered && check.new_answered,
         };
         if settled {
             self.finish_life_check(now, &name);
@@ -173,20 +218,13 @@ impl Node {
     }
 
     pub(crate) fn life_check_timers(&mut self, now: Instant) {
-        let due: Vec<String> = self
-            .life_checks
-            .checks
-            .iter()
-            .filter(|(_, c)| now >= c.deadline)
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in due {
+        for name in self.life_checks.due(now) {
             self.finish_life_check(now, &name);
         }
     }
 
     fn finish_life_check(&mut self, now: Instant, name: &str) {
-        let Some(check) = self.life_checks.checks.remove(name) else {
+        let Some(check) = self.life_checks.remove(name) else {
             return;
         };
         let old_answered = check.old.is_some_and(|(_, _, answered)| answered);
@@ -230,5 +268,52 @@ impl Node {
                 self.pay_owed_state(now, addr);
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant for virtual time
+mod tests {
+    use super::*;
+
+    fn check(addr: SocketAddr, new_seq: u64, old: Option<(SocketAddr, u64, bool)>) -> LifeCheck {
+        LifeCheck {
+            alive: wire::Alive {
+                name: "n".into(),
+                addr,
+                generation: 2,
+                incarnation: 0,
+                tags: Default::default(),
+            },
+            new_seq,
+            new_answered: false,
+            old,
+            deadline: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn an_ack_finds_its_check_by_sequence_number_only_from_the_address_pinged() {
+        let (a, b): (SocketAddr, SocketAddr) =
+            (([127, 0, 0, 1], 1).into(), ([127, 0, 0, 2], 1).into());
+        let mut checks = LifeChecks::default();
+        checks.insert("n".into(), check(a, 7, Some((b, 9, false))));
+        assert_eq!(
+            checks.answer(b, 7),
+            None,
+            "the new life's number from the old address"
+        );
+        assert_eq!(checks.answer(a, 8), None, "a number never sent");
+        assert_eq!(
+            checks.answer(a, 7),
+            Some(("n".into(), false)),
+            "the old life is still to answer"
+        );
+        assert_eq!(checks.answer(b, 9), Some(("n".into(), true)));
+        // A newer check of the same member replaces the old one and its numbers.
+        checks.insert("n".into(), check(a, 11, None));
+        assert_eq!(checks.answer(b, 9), None);
+        assert!(checks.remove("n").is_some());
+        assert!(checks.by_seq.is_empty() && checks.checks.is_empty());
     }
 }

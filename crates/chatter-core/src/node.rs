@@ -12,15 +12,15 @@ use tracing::debug;
 
 use crate::anti_entropy::{AntiEntropy, FullAnswer};
 use crate::awareness::Awareness;
-use crate::broadcast::BroadcastQueue;
 use crate::config::{Config, ConfigError};
+use crate::dissemination::Dissemination;
 use crate::encryption::{Encryption, EncryptionError, Inbound, Mode};
 use crate::event::Event;
 use crate::kv_store::KvStore;
 use crate::lives::LifeChecks;
 use crate::member::{Member, MemberBrief, MemberStatus, Tags};
 use crate::plumtree::Plumtree;
-use crate::probe::{Probe, Relay};
+use crate::prober::Prober;
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::table::{row_hash, Table};
@@ -93,25 +93,19 @@ pub struct Node {
     pub(crate) table: Table,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) awareness: Awareness,
-    pub(crate) broadcasts: BroadcastQueue,
+    /// The piggyback queues and the gossip schedule (`dissemination.rs`).
+    pub(crate) dissemination: Dissemination,
     pub(crate) suspicions: BTreeMap<String, Suspicion>,
-    pub(crate) probe: Option<Probe>,
-    pub(crate) relays: BTreeMap<u64, Relay>,
-    pub(crate) next_probe: Instant,
-    pub(crate) next_gossip: Option<Instant>,
+    /// The probe in flight, relays run for others, the probe schedule (`prober.rs`).
+    pub(crate) prober: Prober,
     /// Seeds, exchange timers and the per-peer answer memos (`anti_entropy.rs`).
     pub(crate) anti_entropy: AntiEntropy,
     pub(crate) next_reap: Instant,
     pub(crate) leaving: bool,
     pub(crate) conflicts_seen: BTreeSet<(String, SocketAddr, u64)>,
-    /// News was queued since the last gossip round.
-    pub(crate) gossip_fresh: bool,
     pub(crate) plumtree: Plumtree,
     /// Key/value state: this node's own, replicas, fingerprint, writes on the tree.
     pub(crate) kv: KvStore,
-    /// Announcements of key/value state (`StateHave`): they ride on datagrams sent anyway and
-    /// never cause one of their own.
-    pub(crate) announcements: BroadcastQueue,
     /// New members and new lives being checked before the table takes them.
     pub(crate) life_checks: LifeChecks,
     /// While a datagram from a sender that is not a live member is handled: its address and
@@ -165,9 +159,7 @@ impl Node {
         let kv = KvStore::new(&me.name, me.generation);
         let mut node = Self {
             plumtree: Plumtree::new(config.sync_interval),
-            gossip_fresh: false,
             kv,
-            announcements: BroadcastQueue::default(),
             cluster: wire::cluster_hash(&config.cluster_name),
             awareness: Awareness::new(config.awareness_max),
             next_reap: now + config.probe_interval,
@@ -175,12 +167,9 @@ impl Node {
             me,
             table: Table::new(now),
             rng,
-            broadcasts: BroadcastQueue::default(),
+            dissemination: Dissemination::default(),
             suspicions: BTreeMap::new(),
-            probe: None,
-            relays: BTreeMap::new(),
-            next_probe,
-            next_gossip: None,
+            prober: Prober::new(next_probe),
             anti_entropy,
             leaving: false,
             conflicts_seen: BTreeSet::new(),
@@ -350,7 +339,7 @@ impl Node {
 
     /// Updates waiting in the piggyback queue.
     pub fn pending_broadcasts(&self) -> usize {
-        self.broadcasts.len()
+        self.dissemination.len()
     }
 
     /// Fingerprint of the member table as anti-entropy compares it.
@@ -401,7 +390,7 @@ impl Node {
             .min(crate::limits::MAX_INCARNATION);
         self.me.status = MemberStatus::Left;
         self.me.status_since = now;
-        self.probe = None;
+        self.prober.abandon();
         self.suspicions.clear();
         let left = Message::Left(wire::Left {
             name: self.me.name.clone(),
@@ -414,7 +403,7 @@ impl Node {
     /// Whether the `Left` announcement has been sent as many times as any update is, or there
     /// is nobody left to tell.
     pub fn is_leave_complete(&self) -> bool {
-        self.leaving && (!self.broadcasts.contains(&self.me.name) || self.table.live() == 0)
+        self.leaving && (!self.dissemination.contains(&self.me.name) || self.table.live() == 0)
     }
 
     /// Handles one received datagram. Malformed, foreign or oversize datagrams are dropped,
@@ -513,13 +502,13 @@ impl Node {
         self.relay_timers(now);
         self.life_check_timers(now);
         self.suspicion_timers(now);
-        if !self.leaving && now >= self.next_probe {
+        if !self.leaving && self.prober.is_due(now) {
             self.maintain_neighbours();
             self.start_probe(now);
         }
         self.graft_timers(now);
         self.state_graft_timers(now);
-        if self.next_gossip.is_some_and(|t| now >= t) {
+        if self.dissemination.round_due(now) {
             self.gossip_round(now);
         }
         if self.anti_entropy.sync_due(now) {
@@ -549,9 +538,8 @@ impl Node {
         let mut next = [
             Some(self.anti_entropy.next_deadline(self.table.live() == 0)),
             Some(self.next_reap),
-            self.next_gossip,
-            (!self.leaving).then_some(self.next_probe),
-            self.probe.as_ref().map(Probe::deadline),
+            self.dissemination.next_deadline(),
+            self.prober.next_deadline(self.leaving),
             self.next_graft(),
             self.next_state_graft(),
             self.life_checks.next_deadline(),
@@ -564,9 +552,6 @@ impl Node {
                 next = Some(t);
             }
         };
-        for relay in self.relays.values() {
-            consider(relay.deadline);
-        }
         for suspicion in self.suspicions.values() {
             consider(suspicion.deadline());
         }
@@ -598,8 +583,8 @@ impl Node {
     /// for announcements whose delivery may wait for the next probe.
     pub(crate) fn enqueue_lazy(&mut self, key: &str, message: &Message) {
         let limit = self.config.retransmit_limit(self.cluster_size());
-        self.broadcasts
-            .push(key, wire::message_bytes(message), limit);
+        self.dissemination
+            .enqueue_lazy(key, wire::message_bytes(message), limit);
     }
 
     /// Sends `messages` to `dst` in one datagram, filling the rest of the budget with queued
@@ -616,10 +601,7 @@ impl Node {
         // Nothing rides along on an answer to a stranger: it must stay as small as the question.
         if self.answer_room(dst).is_none() {
             let budget = self.budget();
-            let mut added = self.broadcasts.fill(&mut buf, budget);
-            if announce {
-                added += self.announcements.fill(&mut buf, budget);
-            }
+            let added = self.dissemination.fill(&mut buf, budget, announce);
             self.stats.gossip_sent += added as u64;
         }
         self.push_transmit(dst, buf);
@@ -691,10 +673,8 @@ impl Node {
     /// network speed, and the transmit limit bounds the cost.
     pub(crate) fn enqueue_broadcast(&mut self, now: Instant, key: &str, message: &Message) {
         let limit = self.config.retransmit_limit(self.cluster_size());
-        self.broadcasts
-            .push(key, wire::message_bytes(message), limit);
-        self.gossip_fresh = true;
-        self.next_gossip = Some(self.next_gossip.map_or(now, |t| t.min(now)));
+        self.dissemination
+            .enqueue_news(now, key, wire::message_bytes(message), limit);
     }
 
     pub(crate) fn broadcast_self_alive(&mut self, now: Instant) {
@@ -719,10 +699,9 @@ impl Node {
     /// node passing news on to its tree neighbours covers the cluster in a few network hops,
     /// where random targets alone leave about e^-fanout of the nodes to later rounds.
     fn gossip_round(&mut self, now: Instant) {
-        self.next_gossip = None;
+        let fresh = self.dissemination.begin_round();
         self.push_state();
-        let fresh = std::mem::take(&mut self.gossip_fresh);
-        if self.broadcasts.is_empty() {
+        if self.dissemination.is_empty() {
             return;
         }
         let recent = self.config.sync_interval;
@@ -754,7 +733,7 @@ impl Node {
             let mut buf = Vec::with_capacity(self.config.packet_budget);
             wire::write_envelope(&mut buf, self.cluster);
             let budget = self.budget();
-            let added = self.broadcasts.fill_fresh(&mut buf, budget);
+            let added = self.dissemination.fill_fresh(&mut buf, budget);
             if added > 0 {
                 self.stats.gossip_sent += added as u64;
                 self.push_transmit(dst, buf);
@@ -765,16 +744,16 @@ impl Node {
             let mut buf = Vec::with_capacity(self.config.packet_budget);
             wire::write_envelope(&mut buf, self.cluster);
             let budget = self.budget();
-            let mut added = self.broadcasts.fill(&mut buf, budget);
+            let added = self.dissemination.fill_gossip(&mut buf, budget);
             if added == 0 {
                 break;
             }
-            added += self.announcements.fill(&mut buf, budget);
             self.stats.gossip_sent += added as u64;
             self.push_transmit(dst, buf);
         }
-        if !self.broadcasts.is_empty() && self.table.live() > 0 {
-            self.next_gossip = Some(now + self.config.gossip_interval);
+        if !self.dissemination.is_empty() && self.table.live() > 0 {
+            self.dissemination
+                .schedule_round(now + self.config.gossip_interval);
         }
     }
 
@@ -797,7 +776,7 @@ impl Node {
             .collect();
         for name in expired {
             if let Some(member) = self.table.remove(&name) {
-                self.broadcasts.remove(&name);
+                self.dissemination.remove(&name);
                 debug!(member = %name, "reaped");
                 self.emit(Event::Reaped(member));
             }

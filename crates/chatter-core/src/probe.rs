@@ -9,52 +9,8 @@ use tracing::debug;
 
 use crate::member::{ProbeOutcome, ProbeRecord};
 use crate::node::Node;
+use crate::prober::{AckMatch, Phase, Probe, Relay};
 use crate::wire::{self, Message};
-
-/// Phase of the probe in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Waiting for the direct `Ack` until `deadline`.
-    Direct,
-    /// Waiting for intermediaries' `Ack`/`Nack` until `deadline`.
-    Indirect,
-}
-
-/// The probe this node is running (at most one at a time).
-#[derive(Debug, Clone)]
-pub(crate) struct Probe {
-    pub(crate) target: String,
-    pub(crate) generation: u64,
-    pub(crate) addr: SocketAddr,
-    pub(crate) seq: u64,
-    pub(crate) indirect_seq: u64,
-    pub(crate) started: Instant,
-    pub(crate) phase: Phase,
-    pub(crate) deadline: Instant,
-    /// The target's host answered with ICMP port-unreachable.
-    pub(crate) unreachable: bool,
-    /// Intermediaries asked: (name, address, outcome so far).
-    pub(crate) via: Vec<(String, SocketAddr, Option<ProbeOutcome>)>,
-}
-
-impl Probe {
-    pub(crate) fn deadline(&self) -> Instant {
-        self.deadline
-    }
-
-    fn all_nacked(&self) -> bool {
-        !self.via.is_empty() && self.via.iter().all(|(_, _, o)| o.is_some())
-    }
-}
-
-/// An indirect probe run on behalf of another member.
-#[derive(Debug, Clone)]
-pub(crate) struct Relay {
-    pub(crate) requester: SocketAddr,
-    pub(crate) requester_seq: u64,
-    pub(crate) target_addr: SocketAddr,
-    pub(crate) deadline: Instant,
-}
 
 /// Share of the probe timeout an intermediary waits before answering `Nack`, so that its nack
 /// reaches the requester before the requester's own indirect deadline.
@@ -64,12 +20,10 @@ impl Node {
     /// Starts the next probe of the round-robin, unless one is still running (then the tick
     /// waits for it to end: probes never overlap).
     pub(crate) fn start_probe(&mut self, now: Instant) {
-        if let Some(probe) = &self.probe {
-            self.next_probe = probe.deadline;
+        let period = self.awareness.scale(self.config.probe_interval);
+        if self.prober.schedule(now + period) {
             return;
         }
-        let period = self.awareness.scale(self.config.probe_interval);
-        self.next_probe = now + period;
         let Some(name) = self.table.next_probe(&mut self.rng).map(String::from) else {
             return;
         };
@@ -99,7 +53,7 @@ impl Node {
             generation,
         })];
         messages.extend(suspect_msg);
-        self.probe = Some(Probe {
+        self.prober.start(Probe {
             target: name,
             generation,
             addr,
@@ -116,19 +70,18 @@ impl Node {
     }
 
     pub(crate) fn probe_timers(&mut self, now: Instant) {
-        let Some(probe) = &self.probe else { return };
-        if now < probe.deadline {
-            return;
-        }
-        match probe.phase {
-            Phase::Direct => self.go_indirect(now),
-            Phase::Indirect => self.finish_failed_probe(now),
+        match self.prober.expired(now) {
+            Some(Phase::Direct) => self.go_indirect(now),
+            Some(Phase::Indirect) => self.finish_failed_probe(now),
+            None => {}
         }
     }
 
     /// The direct probe failed (timeout or ICMP): ask `k` members to probe the target.
     fn go_indirect(&mut self, now: Instant) {
-        let Some(probe) = &self.probe else { return };
+        let Some(probe) = self.prober.in_flight() else {
+            return;
+        };
         let (target, generation, addr, seq) = (
             probe.target.clone(),
             probe.generation,
@@ -144,12 +97,10 @@ impl Node {
             .map(|m| (m.name.to_string(), m.addr(), None))
             .collect();
         let wait = self.awareness.scale(self.config.probe_timeout);
-        if let Some(probe) = &mut self.probe {
-            probe.phase = Phase::Indirect;
-            probe.deadline = now + wait;
-            probe.via = via.clone();
-        }
-        let unreachable = self.probe.as_ref().is_some_and(|p| p.unreachable);
+        let unreachable = self
+            .prober
+            .go_indirect(now + wait, via.clone())
+            .is_some_and(|p| p.unreachable);
         if self.config.retry_direct_probe && !unreachable {
             // Answered under the indirect sequence number, like the relays' forwarded acks.
             self.send(
@@ -163,7 +114,7 @@ impl Node {
         }
         if via.is_empty() {
             // Nobody to ask: with ICMP evidence the verdict need not wait.
-            if self.probe.as_ref().is_some_and(|p| p.unreachable) {
+            if unreachable {
                 self.finish_failed_probe(now);
             }
             return;
@@ -185,7 +136,7 @@ impl Node {
     /// No ack by the indirect deadline, or every intermediary answered `Nack`: suspect the
     /// target, with the evidence gathered.
     fn finish_failed_probe(&mut self, now: Instant) {
-        let Some(probe) = self.probe.take() else {
+        let Some(probe) = self.prober.finish() else {
             return;
         };
         self.stats.probes_failed += 1;
@@ -244,37 +195,25 @@ impl Node {
         if self.on_life_check_ack(now, from, ack.seq) {
             return;
         }
-        if let Some(probe) = &self.probe {
-            let direct = ack.seq == probe.seq && from == probe.addr;
-            let indirect = ack.seq == probe.indirect_seq
-                && (from == probe.addr || probe.via.iter().any(|(_, addr, _)| *addr == from));
-            if direct || indirect {
-                let (target, generation, started) =
-                    (probe.target.clone(), probe.generation, probe.started);
-                self.probe = None;
+        match self.prober.match_ack(from, ack.seq) {
+            AckMatch::Probe(acked) => {
                 self.stats.probes_acked += 1;
-                if direct {
-                    self.stats.probe_rtt.record(now.duration_since(started));
+                let rtt = now.duration_since(acked.started);
+                if acked.direct {
+                    self.stats.probe_rtt.record(rtt);
                 }
                 self.awareness.apply(-1);
                 let at = self.table.stamp(now);
-                self.table.update(&target, |m| {
-                    if m.generation == generation {
+                self.table.update(&acked.target, |m| {
+                    if m.generation == acked.generation {
                         m.last_update = at;
-                        if direct {
-                            m.set_rtt(now.duration_since(started));
+                        if acked.direct {
+                            m.set_rtt(rtt);
                         }
                     }
                 });
-                return;
             }
-        }
-        if self
-            .relays
-            .get(&ack.seq)
-            .is_some_and(|relay| relay.target_addr == from)
-        {
-            if let Some(relay) = self.relays.remove(&ack.seq) {
+            AckMatch::Relay(relay) => {
                 self.send(
                     relay.requester,
                     &[Message::Ack(wire::Ack {
@@ -282,24 +221,12 @@ impl Node {
                     })],
                 );
             }
-            return;
+            AckMatch::Unexpected => self.stats.dropped_unexpected_ack += 1,
         }
-        self.stats.dropped_unexpected_ack += 1;
     }
 
     pub(crate) fn on_nack(&mut self, now: Instant, from: SocketAddr, nack: wire::Nack) {
-        let Some(probe) = &mut self.probe else { return };
-        if nack.seq != probe.indirect_seq || probe.phase != Phase::Indirect {
-            return;
-        }
-        if let Some(slot) = probe.via.iter_mut().find(|(_, addr, _)| *addr == from) {
-            slot.2 = Some(if nack.unreachable {
-                ProbeOutcome::NackUnreachable
-            } else {
-                ProbeOutcome::Nack
-            });
-        }
-        if probe.all_nacked() {
+        if self.prober.on_nack(from, nack.seq, nack.unreachable) {
             self.finish_failed_probe(now);
         }
     }
@@ -325,7 +252,7 @@ impl Node {
             self.stats.ping_reqs_refused += 1;
             return;
         };
-        if self.relays.len() >= self.config.max_pending_indirect {
+        if self.prober.relays_full(self.config.max_pending_indirect) {
             self.stats.dropped_indirect_overload += 1;
             return;
         }
@@ -334,7 +261,7 @@ impl Node {
             .awareness
             .scale(self.config.probe_timeout)
             .mul_f64(RELAY_TIMEOUT_SHARE);
-        self.relays.insert(
+        self.prober.add_relay(
             seq,
             Relay {
                 requester: from,
@@ -355,22 +282,14 @@ impl Node {
     }
 
     pub(crate) fn relay_timers(&mut self, now: Instant) {
-        let expired: Vec<u64> = self
-            .relays
-            .iter()
-            .filter(|(_, r)| now >= r.deadline)
-            .map(|(seq, _)| *seq)
-            .collect();
-        for seq in expired {
-            if let Some(relay) = self.relays.remove(&seq) {
-                self.send(
-                    relay.requester,
-                    &[Message::Nack(wire::Nack {
-                        seq: relay.requester_seq,
-                        unreachable: false,
-                    })],
-                );
-            }
+        for relay in self.prober.expired_relays(now) {
+            self.send(
+                relay.requester,
+                &[Message::Nack(wire::Nack {
+                    seq: relay.requester_seq,
+                    unreachable: false,
+                })],
+            );
         }
     }
 
@@ -378,29 +297,16 @@ impl Node {
     /// listens on that port. Used as evidence for a probe in flight, never as a verdict alone.
     pub fn handle_unreachable(&mut self, now: Instant, dst: SocketAddr) {
         self.stats.unreachable_reports += 1;
-        let relays: Vec<u64> = self
-            .relays
-            .iter()
-            .filter(|(_, r)| r.target_addr == dst)
-            .map(|(seq, _)| *seq)
-            .collect();
-        for seq in relays {
-            if let Some(relay) = self.relays.remove(&seq) {
-                self.send(
-                    relay.requester,
-                    &[Message::Nack(wire::Nack {
-                        seq: relay.requester_seq,
-                        unreachable: true,
-                    })],
-                );
-            }
+        for relay in self.prober.relays_to(dst) {
+            self.send(
+                relay.requester,
+                &[Message::Nack(wire::Nack {
+                    seq: relay.requester_seq,
+                    unreachable: true,
+                })],
+            );
         }
-        let Some(probe) = &mut self.probe else { return };
-        if probe.addr != dst {
-            return;
-        }
-        probe.unreachable = true;
-        if probe.phase == Phase::Direct {
+        if self.prober.mark_unreachable(dst) == Some(Phase::Direct) {
             self.go_indirect(now);
         }
     }

@@ -77,7 +77,7 @@ impl Node {
         from: Option<String>,
     ) {
         if self.kv.queue_push(update, from) {
-            self.next_gossip = Some(self.next_gossip.map_or(now, |t| t.min(now)));
+            self.dissemination.wake(now);
         }
     }
 
@@ -263,8 +263,8 @@ impl Node {
             watermark,
         });
         let limit = self.config.state_retransmit_limit(self.cluster_size());
-        self.announcements
-            .push(&format!("\u{3}{node}"), wire::message_bytes(&have), limit);
+        self.dissemination
+            .announce(&format!("\u{3}{node}"), wire::message_bytes(&have), limit);
     }
 
     pub(crate) fn on_state_have(&mut self, now: Instant, from: SocketAddr, have: wire::StateHave) {

@@ -127,7 +127,7 @@ impl Node {
         if alive.generation < self.me.generation {
             // Our previous life (at this address or, after a move, another), still gossiped:
             // our own Alive will replace it.
-            if !self.broadcasts.contains(&self.me.name) && !self.leaving {
+            if !self.dissemination.contains(&self.me.name) && !self.leaving {
                 self.broadcast_self_alive(now);
             }
             return;
