@@ -49,9 +49,11 @@
 mod awareness;
 mod broadcast;
 mod config;
+mod drop_log;
 mod encryption;
 mod event;
 mod graft;
+mod key_rotation;
 mod kv;
 pub mod limits;
 mod lives;
@@ -71,11 +73,15 @@ pub mod wire;
 
 /// The sealing types a user of the core needs (keys, keyrings, fingerprints).
 pub use chatter_seal::{
-    Fingerprint, Key, KeyInfo, Keyring, KeyringParseError, KEY_LEN, SEAL_OVERHEAD,
+    Fingerprint, Key, KeyInfo, Keyring, KeyringError, KeyringParseError, KEY_LEN, SEAL_OVERHEAD,
 };
 pub use config::{Config, ConfigError};
 pub use encryption::{EncryptionError, Mode, SealDrops};
 pub use event::{Delivered, Event, KeyChange};
+pub use key_rotation::{
+    KeyAnswer, KeyOp, KeyOpError, KeyOpKind, KeyRefusal, KeyReport, MAX_KEY_COMMANDS_REMEMBERED,
+    MAX_KEY_OPS_IN_FLIGHT,
+};
 pub use member::{
     Confirmation, Conflict, Evidence, Member, MemberBrief, MemberStatus, ProbeOutcome, ProbeRecord,
     Tags,
