@@ -35,8 +35,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context, Result};
 use chatter_api::{
     BroadcastRequest, BroadcastResponse, ChecksResponse, KeyOperationResponse, KeyRequest,
-    KvWriteResponse, MemberView,
-    MembersResponse, NodeStateView, ServicesResponse, SystemResponse,
+    KvWriteResponse, MemberView, MembersResponse, NodeStateView, ServicesResponse, SystemResponse,
 };
 use clap::{Parser, Subcommand};
 use reqwest::Method;

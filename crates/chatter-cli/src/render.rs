@@ -487,6 +487,71 @@ pub fn system_table(response: &SystemResponse) -> String {
     out
 }
 
+/// The report of a key operation: the keys across the cluster, then who acknowledged, who
+/// refused and why, who stayed silent and who was down.
+pub fn key_report(r: &KeyOperationResponse) -> String {
+    let mut out = String::new();
+    let _ = match &r.fingerprint {
+        Some(fp) => writeln!(out, "{} {fp}", r.operation),
+        None => writeln!(out, "{}", r.operation),
+    };
+    let rows: Vec<Vec<String>> = r
+        .keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.fingerprint.clone(),
+                k.nodes.to_string(),
+                k.primary_on.to_string(),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&aligned(&["KEY", "NODES", "PRIMARY ON"], &rows));
+    out.push('\n');
+    let names = |answers: &[chatter_api::KeyNodeAnswer]| {
+        answers
+            .iter()
+            .map(|a| a.node.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "acknowledged ({}): {}",
+        r.acknowledged.len(),
+        names(&r.acknowledged)
+    );
+    for refused in &r.refused {
+        let _ = writeln!(
+            out,
+            "refused: {} ({})",
+            refused.node,
+            refused.refused.as_deref().unwrap_or("no reason given")
+        );
+    }
+    if !r.silent.is_empty() {
+        let _ = writeln!(
+            out,
+            "silent ({}, alive but did not answer): {}",
+            r.silent.len(),
+            r.silent.join(", ")
+        );
+    }
+    if !r.not_reached.is_empty() {
+        let _ = writeln!(
+            out,
+            "not reached ({}, down: give them the new keyring file by hand): {}",
+            r.not_reached.len(),
+            r.not_reached.join(", ")
+        );
+    }
+    if let Some(warning) = &r.warning {
+        let _ = writeln!(out, "warning: {warning}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,69 +658,4 @@ mod tests {
         assert_eq!(lines[2].find("127.0.0.1").unwrap(), col);
         assert!(table.contains("2 members: 1 alive, 1 left (as seen by a-long-name)"));
     }
-}
-
-/// The report of a key operation: the keys across the cluster, then who acknowledged, who
-/// refused and why, who stayed silent and who was down.
-pub fn key_report(r: &KeyOperationResponse) -> String {
-    let mut out = String::new();
-    let _ = match &r.fingerprint {
-        Some(fp) => writeln!(out, "{} {fp}", r.operation),
-        None => writeln!(out, "{}", r.operation),
-    };
-    let rows: Vec<Vec<String>> = r
-        .keys
-        .iter()
-        .map(|k| {
-            vec![
-                k.fingerprint.clone(),
-                k.nodes.to_string(),
-                k.primary_on.to_string(),
-            ]
-        })
-        .collect();
-    out.push('\n');
-    out.push_str(&aligned(&["KEY", "NODES", "PRIMARY ON"], &rows));
-    out.push('\n');
-    let names = |answers: &[chatter_api::KeyNodeAnswer]| {
-        answers
-            .iter()
-            .map(|a| a.node.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let _ = writeln!(
-        out,
-        "acknowledged ({}): {}",
-        r.acknowledged.len(),
-        names(&r.acknowledged)
-    );
-    for refused in &r.refused {
-        let _ = writeln!(
-            out,
-            "refused: {} ({})",
-            refused.node,
-            refused.refused.as_deref().unwrap_or("no reason given")
-        );
-    }
-    if !r.silent.is_empty() {
-        let _ = writeln!(
-            out,
-            "silent ({}, alive but did not answer): {}",
-            r.silent.len(),
-            r.silent.join(", ")
-        );
-    }
-    if !r.not_reached.is_empty() {
-        let _ = writeln!(
-            out,
-            "not reached ({}, down: give them the new keyring file by hand): {}",
-            r.not_reached.len(),
-            r.not_reached.join(", ")
-        );
-    }
-    if let Some(warning) = &r.warning {
-        let _ = writeln!(out, "warning: {warning}");
-    }
-    out
 }

@@ -539,8 +539,14 @@ fn keys_rotate_through_the_cli_and_a_refusal_exits_1() {
     let out = chatter(http, &["keys", "list"]);
     assert!(out.status.success(), "{}", text(&out));
     let listing = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(listing.contains(&old.fingerprint().to_string()), "{listing}");
-    assert!(listing.contains("acknowledged (2): keys-a, keys-b"), "{listing}");
+    assert!(
+        listing.contains(&old.fingerprint().to_string()),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("acknowledged (2): keys-a, keys-b"),
+        "{listing}"
+    );
 
     // The key on standard input, out of `ps`.
     let mut child = Command::new(CHATTER)
@@ -562,7 +568,11 @@ fn keys_rotate_through_the_cli_and_a_refusal_exits_1() {
     assert!(!text(&out).contains(new.to_base64().as_str()));
 
     let out = chatter(http, &["keys", "remove", &old.fingerprint().to_string()]);
-    assert!(!out.status.success(), "removing the primary: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "removing the primary: {}",
+        text(&out)
+    );
     assert!(text(&out).contains("primary"), "{}", text(&out));
 
     let out = chatter(http, &["keys", "use", new.to_base64().as_str()]);
@@ -579,7 +589,8 @@ fn keys_rotate_through_the_cli_and_a_refusal_exits_1() {
     let out = chatter(http, &["keys", "remove", &old.fingerprint().to_string()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains("not reached (1, down: give them the new keyring file by hand): keys-b"),
+        text(&out)
+            .contains("not reached (1, down: give them the new keyring file by hand): keys-b"),
         "{}",
         text(&out)
     );

@@ -315,7 +315,9 @@ impl Config {
             return Err(ConfigError::Invalid("probe_interval must be positive"));
         }
         if self.key_rotation_timeout.is_zero() {
-            return Err(ConfigError::Invalid("key_rotation_timeout must be positive"));
+            return Err(ConfigError::Invalid(
+                "key_rotation_timeout must be positive",
+            ));
         }
         if self.probe_timeout.is_zero() || self.probe_timeout >= self.probe_interval {
             return Err(ConfigError::Invalid(

@@ -49,6 +49,7 @@ impl DropLog {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant for virtual time
 mod tests {
     use super::*;
 
@@ -65,7 +66,10 @@ mod tests {
         }
         // Another reason has a slot of its own.
         assert_eq!(log.allow(t0, DropReason::Decode), Some(0));
-        assert_eq!(log.allow(t0 + DROP_LOG_INTERVAL, DropReason::Sealed), Some(10));
+        assert_eq!(
+            log.allow(t0 + DROP_LOG_INTERVAL, DropReason::Sealed),
+            Some(10)
+        );
         assert_eq!(
             log.allow(t0 + DROP_LOG_INTERVAL * 3, DropReason::Sealed),
             Some(0)

@@ -208,10 +208,7 @@ pub(crate) struct KeyRotation {
 impl KeyRotation {
     /// The earliest resend or timeout of an operation in flight.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.ops
-            .values()
-            .map(|p| p.next_send.min(p.deadline))
-            .min()
+        self.ops.values().map(|p| p.next_send.min(p.deadline)).min()
     }
 
     /// Operations in flight.
@@ -449,7 +446,10 @@ impl Node {
     }
 
     fn log_key_drop(&mut self, now: Instant, from: SocketAddr, sealed: bool) {
-        if let Some(suppressed) = self.drop_log.allow(now, crate::drop_log::DropReason::KeyMessage) {
+        if let Some(suppressed) = self
+            .drop_log
+            .allow(now, crate::drop_log::DropReason::KeyMessage)
+        {
             debug!(
                 %from,
                 sealed,
@@ -490,7 +490,10 @@ impl Node {
                 }
                 if pending.waiting.is_empty() || now >= pending.deadline || !sealed {
                     if !sealed {
-                        warn!(id, "encryption mode changed from sealed: key operation ended");
+                        warn!(
+                            id,
+                            "encryption mode changed from sealed: key operation ended"
+                        );
                     }
                     done = true;
                 } else if now >= pending.next_send {
@@ -526,7 +529,12 @@ impl Node {
             .count();
         let level_ok = report.complete() && report.not_reached.is_empty();
         if level_ok {
-            info!(id, op = report.op.name(), answered = report.answers.len(), "key operation done");
+            info!(
+                id,
+                op = report.op.name(),
+                answered = report.answers.len(),
+                "key operation done"
+            );
         } else {
             warn!(
                 id,

@@ -184,8 +184,12 @@ fn a_plain_datagram_or_a_stranger_cannot_carry_a_key_command() {
     // address must still change nothing.
     let ring = Keyring::new(key(1));
     let mut net = Net::with_setup(2, Config::local(), |i, node| {
-        node.set_keyring(Some(ring.clone()), Mode::AcceptSealed, 0xfeed_0000 + i as u64)
-            .unwrap();
+        node.set_keyring(
+            Some(ring.clone()),
+            Mode::AcceptSealed,
+            0xfeed_0000 + i as u64,
+        )
+        .unwrap();
     });
     net.run_until(secs(10), Net::all_see_alive);
     let install = |id| {
@@ -238,7 +242,11 @@ fn a_retransmitted_command_is_applied_once_and_answered_with_the_first_outcome()
     };
     let now = net.now;
     let use_new = command(5, WireKeyOp::Use(key(2).fingerprint().0));
-    net.nodes[0].handle_datagram(now, addr(1), &sealed(&ring, 100, &[use_new.clone()]));
+    net.nodes[0].handle_datagram(
+        now,
+        addr(1),
+        &sealed(&ring, 100, std::slice::from_ref(&use_new)),
+    );
     let first = acks(&mut net);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].refusal, None);
@@ -258,7 +266,11 @@ fn a_retransmitted_command_is_applied_once_and_answered_with_the_first_outcome()
 
     // A refusal is remembered the same way.
     let remove_primary = command(7, WireKeyOp::Remove(key(1).fingerprint().0));
-    net.nodes[0].handle_datagram(now, addr(1), &sealed(&ring, 103, &[remove_primary.clone()]));
+    net.nodes[0].handle_datagram(
+        now,
+        addr(1),
+        &sealed(&ring, 103, std::slice::from_ref(&remove_primary)),
+    );
     let refused = acks(&mut net);
     assert_eq!(refused[0].refusal, Some(KeyRefusal::Primary));
     net.nodes[0].handle_datagram(now, addr(1), &sealed(&ring, 104, &[remove_primary]));
@@ -283,7 +295,11 @@ fn the_report_lists_silent_and_down_members() {
     assert_eq!(report.not_reached, ["n4"]);
     assert_eq!(report.silent, ["n3"]);
     assert_eq!(
-        report.answers.keys().map(String::as_str).collect::<Vec<_>>(),
+        report
+            .answers
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
         ["n0", "n1", "n2"]
     );
     assert!(!report.complete());

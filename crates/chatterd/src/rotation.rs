@@ -23,9 +23,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chatter::{
-    Event, Fingerprint, Handle, Key, KeyOp, KeyOpError, KeyReport, KeyringError, Mode,
-};
+use chatter::{Event, Fingerprint, Handle, Key, KeyOp, KeyOpError, KeyReport, KeyringError, Mode};
 use chatter_api::{KeyCount, KeyNodeAnswer, KeyOperationResponse, KeyRequest, KeyView};
 use tracing::{info, warn};
 

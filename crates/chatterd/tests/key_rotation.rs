@@ -31,10 +31,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "chatterd-rotation-{}-{name}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("chatterd-rotation-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -148,9 +146,11 @@ fn a_sealed_cluster_rotates_its_key_live_and_a_node_down_rejoins_with_the_new_ke
     cluster.nodes[4].kill();
     let down = cluster.nodes[4].name.clone();
     let observers = [0, 1, 2, 3];
-    wait_until("the survivors see rot-5 failed", Duration::from_secs(20), || {
-        cluster.all_see(&observers, &down, Status::Failed)
-    });
+    wait_until(
+        "the survivors see rot-5 failed",
+        Duration::from_secs(20),
+        || cluster.all_see(&observers, &down, Status::Failed),
+    );
     let live: Vec<String> = cluster.nodes[..4].iter().map(|n| n.name.clone()).collect();
     let refuted_before: Vec<u64> = cluster.nodes[..4]
         .iter()
@@ -158,10 +158,17 @@ fn a_sealed_cluster_rotates_its_key_live_and_a_node_down_rejoins_with_the_new_ke
         .collect();
 
     // Install the new key (through node 1).
-    let install = report(post(&cluster.nodes[0], "/v1/keys/install", new.to_base64().as_str()));
+    let install = report(post(
+        &cluster.nodes[0],
+        "/v1/keys/install",
+        new.to_base64().as_str(),
+    ));
     assert!(install.complete, "{install:?}");
-    assert_eq!(names(&install.acknowledged), ["rot-1", "rot-2", "rot-3", "rot-4"]);
-    assert_eq!(install.not_reached, [down.clone()]);
+    assert_eq!(
+        names(&install.acknowledged),
+        ["rot-1", "rot-2", "rot-3", "rot-4"]
+    );
+    assert_eq!(install.not_reached, std::slice::from_ref(&down));
     assert!(install.silent.is_empty() && install.refused.is_empty());
     assert_eq!(install.fingerprint, Some(new.fingerprint().to_string()));
     assert_eq!(install.keyring_file, Some(files[0].display().to_string()));
@@ -169,16 +176,20 @@ fn a_sealed_cluster_rotates_its_key_live_and_a_node_down_rejoins_with_the_new_ke
         .unwrap()
         .contains(new.to_base64().as_str()));
     let both = vec![old.fingerprint().to_string(), new.fingerprint().to_string()];
-    wait_until("every keyring file holds both keys", Duration::from_secs(10), || {
-        live_stay_alive(&cluster, &observers, &live)?;
-        for file in &files[..4] {
-            let keys = file_keys(file)?;
-            if keys != both {
-                return Err(format!("{}: {keys:?}", file.display()));
+    wait_until(
+        "every keyring file holds both keys",
+        Duration::from_secs(10),
+        || {
+            live_stay_alive(&cluster, &observers, &live)?;
+            for file in &files[..4] {
+                let keys = file_keys(file)?;
+                if keys != both {
+                    return Err(format!("{}: {keys:?}", file.display()));
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 
     // Use it (through node 2, by fingerprint).
     let use_new = report(post(
@@ -187,7 +198,7 @@ fn a_sealed_cluster_rotates_its_key_live_and_a_node_down_rejoins_with_the_new_ke
         &new.fingerprint().to_string(),
     ));
     assert!(use_new.complete, "{use_new:?}");
-    assert_eq!(use_new.not_reached, [down.clone()]);
+    assert_eq!(use_new.not_reached, std::slice::from_ref(&down));
     assert!(use_new
         .acknowledged
         .iter()
@@ -195,30 +206,48 @@ fn a_sealed_cluster_rotates_its_key_live_and_a_node_down_rejoins_with_the_new_ke
     live_stay_alive(&cluster, &observers, &live).unwrap();
 
     // Remove the old one (through node 3, by key).
-    let remove = report(post(&cluster.nodes[2], "/v1/keys/remove", old.to_base64().as_str()));
+    let remove = report(post(
+        &cluster.nodes[2],
+        "/v1/keys/remove",
+        old.to_base64().as_str(),
+    ));
     assert!(remove.complete, "{remove:?}");
-    assert_eq!(remove.not_reached, [down.clone()]);
+    assert_eq!(remove.not_reached, std::slice::from_ref(&down));
     let only_new = vec![new.fingerprint().to_string()];
-    wait_until("every keyring file holds the new key alone", Duration::from_secs(10), || {
-        live_stay_alive(&cluster, &observers, &live)?;
-        for file in &files[..4] {
-            let keys = file_keys(file)?;
-            if keys != only_new {
-                return Err(format!("{}: {keys:?}", file.display()));
+    wait_until(
+        "every keyring file holds the new key alone",
+        Duration::from_secs(10),
+        || {
+            live_stay_alive(&cluster, &observers, &live)?;
+            for file in &files[..4] {
+                let keys = file_keys(file)?;
+                if keys != only_new {
+                    return Err(format!("{}: {keys:?}", file.display()));
+                }
+                let mode = std::fs::metadata(file)
+                    .map_err(|e| e.to_string())?
+                    .permissions()
+                    .mode();
+                if mode & 0o777 != 0o600 {
+                    return Err(format!("{} has mode {:o}", file.display(), mode & 0o777));
+                }
             }
-            let mode = std::fs::metadata(file).map_err(|e| e.to_string())?.permissions().mode();
-            if mode & 0o777 != 0o600 {
-                return Err(format!("{} has mode {:o}", file.display(), mode & 0o777));
-            }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
     // The dead node's file was not touched.
-    assert_eq!(file_keys(&files[4]).unwrap(), [old.fingerprint().to_string()]);
+    assert_eq!(
+        file_keys(&files[4]).unwrap(),
+        [old.fingerprint().to_string()]
+    );
 
     // The primary cannot be removed: refused before anything is sent.
-    let (code, body) = post(&cluster.nodes[3], "/v1/keys/remove", &new.fingerprint().to_string())
-        .unwrap();
+    let (code, body) = post(
+        &cluster.nodes[3],
+        "/v1/keys/remove",
+        &new.fingerprint().to_string(),
+    )
+    .unwrap();
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("primary"), "{body}");
 
@@ -229,24 +258,43 @@ fn a_sealed_cluster_rotates_its_key_live_and_a_node_down_rejoins_with_the_new_ke
     assert_eq!(list.keys.len(), 1, "{list:?}");
     assert_eq!(list.keys[0].fingerprint, new.fingerprint().to_string());
     assert_eq!((list.keys[0].nodes, list.keys[0].primary_on), (4, 4));
-    assert_eq!(list.not_reached, [down.clone()]);
+    assert_eq!(list.not_reached, std::slice::from_ref(&down));
 
     // Nobody was suspected, not even for a moment: a refuted suspicion would show here.
     for (node, before) in cluster.nodes[..4].iter().zip(&refuted_before) {
-        assert_eq!(stat(node, "suspicions_refuted").unwrap(), *before, "{}", node.name);
-        assert_eq!(stat(node, "dropped_sealed_unknown_key").unwrap(), 0, "{}", node.name);
+        assert_eq!(
+            stat(node, "suspicions_refuted").unwrap(),
+            *before,
+            "{}",
+            node.name
+        );
+        assert_eq!(
+            stat(node, "dropped_sealed_unknown_key").unwrap(),
+            0,
+            "{}",
+            node.name
+        );
     }
 
     // The dead node, given the new keyring by hand, rejoins.
     std::fs::copy(&files[0], &files[4]).unwrap();
     cluster.nodes[4] = start_node(&down, &files[4], Some(cluster.nodes[0].gossip));
     let everyone = [0, 1, 2, 3, 4];
-    wait_until("everyone lists the restarted node alive", Duration::from_secs(20), || {
-        for name in cluster.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>() {
-            cluster.all_see(&everyone, &name, Status::Alive)?;
-        }
-        Ok(())
-    });
+    wait_until(
+        "everyone lists the restarted node alive",
+        Duration::from_secs(20),
+        || {
+            for name in cluster
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .collect::<Vec<_>>()
+            {
+                cluster.all_see(&everyone, &name, Status::Alive)?;
+            }
+            Ok(())
+        },
+    );
     for node in &cluster.nodes {
         assert!(
             !node.logs().contains(new.to_base64().as_str())
@@ -269,28 +317,39 @@ fn the_keys_api_needs_the_token_and_encryption_and_says_when_changes_stay_in_mem
     let (code, body) = daemon.get("/v1/keys").unwrap();
     assert_eq!(code, 401, "listing without the token: {body}");
     let body_json = serde_json::json!({ "key": key(0x42).to_base64().as_str() }).to_string();
-    let (code, _) = http_send(daemon.http, "POST", "/v1/keys/install", body_json.as_bytes())
-        .unwrap();
+    let (code, _) = http_send(
+        daemon.http,
+        "POST",
+        "/v1/keys/install",
+        body_json.as_bytes(),
+    )
+    .unwrap();
     assert_eq!(code, 401);
 
     let auth = [
         ("Authorization", "Bearer s3cret"),
         ("Content-Type", "application/json"),
     ];
-    let (code, _, body) =
-        http_send_with(daemon.http, "GET", "/v1/keys", &auth[..1], b"").unwrap();
+    let (code, _, body) = http_send_with(daemon.http, "GET", "/v1/keys", &auth[..1], b"").unwrap();
     assert_eq!(code, 200, "{body}");
     let list: KeyOperationResponse = serde_json::from_str(&body).unwrap();
     assert_eq!(list.keys.len(), 1);
     assert!(list.keyring_file.is_none());
-    assert!(list.warning.as_deref().unwrap_or("").contains("memory only"));
+    assert!(list
+        .warning
+        .as_deref()
+        .unwrap_or("")
+        .contains("memory only"));
 
     // JSON-only, like every POST.
     let (code, _, _) = http_send_with(
         daemon.http,
         "POST",
         "/v1/keys/install",
-        &[("Authorization", "Bearer s3cret"), ("Content-Type", "text/plain")],
+        &[
+            ("Authorization", "Bearer s3cret"),
+            ("Content-Type", "text/plain"),
+        ],
         body_json.as_bytes(),
     )
     .unwrap();
@@ -307,13 +366,17 @@ fn the_keys_api_needs_the_token_and_encryption_and_says_when_changes_stay_in_mem
     let install: KeyOperationResponse = serde_json::from_str(&body).unwrap();
     assert!(install.complete);
     assert!(install.warning.is_some());
-    wait_until("the memory-only warning is logged", Duration::from_secs(5), || {
-        if daemon.logs().contains("holds in memory only") {
-            Ok(())
-        } else {
-            Err(daemon.logs())
-        }
-    });
+    wait_until(
+        "the memory-only warning is logged",
+        Duration::from_secs(5),
+        || {
+            if daemon.logs().contains("holds in memory only") {
+                Ok(())
+            } else {
+                Err(daemon.logs())
+            }
+        },
+    );
     // Garbage is a 400, not a crash.
     let (code, _, _) = http_send_with(
         daemon.http,

@@ -245,8 +245,10 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u64>(),
             proptest::option::of(key_refusal()),
             proptest::collection::vec(
-                (any::<[u8; 8]>(), any::<bool>())
-                    .prop_map(|(fingerprint, primary)| WireKeyInfo { fingerprint, primary }),
+                (any::<[u8; 8]>(), any::<bool>()).prop_map(|(fingerprint, primary)| WireKeyInfo {
+                    fingerprint,
+                    primary
+                }),
                 0..17
             )
         )
