@@ -7,7 +7,7 @@
 //! - inputs: [`Node::handle_datagram`] (a UDP payload and its source), [`Node::handle_unreachable`]
 //!   (an ICMP port-unreachable for something sent to an address), [`Node::handle_timeout`] (the
 //!   deadline from `poll_timeout` has passed) and commands ([`Node::join`], [`Node::leave`],
-//!   [`Node::set_tags`]);
+//!   [`Node::set_tags`], [`Node::start_key_op`]);
 //! - outputs, drained after every input in this order: [`Node::poll_transmit`] until `None`
 //!   (datagrams to send), [`Node::poll_event`] until `None` (membership changes), then
 //!   [`Node::poll_timeout`] (when to call `handle_timeout` next).

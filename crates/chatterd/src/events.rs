@@ -68,9 +68,8 @@ pub fn event_data(event: &Event, local: &str, clock: &Clock) -> EventData {
                 })
                 .collect(),
         },
-        // The file is named in the HTTP answer; the event tells subscribers what happened.
         Event::KeyRotation(report) => EventData::KeyRotation {
-            report: crate::rotation::response(report, None),
+            report: crate::rotation::response(report),
         },
         Event::Message(message) => {
             let (payload, encoding) = payload_view(&message.payload);

@@ -97,7 +97,12 @@ pub fn fingerprint_of(text: &str) -> Result<Fingerprint, ApiError> {
 
 async fn run(state: &AppState, op: KeyOp) -> Result<Json<KeyOperationResponse>, ApiError> {
     let report = state.handle.key_op(op).await.map_err(key_error)?;
-    Ok(Json(response(&report, state.keyring_file.as_ref())))
+    let mut response = response(&report);
+    response.keyring_file = state.keyring_file.as_ref().map(|p| p.display().to_string());
+    if state.keyring_file.is_none() {
+        response.warning = Some(MEMORY_ONLY.to_owned());
+    }
+    Ok(Json(response))
 }
 
 /// The status and message of a refused operation: nothing changed anywhere.
@@ -134,8 +139,9 @@ fn key_views(keys: &[chatter::KeyInfo]) -> Vec<KeyView> {
         .collect()
 }
 
-/// The API view of a report; `keyring_file` is where this daemon persists its keyring.
-pub fn response(report: &KeyReport, keyring_file: Option<&PathBuf>) -> KeyOperationResponse {
+/// The API view of a report (without `keyring_file` and `warning`, which only the answering
+/// daemon knows).
+pub fn response(report: &KeyReport) -> KeyOperationResponse {
     let mut acknowledged = Vec::new();
     let mut refused = Vec::new();
     let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
@@ -172,8 +178,8 @@ pub fn response(report: &KeyReport, keyring_file: Option<&PathBuf>) -> KeyOperat
             })
             .collect(),
         complete: report.complete(),
-        keyring_file: keyring_file.map(|p| p.display().to_string()),
-        warning: keyring_file.is_none().then(|| MEMORY_ONLY.to_owned()),
+        keyring_file: None,
+        warning: None,
     }
 }
 
