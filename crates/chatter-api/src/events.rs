@@ -103,6 +103,16 @@ pub enum EventData {
         /// Hops from the origin (0 on the origin itself).
         hops: u32,
     },
+    /// `keyring-changed`: this node's gossip keyring changed (fingerprints only).
+    KeyringChanged {
+        /// The keyring after the change, primary first.
+        keys: Vec<crate::KeyView>,
+    },
+    /// `key-rotation`: a key operation started on this node ended.
+    KeyRotation {
+        /// Its outcome across the cluster.
+        report: crate::KeyOperationResponse,
+    },
     /// `events-skipped`: this client read too slowly and missed events.
     EventsSkipped {
         /// How many events it missed.
@@ -150,6 +160,8 @@ impl EventData {
             EventData::MemberConflict { .. } => "member-conflict",
             EventData::KeyChanged { .. } => "key-changed",
             EventData::Message { .. } => "message",
+            EventData::KeyringChanged { .. } => "keyring-changed",
+            EventData::KeyRotation { .. } => "key-rotation",
             EventData::EventsSkipped { .. } => "events-skipped",
             EventData::Unknown => "unknown",
         }

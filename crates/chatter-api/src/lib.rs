@@ -40,11 +40,13 @@
 #![deny(missing_docs)]
 
 mod events;
+mod keys;
 mod kv;
 mod messages;
 mod monitoring;
 
 pub use events::{payload_view, EventData, EventView, PayloadEncoding};
+pub use keys::{KeyCount, KeyNodeAnswer, KeyOperationResponse, KeyRequest};
 pub use kv::{
     decode_bytes, encode_bytes, Encoding, InvalidBase64, KvEntry, KvWriteResponse, NodeStateView,
 };

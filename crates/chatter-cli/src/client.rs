@@ -113,8 +113,21 @@ impl Client {
         path: &str,
         body: Option<Body>,
     ) -> Result<T> {
+        self.request_within(method, path, body, REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// Like [`Client::request`], for a request that may take up to `timeout` (a key operation
+    /// waits for every member's answer).
+    pub async fn request_within<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+        timeout: Duration,
+    ) -> Result<T> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.authorize(self.http.request(method, &url).timeout(REQUEST_TIMEOUT));
+        let mut request = self.authorize(self.http.request(method, &url).timeout(timeout));
         let content_type = reqwest::header::CONTENT_TYPE;
         match body {
             Some(Body::Json(body)) => {

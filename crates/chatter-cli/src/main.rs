@@ -11,6 +11,7 @@
 //! chatter checks [--status critical,warning] [--node N] [--json]  # every node's health checks
 //! chatter services [--type TYPE] [--json]              # live instances by type and shard
 //! chatter system [--node N] [--json]                   # load, CPU, memory, disk, uptime
+//! chatter keys list | install KEY | use KEY | remove KEY  # rotate the gossip keys live
 //! ```
 //!
 //! `--http ADDR` (or `CHATTER_HTTP`) says where the daemon's API is; default
@@ -33,8 +34,8 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use chatter_api::{
-    BroadcastRequest, BroadcastResponse, ChecksResponse, KvWriteResponse, MemberView,
-    MembersResponse, NodeStateView, ServicesResponse, SystemResponse,
+    BroadcastRequest, BroadcastResponse, ChecksResponse, KeyOperationResponse, KeyRequest,
+    KvWriteResponse, MemberView, MembersResponse, NodeStateView, ServicesResponse, SystemResponse,
 };
 use clap::{Parser, Subcommand};
 use reqwest::Method;
@@ -137,6 +138,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rotate the gossip encryption keys on every live node: `install` a new key, `use` it
+    /// (every node seals with it), `remove` the old one; `list` shows every node's keys.
+    /// Prints who acknowledged, refused, stayed silent or was down; exits 1 unless every live
+    /// node acknowledged.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        /// Print the API's JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Every node's system status: load, CPU, memory, root disk, uptime, version.
     System {
         /// Only this node.
@@ -173,6 +185,37 @@ enum KvCommand {
         key: String,
     },
 }
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Every key in the cluster: on how many nodes, primary on how many; nodes that did not
+    /// answer.
+    List,
+    /// Install KEY (base64, from `chatter keygen`) on every live node: it opens datagrams at
+    /// once and seals only after `use`. `-` reads the key from standard input, which keeps it
+    /// out of `ps`.
+    Install {
+        /// The key, or `-` for standard input.
+        key: String,
+    },
+    /// Make KEY (the key, `-` for standard input, or its fingerprint) the primary key of every
+    /// live node.
+    Use {
+        /// The key, `-`, or its fingerprint (16 hex digits).
+        key: String,
+    },
+    /// Remove KEY (the key, `-`, or its fingerprint) from every live node; refused for the
+    /// primary key.
+    Remove {
+        /// The key, `-`, or its fingerprint (16 hex digits).
+        key: String,
+    },
+}
+
+/// The longest a key operation may take: the daemon answers once every live member answered
+/// or its `key_rotation_timeout` passed (5 s by default, 25 s with the wan profile), and its
+/// request timeout (30 s by default) bounds it anyway.
+const KEYS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(35);
 
 /// A fresh key from the OS RNG, as base64.
 fn keygen() -> Result<zeroize::Zeroizing<String>> {
@@ -241,6 +284,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Kv { command } => kv(&client, command, &mut out).await?,
+        Command::Keys { command, json } => keys(&client, command, json, &mut out).await?,
         Command::Broadcast { tag, payload } => {
             let payload = RawValue::from_string(payload)
                 .map_err(|e| anyhow!("the payload is not valid JSON: {e}"))?;
@@ -372,6 +416,58 @@ async fn kv(client: &Client, command: KvCommand, out: &mut impl Write) -> Result
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// The key argument, read from standard input for `-`.
+fn key_argument(key: String) -> Result<zeroize::Zeroizing<String>> {
+    if key != "-" {
+        return Ok(zeroize::Zeroizing::new(key));
+    }
+    let mut text = zeroize::Zeroizing::new(String::new());
+    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+        .context("cannot read the key from standard input")?;
+    Ok(zeroize::Zeroizing::new(text.trim().to_owned()))
+}
+
+async fn keys(
+    client: &Client,
+    command: KeysCommand,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    let (method, path, key) = match command {
+        KeysCommand::List => (Method::GET, "/v1/keys", None),
+        KeysCommand::Install { key } => (Method::POST, "/v1/keys/install", Some(key)),
+        KeysCommand::Use { key } => (Method::POST, "/v1/keys/use", Some(key)),
+        KeysCommand::Remove { key } => (Method::POST, "/v1/keys/remove", Some(key)),
+    };
+    let body = match key {
+        Some(key) => {
+            let key = key_argument(key)?;
+            Some(Body::Json(serde_json::to_vec(&KeyRequest {
+                key: key.to_string(),
+            })?))
+        }
+        None => None,
+    };
+    let response: KeyOperationResponse = client
+        .request_within(method, path, body, KEYS_TIMEOUT)
+        .await?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &response)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", render::key_report(&response))?;
+    }
+    out.flush()?;
+    if !response.complete {
+        return Err(anyhow!(
+            "not every live node acknowledged: {} refused, {} silent",
+            response.refused.len(),
+            response.silent.len()
+        ));
+    }
     Ok(())
 }
 

@@ -6,8 +6,8 @@
 use std::fmt::Write;
 
 use chatter_api::{
-    CheckStatus, ChecksResponse, Encoding, EvidenceView, MemberView, NodeStateView,
-    ServicesResponse, Status, SystemResponse,
+    CheckStatus, ChecksResponse, Encoding, EvidenceView, KeyOperationResponse, MemberView,
+    NodeStateView, ServicesResponse, Status, SystemResponse,
 };
 
 /// The daemon's clock at response time, in Unix ms, if the member says.
@@ -484,6 +484,71 @@ pub fn system_table(response: &SystemResponse) -> String {
         &rows,
     );
     let _ = writeln!(out, "\n{}", plural(response.nodes.len(), "node"));
+    out
+}
+
+/// The report of a key operation: the keys across the cluster, then who acknowledged, who
+/// refused and why, who stayed silent and who was down.
+pub fn key_report(r: &KeyOperationResponse) -> String {
+    let mut out = String::new();
+    let _ = match &r.fingerprint {
+        Some(fp) => writeln!(out, "{} {fp}", r.operation),
+        None => writeln!(out, "{}", r.operation),
+    };
+    let rows: Vec<Vec<String>> = r
+        .keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.fingerprint.clone(),
+                k.nodes.to_string(),
+                k.primary_on.to_string(),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&aligned(&["KEY", "NODES", "PRIMARY ON"], &rows));
+    out.push('\n');
+    let names = |answers: &[chatter_api::KeyNodeAnswer]| {
+        answers
+            .iter()
+            .map(|a| a.node.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "acknowledged ({}): {}",
+        r.acknowledged.len(),
+        names(&r.acknowledged)
+    );
+    for refused in &r.refused {
+        let _ = writeln!(
+            out,
+            "refused: {} ({})",
+            refused.node,
+            refused.refused.as_deref().unwrap_or("no reason given")
+        );
+    }
+    if !r.silent.is_empty() {
+        let _ = writeln!(
+            out,
+            "silent ({}, alive but did not answer): {}",
+            r.silent.len(),
+            r.silent.join(", ")
+        );
+    }
+    if !r.not_reached.is_empty() {
+        let _ = writeln!(
+            out,
+            "not reached ({}, down: give them the new keyring file by hand): {}",
+            r.not_reached.len(),
+            r.not_reached.join(", ")
+        );
+    }
+    if let Some(warning) = &r.warning {
+        let _ = writeln!(out, "warning: {warning}");
+    }
     out
 }
 

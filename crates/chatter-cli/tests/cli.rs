@@ -487,3 +487,120 @@ fn keygen_prints_a_fresh_key_each_time() {
         assert!(chatter::Key::from_base64(text.trim()).is_ok(), "{text}");
     }
 }
+
+#[test]
+fn keys_rotate_through_the_cli_and_a_refusal_exits_1() {
+    use std::io::Write as _;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let old = chatter::Key::from_bytes([0x51; 32]);
+    let new = chatter::Key::from_bytes([0x52; 32]);
+    let start_keyed = |name: &str, seed: Option<SocketAddr>| {
+        let file = temp_file(
+            &format!("keyring-{name}"),
+            &format!("{}\n", old.to_base64().as_str()),
+        );
+        let mut args = vec![
+            "chatterd".to_owned(),
+            "--listen=127.0.0.1:0".into(),
+            "--http=127.0.0.1:0".into(),
+            format!("--node-name={name}"),
+            "--profile=local".into(),
+            "--status-interval=0".into(),
+            format!("--keyring-file={}", file.display()),
+        ];
+        if let Some(seed) = seed {
+            args.push(format!("--seed={seed}"));
+        }
+        let daemon = rt
+            .block_on(Daemon::start(&Args::try_parse_from(args).unwrap()))
+            .unwrap();
+        (daemon, file)
+    };
+    let (a, file_a) = start_keyed("keys-a", None);
+    let (b, file_b) = start_keyed("keys-b", Some(a.gossip_addr()));
+    let http = a.http_addr();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while a.handle().live_members().borrow().len() < 2 {
+        assert!(Instant::now() < deadline, "the cluster did not form");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    let out = chatter(http, &["keys", "list"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listing.contains(&old.fingerprint().to_string()),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("acknowledged (2): keys-a, keys-b"),
+        "{listing}"
+    );
+
+    // The key on standard input, out of `ps`.
+    let mut child = Command::new(CHATTER)
+        .args(["keys", "install", "-"])
+        .env("CHATTER_HTTP", http.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(new.to_base64().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(new.to_base64().as_str()));
+
+    let out = chatter(http, &["keys", "remove", &old.fingerprint().to_string()]);
+    assert!(
+        !out.status.success(),
+        "removing the primary: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("primary"), "{}", text(&out));
+
+    let out = chatter(http, &["keys", "use", new.to_base64().as_str()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // b leaves: the removal reaches a only, reports b as not reached, and still exits 0 (no
+    // live node failed to acknowledge).
+    rt.block_on(b.stop());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while a.handle().live_members().borrow().len() > 1 {
+        assert!(Instant::now() < deadline, "a does not see b leave");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = chatter(http, &["keys", "remove", &old.fingerprint().to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("not reached (1, down: give them the new keyring file by hand): keys-b"),
+        "{}",
+        text(&out)
+    );
+    let out = chatter(http, &["keys", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: chatter_api::KeyOperationResponse = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.keys.len(), 1);
+    assert_eq!(report.keys[0].fingerprint, new.fingerprint().to_string());
+    rt.block_on(a.stop());
+    for file in [file_a, file_b] {
+        let _ = std::fs::remove_file(file);
+    }
+}

@@ -234,6 +234,12 @@ impl Encryption {
         self.keyring.as_ref()
     }
 
+    /// The keyring, to install, use or remove keys (`key_rotation.rs`): the sealer picks the
+    /// primary at each datagram, so a change takes effect with the next one.
+    pub(crate) fn keyring_mut(&mut self) -> Option<&mut Keyring> {
+        self.keyring.as_mut()
+    }
+
     /// Bytes sealing adds to each datagram this node sends.
     pub(crate) fn overhead(&self) -> usize {
         if self.mode.sends_sealed() {

@@ -1,5 +1,6 @@
 //! What the core tells its driver about membership changes.
 
+use crate::key_rotation::KeyReport;
 use crate::member::{Conflict, Member};
 use crate::plumtree::MessageId;
 
@@ -30,6 +31,13 @@ pub enum Event {
     Message(Delivered),
     /// A key of some node's state changed (set or deleted), as this node learned it.
     KeyChanged(KeyChange),
+    /// This node's gossip keyring changed (a key installed, used or removed, here or by a
+    /// member's key command): the keyring after the change, primary first, as fingerprints.
+    /// The driver persists the keyring ([`Node::keyring`](crate::Node::keyring)).
+    KeyringChanged(Vec<chatter_seal::KeyInfo>),
+    /// A key operation started here ([`Node::start_key_op`](crate::Node::start_key_op))
+    /// ended: who acknowledged, refused, stayed silent or was not reached.
+    KeyRotation(KeyReport),
 }
 
 /// A user message delivered to this node.
@@ -72,6 +80,8 @@ impl Event {
             Event::Conflict(_) => "member-conflict",
             Event::Message(_) => "message",
             Event::KeyChanged(_) => "key-changed",
+            Event::KeyringChanged(_) => "keyring-changed",
+            Event::KeyRotation(_) => "key-rotation",
         }
     }
 
@@ -85,7 +95,11 @@ impl Event {
             | Event::Left(m)
             | Event::Updated(m)
             | Event::Reaped(m) => Some(m),
-            Event::Conflict(_) | Event::Message(_) | Event::KeyChanged(_) => None,
+            Event::Conflict(_)
+            | Event::Message(_)
+            | Event::KeyChanged(_)
+            | Event::KeyringChanged(_)
+            | Event::KeyRotation(_) => None,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! - inputs: [`Node::handle_datagram`] (a UDP payload and its source), [`Node::handle_unreachable`]
 //!   (an ICMP port-unreachable for something sent to an address), [`Node::handle_timeout`] (the
 //!   deadline from `poll_timeout` has passed) and commands ([`Node::join`], [`Node::leave`],
-//!   [`Node::set_tags`]);
+//!   [`Node::set_tags`], [`Node::start_key_op`]);
 //! - outputs, drained after every input in this order: [`Node::poll_transmit`] until `None`
 //!   (datagrams to send), [`Node::poll_event`] until `None` (membership changes), then
 //!   [`Node::poll_timeout`] (when to call `handle_timeout` next).
@@ -52,9 +52,11 @@ mod awareness;
 mod broadcast;
 mod config;
 mod dissemination;
+mod drop_log;
 mod encryption;
 mod event;
 mod graft;
+mod key_rotation;
 mod kv;
 mod kv_store;
 pub mod limits;
@@ -76,11 +78,15 @@ pub mod wire;
 
 /// The sealing types a user of the core needs (keys, keyrings, fingerprints).
 pub use chatter_seal::{
-    Fingerprint, Key, KeyInfo, Keyring, KeyringParseError, KEY_LEN, SEAL_OVERHEAD,
+    Fingerprint, Key, KeyInfo, Keyring, KeyringError, KeyringParseError, KEY_LEN, SEAL_OVERHEAD,
 };
 pub use config::{Config, ConfigError};
 pub use encryption::{EncryptionError, Mode, SealDrops};
 pub use event::{Delivered, Event, KeyChange};
+pub use key_rotation::{
+    KeyAnswer, KeyOp, KeyOpError, KeyOpKind, KeyRefusal, KeyReport, MAX_KEY_COMMANDS_REMEMBERED,
+    MAX_KEY_OPS_IN_FLIGHT,
+};
 pub use member::{
     Confirmation, Conflict, Evidence, Member, MemberBrief, MemberStatus, ProbeOutcome, ProbeRecord,
     Tags,

@@ -251,6 +251,11 @@ pub(crate) fn check(message: &Message, config: &Config) -> Result<(), Invalid> {
             Ok(())
         }
         Message::Inject(m) => c.user_message(&m.tag, &m.payload),
+        // Fixed-size fields only: a key is 32 bytes, a fingerprint 8.
+        Message::KeyCommand(_) => Ok(()),
+        // No honest keyring holds more keys than a keyring may.
+        Message::KeyAck(m) if m.keys.len() > chatter_seal::MAX_KEYS => Err(Invalid::TooMany),
+        Message::KeyAck(_) => Ok(()),
     }
 }
 
@@ -370,5 +375,28 @@ mod tests {
         assert!(check(&gossip(c.max_message_size, 3), &c).is_ok());
         assert!(check(&gossip(c.max_message_size + 1, 3), &c).is_err());
         assert!(check(&gossip(1, u32::MAX), &c).is_err());
+    }
+
+    #[test]
+    fn a_key_ack_lists_at_most_a_full_keyring() {
+        let c = config();
+        let ack = |n: usize| {
+            Message::KeyAck(wire::KeyAck {
+                id: 1,
+                refusal: None,
+                keys: vec![
+                    wire::WireKeyInfo {
+                        fingerprint: [1; 8],
+                        primary: false,
+                    };
+                    n
+                ],
+            })
+        };
+        assert!(check(&ack(chatter_seal::MAX_KEYS), &c).is_ok());
+        assert_eq!(
+            check(&ack(chatter_seal::MAX_KEYS + 1), &c),
+            Err(Invalid::TooMany)
+        );
     }
 }

@@ -14,8 +14,10 @@ use crate::anti_entropy::{AntiEntropy, FullAnswer};
 use crate::awareness::Awareness;
 use crate::config::{Config, ConfigError};
 use crate::dissemination::Dissemination;
+use crate::drop_log::{DropLog, DropReason};
 use crate::encryption::{Encryption, EncryptionError, Inbound, Mode};
 use crate::event::Event;
+use crate::key_rotation::KeyRotation;
 use crate::kv_store::KvStore;
 use crate::lives::LifeChecks;
 use crate::member::{Member, MemberBrief, MemberStatus, Tags};
@@ -113,7 +115,11 @@ pub struct Node {
     answer_allowance: Option<(SocketAddr, usize)>,
     /// Keyring, mode, sealer and replay windows: every datagram passes through it on the way
     /// out (`push_transmit`) and on the way in (`handle_datagram`).
-    encryption: Encryption,
+    pub(crate) encryption: Encryption,
+    /// Cluster-wide key operations started here, and key commands answered (`key_rotation.rs`).
+    pub(crate) key_rotation: KeyRotation,
+    /// When each kind of dropped datagram was last logged (one line per second per kind).
+    pub(crate) drop_log: DropLog,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pub(crate) stats: Stats,
@@ -176,6 +182,8 @@ impl Node {
             life_checks: LifeChecks::default(),
             answer_allowance: None,
             encryption: Encryption::default(),
+            key_rotation: KeyRotation::default(),
+            drop_log: DropLog::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -422,7 +430,9 @@ impl Node {
             Inbound::AsReceived => None,
             Inbound::Plain(plain) => Some(plain),
             Inbound::Refused(why) => {
-                debug!(%from, len = received, error = %why, "dropped datagram");
+                if let Some(suppressed) = self.drop_log.allow(now, DropReason::Sealed) {
+                    debug!(%from, len = received, error = %why, suppressed, "dropped datagram");
+                }
                 return;
             }
         };
@@ -442,7 +452,9 @@ impl Node {
                         self.stats.dropped_oversize += 1
                     }
                 }
-                debug!(%from, len = data.len(), error = %err, "dropped datagram");
+                if let Some(suppressed) = self.drop_log.allow(now, DropReason::Decode) {
+                    debug!(%from, len = data.len(), error = %err, suppressed, "dropped datagram");
+                }
                 return;
             }
         };
@@ -455,14 +467,18 @@ impl Node {
         self.answer_allowance = (self.table.live_at(from).is_none()
             && !self.anti_entropy.is_solicited(now, from))
         .then_some((from, received));
+        self.key_rotation.inbound_sealed = opened.is_some();
         for message in messages {
             if let Err(err) = crate::limits::check(&message, &self.config) {
                 self.stats.dropped_invalid += 1;
-                debug!(%from, error = %err, "dropped message");
+                if let Some(suppressed) = self.drop_log.allow(now, DropReason::Invalid) {
+                    debug!(%from, error = %err, suppressed, "dropped message");
+                }
                 continue;
             }
             self.handle_message(now, from, message);
         }
+        self.key_rotation.inbound_sealed = false;
         self.answer_allowance = None;
         // Writes this datagram brought go on down the tree at once: left to the gossip round
         // that `queue_state_push` schedules for `now`, each hop of the tree waited for the
@@ -493,6 +509,8 @@ impl Node {
             Message::StateDigest(digest) => self.on_state_digest(now, from, digest),
             Message::StateDelta(delta) => self.on_state_delta(now, from, delta),
             Message::Inject(inject) => self.on_inject(now, from, inject),
+            Message::KeyCommand(command) => self.on_key_command(now, from, command),
+            Message::KeyAck(ack) => self.on_key_ack(now, from, ack),
         }
     }
 
@@ -515,6 +533,7 @@ impl Node {
             self.sync_round(now);
         }
         self.join_timers(now);
+        self.key_rotation_timers(now);
         if self.anti_entropy.reconnect_due(now) {
             self.reconnect_round(now);
         }
@@ -543,6 +562,7 @@ impl Node {
             self.next_graft(),
             self.next_state_graft(),
             self.life_checks.next_deadline(),
+            self.key_rotation.next_deadline(),
         ]
         .into_iter()
         .flatten()

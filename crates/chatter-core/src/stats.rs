@@ -66,6 +66,9 @@ pub struct Stats {
     /// be, or too many items in one message (see `limits.rs`). The rest of the datagram is
     /// handled.
     pub dropped_invalid: u64,
+    /// Key commands and acks dropped: carried by a plain datagram, not from a live member at
+    /// its address, or an ack from a member the command was not sent to.
+    pub dropped_key_messages: u64,
     /// Datagrams not sent because they would have made the answer to a sender that is not a
     /// live member larger than what it sent (no amplification).
     pub answers_withheld: u64,

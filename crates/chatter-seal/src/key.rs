@@ -187,6 +187,12 @@ impl Key {
         self.fingerprint
     }
 
+    /// The secret bytes, for sending the key sealed to the other members of the cluster
+    /// during a key rotation. Never log them; [`Key::to_base64`] is the form for files.
+    pub fn secret_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.bytes
+    }
+
     /// The secret bytes, for the cipher.
     pub(crate) fn bytes(&self) -> &[u8; KEY_LEN] {
         &self.bytes

@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatter_core::{Event, Member, Node};
+use chatter_core::{Event, KeyOpError, KeyReport, Member, Node};
 use tokio::io::{Interest, Ready};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -70,6 +70,9 @@ pub(crate) struct Driver {
     leave_deadline: Option<TokioInstant>,
     /// Handles waiting for the node to stop.
     waiters: Vec<oneshot::Sender<()>>,
+    /// Handles waiting for the report of a key operation, by its id; at most
+    /// `chatter_core::MAX_KEY_OPS_IN_FLIGHT`, since the core refuses more.
+    key_ops: BTreeMap<u64, oneshot::Sender<Result<KeyReport, KeyOpError>>>,
     buf: Box<[u8]>,
     /// Scratch list of port-unreachable destinations, reused.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -107,6 +110,7 @@ impl Driver {
             last_publish: Instant::now(),
             leave_deadline: None,
             waiters: Vec::new(),
+            key_ops: BTreeMap::new(),
             buf: vec![0; RECV_BUFFER].into_boxed_slice(),
             unreachable: Vec::new(),
         }
@@ -277,6 +281,23 @@ impl Driver {
                 let _ = reply.send(NodeState::all(&self.node));
                 return ControlFlow::Continue(false);
             }
+            Command::KeyOp { op, reply } => {
+                match self.node.start_key_op(now, op) {
+                    // Answered when the core reports the operation's end (`flush`).
+                    Ok(id) => {
+                        self.key_ops.insert(id, reply);
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                    }
+                }
+                self.dirty = true;
+                return ControlFlow::Continue(false);
+            }
+            Command::Keyring { reply } => {
+                let _ = reply.send(self.node.keyring().cloned());
+                return ControlFlow::Continue(false);
+            }
         }
         self.dirty = true;
         ControlFlow::Continue(true)
@@ -410,6 +431,11 @@ impl Driver {
             // counters they move) follows within PUBLISH_INTERVAL.
             events |= is_membership(&event);
             log_event(&event);
+            if let Event::KeyRotation(report) = &event {
+                if let Some(reply) = self.key_ops.remove(&report.id) {
+                    let _ = reply.send(Ok(report.clone()));
+                }
+            }
             // No subscriber is fine; a lagging one skips (broadcast overwrites its oldest).
             let _ = self.events.send(Arc::new(event));
         }
@@ -524,9 +550,13 @@ async fn recv_if_some<T>(
     }
 }
 
-/// Whether `event` changes the member table (as opposed to key changes and user messages).
+/// Whether `event` changes the member table or the keyring shown in the snapshot (as opposed
+/// to key changes, user messages and key operation reports), so the snapshot goes out at once.
 fn is_membership(event: &Event) -> bool {
-    !matches!(event, Event::Message(_) | Event::KeyChanged(_))
+    !matches!(
+        event,
+        Event::Message(_) | Event::KeyChanged(_) | Event::KeyRotation(_)
+    )
 }
 
 /// The core logs membership changes itself (at `info`); the driver only notes the fan-out.

@@ -3,7 +3,9 @@
 use std::io;
 use std::net::SocketAddr;
 
-use chatter_core::{BroadcastError, ConfigError, EncryptionError, StateError, TagsError};
+use chatter_core::{
+    BroadcastError, ConfigError, EncryptionError, KeyOpError, StateError, TagsError,
+};
 
 /// Everything that can go wrong when starting or commanding a node.
 ///
@@ -83,6 +85,12 @@ pub enum Error {
     /// sent.
     #[error("cannot encode the message as JSON: {0}")]
     Encode(#[source] serde_json::Error),
+
+    /// A key operation did not start: the node is not in the sealed mode, too many operations
+    /// are running, or the local keyring refused it (removing the primary, using a key not
+    /// installed, a full keyring). Nothing changed, here or elsewhere.
+    #[error(transparent)]
+    Keys(#[from] KeyOpError),
 
     /// The node has stopped (after [`Handle::leave`](crate::Handle::leave),
     /// [`Handle::shutdown`](crate::Handle::shutdown), or once every handle was dropped); the

@@ -10,7 +10,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use chatter_core::{
-    BroadcastError, Event, KeyInfo, Member, MessageId, Mode, StateError, Stats, Tags, TagsError,
+    BroadcastError, Event, Fingerprint, Key, KeyInfo, KeyOp, KeyOpError, KeyReport, Keyring,
+    Member, MessageId, Mode, StateError, Stats, Tags, TagsError,
 };
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -67,6 +68,15 @@ pub(crate) enum Command {
     /// Copy every known member's state.
     ClusterState {
         reply: oneshot::Sender<Vec<NodeState>>,
+    },
+    /// Start a key operation across the cluster; answered with its report once it ends.
+    KeyOp {
+        op: KeyOp,
+        reply: oneshot::Sender<Result<KeyReport, KeyOpError>>,
+    },
+    /// Copy the keyring in force (with key material: for the daemon's keyring file).
+    Keyring {
+        reply: oneshot::Sender<Option<Keyring>>,
     },
     /// Broadcast a user message.
     Broadcast {
@@ -439,6 +449,50 @@ impl Handle {
         })
         .await?
         .map_err(Error::from)
+    }
+
+    /// Lists the keyring of every live member (fingerprints, never key material): runs a
+    /// `list` key operation across the cluster and returns its report once every live member
+    /// answered or `Config::key_rotation_timeout` passed.
+    ///
+    /// Every key operation needs [`Mode::Sealed`](crate::Mode::Sealed) ([`Error::Keys`]
+    /// otherwise) and returns [`Error::Stopped`] once the node has stopped.
+    pub async fn keys(&self) -> Result<KeyReport, Error> {
+        self.key_op(KeyOp::List).await
+    }
+
+    /// Installs `key` on every live member (it opens datagrams at once, and seals only once
+    /// [used](Handle::use_key)); returns the report of who acknowledged, refused, stayed silent
+    /// or was not reached. Installed here first: a full keyring is refused before anything is
+    /// sent.
+    pub async fn install_key(&self, key: Key) -> Result<KeyReport, Error> {
+        self.key_op(KeyOp::Install(key)).await
+    }
+
+    /// Makes the installed key with this fingerprint the primary (sealing) key on every live
+    /// member. Refused before anything is sent if this node does not hold the key.
+    pub async fn use_key(&self, fingerprint: Fingerprint) -> Result<KeyReport, Error> {
+        self.key_op(KeyOp::Use(fingerprint)).await
+    }
+
+    /// Removes the key with this fingerprint from every live member. Refused before anything
+    /// is sent if it is this node's primary key; a member whose primary it still is refuses.
+    pub async fn remove_key(&self, fingerprint: Fingerprint) -> Result<KeyReport, Error> {
+        self.key_op(KeyOp::Remove(fingerprint)).await
+    }
+
+    /// Runs any key operation; see [`Handle::keys`].
+    pub async fn key_op(&self, op: KeyOp) -> Result<KeyReport, Error> {
+        self.request(|reply| Command::KeyOp { op, reply })
+            .await?
+            .map_err(Error::from)
+    }
+
+    /// The keyring in force, key material included, `None` without encryption: for writing
+    /// the keyring file after an [`Event::KeyringChanged`](crate::Event::KeyringChanged).
+    /// Its `Debug` shows fingerprints only.
+    pub async fn keyring(&self) -> Result<Option<Keyring>, Error> {
+        self.request(|reply| Command::Keyring { reply }).await
     }
 
     /// Whether the node has stopped.

@@ -155,8 +155,12 @@ pub use chatter_core::{
 };
 /// Gossip encryption: keys, keyrings and the mode (see [`Builder::keyring`]).
 pub use chatter_core::{
-    EncryptionError, Fingerprint, Key, KeyInfo, Keyring, KeyringParseError, Mode, SealDrops,
-    SEAL_OVERHEAD,
+    EncryptionError, Fingerprint, Key, KeyInfo, Keyring, KeyringError, KeyringParseError, Mode,
+    SealDrops, SEAL_OVERHEAD,
+};
+/// Live key rotation across the cluster (see [`Handle::keys`]).
+pub use chatter_core::{
+    KeyAnswer, KeyOp, KeyOpError, KeyOpKind, KeyRefusal, KeyReport, MAX_KEY_OPS_IN_FLIGHT,
 };
 pub use error::Error;
 pub use handle::{EventStream, Handle, IoStats, Snapshot};

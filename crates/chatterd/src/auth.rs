@@ -1,5 +1,6 @@
 //! `--http-token`: when set, every request that changes something (any method but `GET`,
-//! `HEAD` and `OPTIONS`) needs `Authorization: Bearer TOKEN`. A missing or wrong token gets
+//! `HEAD` and `OPTIONS`), and every request under `/v1/keys` (listing the keys sends a
+//! datagram to every member), needs `Authorization: Bearer TOKEN`. A missing or wrong token gets
 //! 401 with `{"error": "..."}` and a `WWW-Authenticate: Bearer` header, before any handler
 //! runs: nothing changes. Reads stay open (bind the API to loopback, the default, to keep them
 //! private).
@@ -74,10 +75,13 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    ) {
+    let keys = request.uri().path() == "/v1/keys" || request.uri().path().starts_with("/v1/keys/");
+    if !keys
+        && matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS
+        )
+    {
         return next.run(request).await;
     }
     let given = request
@@ -93,7 +97,7 @@ async fn require_token(
             return next.run(request).await
         }
         Some(_) => "wrong token: this daemon needs Authorization: Bearer TOKEN with its --http-token",
-        None => "missing token: this daemon needs Authorization: Bearer TOKEN (its --http-token) for PUT, DELETE and POST",
+        None => "missing token: this daemon needs Authorization: Bearer TOKEN (its --http-token) for PUT, DELETE, POST and /v1/keys",
     };
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
     response

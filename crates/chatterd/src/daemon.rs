@@ -136,6 +136,7 @@ impl Daemon {
                 http_options.http_request_timeout,
                 http_options.http_max_event_streams,
             ),
+            keyring_file: args.keyring_file.clone(),
         };
         // What the event handlers get as CHATTER_HTTP: the address, as `chatter --http` takes
         // it, with the scheme when it is not the CLI's default.
@@ -168,6 +169,12 @@ impl Daemon {
         });
         let server = tokio::spawn(server);
         let events = tokio::spawn(log_events(handle.clone()));
+        if encryption_mode != chatter::Mode::Plaintext {
+            tokio::spawn(crate::rotation::persist(
+                handle.clone(),
+                args.keyring_file.clone(),
+            ));
+        }
         Ok(Daemon {
             name,
             handle,

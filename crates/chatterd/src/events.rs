@@ -59,6 +59,18 @@ pub fn event_data(event: &Event, local: &str, clock: &Clock) -> EventData {
                 version: change.version,
             }
         }
+        Event::KeyringChanged(keys) => EventData::KeyringChanged {
+            keys: keys
+                .iter()
+                .map(|k| chatter_api::KeyView {
+                    fingerprint: k.fingerprint.to_string(),
+                    primary: k.primary,
+                })
+                .collect(),
+        },
+        Event::KeyRotation(report) => EventData::KeyRotation {
+            report: crate::rotation::response(report),
+        },
         Event::Message(message) => {
             let (payload, encoding) = payload_view(&message.payload);
             EventData::Message {

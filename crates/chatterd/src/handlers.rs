@@ -82,7 +82,13 @@ impl Accept {
     fn matches(&self, event: &Event) -> bool {
         match (self, event) {
             (Accept::All, _) => true,
-            (Accept::AnyMember, Event::Message(_) | Event::KeyChanged(_)) => false,
+            (
+                Accept::AnyMember,
+                Event::Message(_)
+                | Event::KeyChanged(_)
+                | Event::KeyringChanged(_)
+                | Event::KeyRotation(_),
+            ) => false,
             (Accept::AnyMember, _) => true,
             (Accept::Member(kind), event) => event.kind() == *kind,
             (Accept::Message(tag), Event::Message(m)) => tag.as_ref().is_none_or(|t| *t == m.tag),
@@ -375,6 +381,14 @@ async fn run_job(job: Job, timeout: Duration, stats: &HandlerStats) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn member_handlers_do_not_run_for_keyring_events() {
+        let changed = Event::KeyringChanged(Vec::new());
+        assert!(!Accept::AnyMember.matches(&changed));
+        assert!(Accept::All.matches(&changed));
+        assert!(Accept::Member("keyring-changed").matches(&changed));
+    }
 
     #[test]
     fn filters_and_commands_are_told_apart() {

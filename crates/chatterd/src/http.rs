@@ -37,6 +37,9 @@ pub struct AppState {
     pub cluster: String,
     /// The request timeout and the event-stream cap.
     pub limits: crate::limits::Limits,
+    /// `--keyring-file`, which the daemon rewrites when its keyring changes; `None` without
+    /// one (no encryption, or the key from `CHATTER_GOSSIP_KEY`).
+    pub keyring_file: Option<std::path::PathBuf>,
 }
 
 /// Largest request body read, in bytes. Values and payloads are limited to 1 KiB by the
@@ -62,6 +65,10 @@ pub fn router(state: AppState) -> Router {
             put(crate::kv::set).delete(crate::kv::delete),
         )
         .route("/v1/messages", post(crate::messages::broadcast))
+        .route("/v1/keys", get(crate::rotation::list))
+        .route("/v1/keys/install", post(crate::rotation::install))
+        .route("/v1/keys/use", post(crate::rotation::use_key))
+        .route("/v1/keys/remove", post(crate::rotation::remove))
         .merge(crate::monitor::routes()) // /v1/checks, /v1/services, /v1/system
         .route("/metrics", get(crate::metrics::scrape))
         .merge(crate::dashboard::routes())

@@ -92,6 +92,49 @@ pub fn read_keyring_file(path: &Path) -> Result<Keyring> {
     Keyring::parse(&text).map_err(|e| anyhow!("keyring file {}: {e}", path.display()))
 }
 
+/// Rewrites the keyring file at `path` with `keyring`, atomically: a new file in the same
+/// directory (mode 0600 from its creation, so the keys are never readable by others), written
+/// and synced, renamed over `path`, then the directory synced so that the rename survives a
+/// power loss. A crash at any point leaves either the old file or the new one, never a mix.
+pub fn write_keyring_file(path: &Path, keyring: &Keyring) -> Result<()> {
+    use std::io::Write as _;
+
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("keyring file {}: not a file name", path.display()))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".tmp-{}", std::process::id()));
+    let temp = dir.join(temp_name);
+    let text = keyring.to_text();
+    let write = || -> std::io::Result<()> {
+        // A temporary file left by a crash of this process id is stale.
+        let _ = std::fs::remove_file(&temp);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        anyhow!(
+            "cannot rewrite keyring file {}: {}",
+            path.display(),
+            crate::daemon::io_message(&e)
+        )
+    })
+}
+
 #[cfg(unix)]
 fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
@@ -158,6 +201,31 @@ mod tests {
         let mut a = args(&["--keyring-file", path.to_str().unwrap()]);
         a.gossip_key = Some(EnvKey(Key::from_bytes([1; 32])));
         assert!(load(&a).unwrap_err().to_string().contains("one way only"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_keyring_file_is_rewritten_whole_and_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("chatterd-rewrite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keyring");
+        std::fs::write(&path, format!("{}\n", key_text(1))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut ring = Keyring::new(Key::from_bytes([2; 32]));
+        ring.install(Key::from_bytes([1; 32])).unwrap();
+        write_keyring_file(&path, &ring).unwrap();
+        let back = read_keyring_file(&path).unwrap();
+        assert_eq!(back.list(), ring.list());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Nothing left behind but the file itself.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["keyring"]);
+        assert!(write_keyring_file(&dir.join("missing").join("keyring"), &ring).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod origin;
 pub mod process;
+pub mod rotation;
 pub mod server;
 pub mod services;
 pub mod system;

@@ -16,7 +16,7 @@
 //! | `chatter_indirect_probes_{sent,served}_total` | counter | indirect probe requests sent, and run for others |
 //! | `chatter_suspicions_{raised,refuted}_total`, `chatter_failures_declared_total` | counter | verdicts |
 //! | `chatter_packets_{sent,received}_total`, `chatter_{sent,received}_bytes_total` | counter | UDP traffic |
-//! | `chatter_dropped_total{reason}` | counter | datagrams and items dropped, by reason (`sealed_*`: sealed datagrams that did not open, e.g. `sealed_unknown_key`, `sealed_bad_tag`, `sealed_replayed`; `not_sealed`: plain datagrams refused by a sealed node) |
+//! | `chatter_dropped_total{reason}` | counter | datagrams and items dropped, by reason (`sealed_*`: sealed datagrams that did not open, e.g. `sealed_unknown_key`, `sealed_bad_tag`, `sealed_replayed`; `not_sealed`: plain datagrams refused by a sealed node; `key_message`: key rotation commands or acks not sealed or not from a live member at its address) |
 //! | `chatter_messages_{broadcast,sent,delivered,duplicate,injected}_total` | counter | user messages (Plumtree) |
 //! | `chatter_state_updates_applied_total` | counter | key/value writes applied to replicas |
 //! | `chatter_pending_broadcasts`, `chatter_active_suspicions`, `chatter_health_score` | gauge | queue depths and Lifeguard local health |
@@ -95,7 +95,7 @@ struct SnapshotCollector {
 type Counter = (&'static str, &'static str, u64);
 
 /// The reasons of `chatter_dropped_total`, with the counter of each.
-fn dropped(s: &Stats) -> [(&'static str, u64); 21] {
+fn dropped(s: &Stats) -> [(&'static str, u64); 22] {
     let chatter::SealDrops {
         malformed,
         bad_version,
@@ -129,6 +129,7 @@ fn dropped(s: &Stats) -> [(&'static str, u64); 21] {
         ("unexpected_ack", s.dropped_unexpected_ack),
         ("ping_req_refused", s.ping_reqs_refused),
         ("life_unverified", s.lives_unverified),
+        ("key_message", s.dropped_key_messages),
     ]
 }
 
@@ -150,6 +151,7 @@ fn counters(s: &Stats) -> Vec<Counter> {
         dropped_table_full: _,
         dropped_indirect_overload: _,
         dropped_invalid: _,
+        dropped_key_messages: _,
         answers_withheld,
         answers_rate_limited,
         dropped_unexpected_ack: _,

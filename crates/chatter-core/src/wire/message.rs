@@ -52,6 +52,11 @@ pub enum Message {
     /// A user message handed to this node from outside (`chatter-inject`), to broadcast to the
     /// cluster as if it had been broadcast here.
     Inject(Inject),
+    /// A key rotation step sent point-to-point by the member that started it; acted on only
+    /// when it arrived sealed from a live member at its address (`key_rotation.rs`).
+    KeyCommand(KeyCommand),
+    /// The answer to a [`KeyCommand`]: the outcome and the receiver's keyring (fingerprints).
+    KeyAck(KeyAck),
 }
 
 /// Direct probe.
@@ -339,4 +344,81 @@ pub struct Inject {
     pub tag: String,
     /// Payload.
     pub payload: Vec<u8>,
+}
+
+/// One step of a cluster-wide key rotation, sent by its origin to every live member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCommand {
+    /// Random id chosen by the origin; `(origin, id)` makes a retransmission recognisable.
+    pub id: u64,
+    /// What to do.
+    pub op: WireKeyOp,
+}
+
+/// The operation of a [`KeyCommand`]. Only `Install` carries key material, and a command is
+/// only ever sent sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireKeyOp {
+    /// Report the keyring, change nothing.
+    List,
+    /// Add this key to the keyring (opens datagrams; does not seal yet).
+    Install(KeyMaterial),
+    /// Make the installed key with this fingerprint the primary (sealing) key.
+    Use([u8; 8]),
+    /// Remove the key with this fingerprint (never the primary).
+    Remove([u8; 8]),
+}
+
+/// The 32 secret bytes of a key on the wire: `Debug` never shows them, and they are zeroed
+/// when dropped.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyMaterial(pub [u8; chatter_seal::KEY_LEN]);
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyMaterial(..)")
+    }
+}
+
+impl Drop for KeyMaterial {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// The answer to a [`KeyCommand`], sent to its origin (again for a retransmitted command,
+/// with the outcome of the first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyAck {
+    /// The command's id.
+    pub id: u64,
+    /// `None`: done (or nothing to do); otherwise why the receiver refused.
+    pub refusal: Option<WireKeyRefusal>,
+    /// The receiver's keyring after the command, primary first; at most
+    /// `chatter_seal::MAX_KEYS` entries.
+    pub keys: Vec<WireKeyInfo>,
+}
+
+/// Why a node refused a key command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireKeyRefusal {
+    /// `Use`: no installed key has the fingerprint.
+    NotInstalled,
+    /// `Remove`: the key is this node's primary.
+    Primary,
+    /// `Install`: the keyring is full.
+    Full,
+    /// `Install`: another installed key has the same key id or fingerprint.
+    Collision,
+    /// The node has no keyring (it runs without encryption).
+    NoKeyring,
+}
+
+/// One key of a node's keyring, as a [`KeyAck`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireKeyInfo {
+    /// The key's fingerprint.
+    pub fingerprint: [u8; 8],
+    /// Whether the node seals with it.
+    pub primary: bool,
 }

@@ -240,6 +240,38 @@ fn message() -> impl Strategy<Value = Message> {
                     members
                 }
             )),
+        (any::<u64>(), key_op()).prop_map(|(id, op)| Message::KeyCommand(KeyCommand { id, op })),
+        (
+            any::<u64>(),
+            proptest::option::of(key_refusal()),
+            proptest::collection::vec(
+                (any::<[u8; 8]>(), any::<bool>()).prop_map(|(fingerprint, primary)| WireKeyInfo {
+                    fingerprint,
+                    primary
+                }),
+                0..17
+            )
+        )
+            .prop_map(|(id, refusal, keys)| Message::KeyAck(KeyAck { id, refusal, keys })),
+    ]
+}
+
+fn key_op() -> impl Strategy<Value = WireKeyOp> {
+    prop_oneof![
+        Just(WireKeyOp::List),
+        any::<[u8; 32]>().prop_map(|k| WireKeyOp::Install(KeyMaterial(k))),
+        any::<[u8; 8]>().prop_map(WireKeyOp::Use),
+        any::<[u8; 8]>().prop_map(WireKeyOp::Remove),
+    ]
+}
+
+fn key_refusal() -> impl Strategy<Value = WireKeyRefusal> {
+    prop_oneof![
+        Just(WireKeyRefusal::NotInstalled),
+        Just(WireKeyRefusal::Primary),
+        Just(WireKeyRefusal::Full),
+        Just(WireKeyRefusal::Collision),
+        Just(WireKeyRefusal::NoKeyring),
     ]
 }
 
@@ -333,4 +365,34 @@ fn cluster_hash_is_stable() {
     assert_ne!(cluster_hash("chatter"), cluster_hash("chatter2"));
     // FNV-1a 64 of the empty string is its offset basis, folded to 32 bits.
     assert_eq!(cluster_hash(""), 0xcbf2_9ce4 ^ 0x8422_2325);
+}
+
+#[test]
+fn key_material_never_shows_in_debug() {
+    let command = Message::KeyCommand(KeyCommand {
+        id: 1,
+        op: WireKeyOp::Install(KeyMaterial([0xab; 32])),
+    });
+    let text = format!("{command:?}");
+    assert!(!text.contains("171") && !text.contains("ab"), "{text}");
+    assert!(text.contains("KeyMaterial(..)"), "{text}");
+}
+
+#[test]
+fn a_key_ack_of_a_full_keyring_fits_a_small_datagram() {
+    let ack = encode_packet(
+        CLUSTER,
+        &[Message::KeyAck(KeyAck {
+            id: u64::MAX,
+            refusal: Some(WireKeyRefusal::Collision),
+            keys: vec![
+                WireKeyInfo {
+                    fingerprint: [0xff; 8],
+                    primary: true
+                };
+                chatter_seal::MAX_KEYS
+            ],
+        })],
+    );
+    assert!(ack.len() < 200, "{}", ack.len());
 }
