@@ -13,7 +13,7 @@
 //! - the node never lists itself, nor reports itself, as suspect or failed;
 //! - nothing panics (overflow checks are on in test builds).
 //!
-//! `PROPTEST_CASES` sets the number of sequences (default 1,024, about 8 s in a debug build); a
+//! `PROPTEST_CASES` sets the number of sequences (default 1,024, about 10 s in a debug build); a
 //! failure prints the shrunk sequence, and proptest keeps its seed in
 //! `tests/properties.proptest-regressions` so that the next runs try it first.
 
