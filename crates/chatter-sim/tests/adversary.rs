@@ -245,8 +245,11 @@ fn an_adversary_without_the_key_gets_no_datagram_accepted() {
     let make = || {
         let mut sim = Sim::with_warm_cluster(t.config(Config::lan()), NODES).unwrap();
         sim.seal_cluster().unwrap();
-        sim.set_capture(256);
-        sim.run_for(2 * SECOND);
+        // Old captures too, so that some replays are below their sender's window (`too_old`).
+        sim.set_capture(chatter_sim::MAX_CAPTURE);
+        // Long enough for each sender to pass its 64-datagram window: captures from the start
+        // are then below it at their receivers.
+        sim.run_for(40 * SECOND);
         sim
     };
     let mut sim = make();
