@@ -7,6 +7,7 @@
 //! target/release/chatter-bench idle --nodes 20,50 --seconds 60
 //! target/release/chatter-bench compare --nodes 5,20,50 --runs 5   # against Serf and chitchat
 //! target/release/chatter-bench compare --quick                    # smoke test, N=5, ~2 min
+//! target/release/chatter-bench compare --encryption               # also sealed Chatter, Serf -encrypt
 //! ```
 //!
 //! Every daemon is started by the harness, reached only on loopback, and killed by PID when a
@@ -105,9 +106,14 @@ enum Scenario {
         /// Wait after convergence before the idle window, in seconds.
         #[arg(long, default_value_t = 10)]
         settle_seconds: u64,
-        /// Systems to run: chatter, serf, chitchat.
+        /// Systems to run: chatter, serf, chitchat, chatter-sealed (chatterd with gossip
+        /// encryption), serf-encrypt (serf agent -encrypt).
         #[arg(long, value_delimiter = ',', default_value = "chatter,serf,chitchat")]
         systems: Vec<String>,
+        /// Add chatter-sealed and serf-encrypt to --systems: encryption on against off, and
+        /// against Serf's, under one key drawn for the run.
+        #[arg(long)]
+        encryption: bool,
         /// The serf binary.
         #[arg(long, default_value = "serf")]
         serf: PathBuf,
@@ -216,6 +222,7 @@ fn main() -> Result<()> {
             idle_seconds,
             settle_seconds,
             systems,
+            encryption,
             serf,
             chitchat,
             chatter_serf_timings,
@@ -259,6 +266,7 @@ fn main() -> Result<()> {
                 idle_seconds,
                 settle_seconds,
                 systems,
+                encryption,
                 chatterd,
                 serf,
                 chitchat,

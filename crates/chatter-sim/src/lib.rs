@@ -72,5 +72,8 @@ mod tracking;
 
 pub use log::{excerpt, LoggedEvent};
 pub use network::NetStats;
-pub use sim::{add_stats, node_addr, node_name, DownReason, NodeState, Sim, SimConfig, Timeout};
+pub use sim::{
+    add_stats, node_addr, node_name, Captured, DownReason, NodeState, Sim, SimConfig, Timeout,
+    MAX_CAPTURE,
+};
 pub use tracking::{Carried, Delivery, MessageRecord, Traffic, WatchedPacket, WriteRecord};

@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chatter_core::{
-    wire, Config, ConfigError, Event, Identity, Member, MemberBrief, MemberStatus, Node, Stats,
+    wire, Config, ConfigError, EncryptionError, Event, Identity, Key, Keyring, Member, MemberBrief,
+    MemberStatus, Mode, Node, Stats,
 };
+use chatter_seal::Opener;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -150,6 +152,22 @@ pub(crate) struct Slot {
 const MAX_VIOLATIONS: usize = 1000;
 /// Timers fired at one virtual instant by one node before it is declared livelocked.
 const LIVELOCK_FIRES: u32 = 10_000;
+/// Most delivered datagrams kept by [`Sim::set_capture`].
+pub const MAX_CAPTURE: usize = 4_096;
+
+/// A datagram a node received, as it was on the wire (sealed in a sealed cluster): what an
+/// eavesdropper on the path captures (see [`Sim::set_capture`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// Virtual time it was delivered.
+    pub at: Duration,
+    /// Its source address.
+    pub from: SocketAddr,
+    /// The node it was delivered to.
+    pub to: usize,
+    /// The datagram.
+    pub bytes: Vec<u8>,
+}
 
 /// A deterministic simulation of many [`Node`]s on virtual time over a virtual network.
 ///
@@ -181,6 +199,16 @@ pub struct Sim {
     /// Nodes whose datagrams are decoded and kept (see `watch`).
     pub(crate) watched: BTreeSet<usize>,
     pub(crate) watched_packets: Vec<WatchedPacket>,
+    /// The cluster's keyring once [`Sim::seal_cluster`] was called: every node, added or
+    /// restarted later too, seals with it in `Mode::Sealed`.
+    keyring: Option<Keyring>,
+    /// Opens the sealed datagrams the simulation decodes for itself (tracing, watching): one
+    /// opener for datagrams as sent, one as received, so that each sees every datagram once.
+    sent_opener: Opener,
+    received_opener: Opener,
+    /// Delivered datagrams kept for replay (see `set_capture`), at most `capture_limit`.
+    captured: VecDeque<Captured>,
+    capture_limit: usize,
 }
 
 impl fmt::Debug for Sim {
@@ -212,6 +240,23 @@ pub fn node_name(i: usize) -> String {
     format!("n{i:04}")
 }
 
+/// The plain datagram of `payload`: itself if it is not sealed, else what it opens to under
+/// `keyring` (`None` if it does not open, or there is no keyring).
+fn plain_of<'a>(
+    opener: &mut Opener,
+    keyring: Option<&Keyring>,
+    cluster_name: &str,
+    payload: &'a [u8],
+) -> Option<std::borrow::Cow<'a, [u8]>> {
+    if !chatter_seal::is_sealed(payload) {
+        return Some(std::borrow::Cow::Borrowed(payload));
+    }
+    opener
+        .open(keyring?, cluster_name, payload)
+        .ok()
+        .map(std::borrow::Cow::Owned)
+}
+
 /// Adds every counter of `b` to `a`.
 pub fn add_stats(a: &mut Stats, b: &Stats) {
     a.packets_sent += b.packets_sent;
@@ -225,6 +270,14 @@ pub fn add_stats(a: &mut Stats, b: &Stats) {
     a.dropped_sealed.add(&b.dropped_sealed);
     a.dropped_table_full += b.dropped_table_full;
     a.dropped_indirect_overload += b.dropped_indirect_overload;
+    a.dropped_invalid += b.dropped_invalid;
+    a.answers_withheld += b.answers_withheld;
+    a.answers_rate_limited += b.answers_rate_limited;
+    a.dropped_unexpected_ack += b.dropped_unexpected_ack;
+    a.ping_reqs_refused += b.ping_reqs_refused;
+    a.lives_unverified += b.lives_unverified;
+    a.lives_renewed += b.lives_renewed;
+    a.state_claims_refuted += b.state_claims_refuted;
     a.probes_sent += b.probes_sent;
     a.probes_acked += b.probes_acked;
     a.probes_failed += b.probes_failed;
@@ -242,6 +295,9 @@ pub fn add_stats(a: &mut Stats, b: &Stats) {
     a.dropped_state_full += b.dropped_state_full;
     a.state_updates_applied += b.state_updates_applied;
     a.state_deltas_sent += b.state_deltas_sent;
+    a.state_pushes_sent += b.state_pushes_sent;
+    a.state_pushes_duplicate += b.state_pushes_duplicate;
+    a.state_grafts_sent += b.state_grafts_sent;
     a.messages_broadcast += b.messages_broadcast;
     a.messages_delivered += b.messages_delivered;
     a.messages_sent += b.messages_sent;
@@ -290,6 +346,11 @@ impl Sim {
             cluster_hash: wire::cluster_hash(&config.node_config.cluster_name),
             watched: BTreeSet::new(),
             watched_packets: Vec::new(),
+            keyring: None,
+            sent_opener: Opener::new(),
+            received_opener: Opener::new(),
+            captured: VecDeque::new(),
+            capture_limit: 0,
             config,
         })
     }
@@ -393,12 +454,84 @@ impl Sim {
             seen: SeenView::default(),
             checked_fingerprint: None,
         });
+        self.arm(i);
         self.after_input(i);
         Ok(i)
     }
 
     fn node_seed(&self, i: usize, generation: u64) -> u64 {
         mix(self.config.seed ^ mix(((i as u64) << 20) ^ generation))
+    }
+
+    /// Seals the whole cluster: draws one key from the simulation's seed and sets it, with
+    /// `Mode::Sealed`, on every running node and on every node added or restarted from now on.
+    /// Each node life seals under an epoch of its own (derived from its node seed). Call it
+    /// before the nodes exchange anything: from then on they accept sealed datagrams only.
+    ///
+    /// Fails, changing nothing, if sealing does not fit the nodes' `packet_budget`. A node added
+    /// later with a config that does not fit is recorded as an invariant violation.
+    pub fn seal_cluster(&mut self) -> Result<&Keyring, EncryptionError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(self.config.seed ^ 0x6b65_7972_696e_6700));
+        let keyring = Keyring::new(Key::generate(&mut rng));
+        // The simulation's own config must fit; a probe node checks it without touching any.
+        let mut probe = Node::new(
+            Identity::new("probe", node_addr(0), 1),
+            self.config.node_config.clone(),
+            0,
+            self.instant(),
+        )
+        .expect("the config was validated by Sim::new");
+        probe.set_keyring(Some(keyring.clone()), Mode::Sealed, 0)?;
+        self.keyring = Some(keyring);
+        for i in 0..self.slots.len() {
+            self.arm(i);
+            self.after_input(i);
+        }
+        Ok(self.keyring.as_ref().expect("set just above"))
+    }
+
+    /// The cluster's keyring, once [`Sim::seal_cluster`] was called.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.keyring.as_ref()
+    }
+
+    /// Gives node `i`'s current life the cluster's keyring, if the cluster is sealed.
+    fn arm(&mut self, i: usize) {
+        let Some(keyring) = self.keyring.clone() else {
+            return;
+        };
+        let epoch = mix(self.node_seed(i, self.slots[i].generation) ^ 0x6570_6f63_6800);
+        let now_v = self.now;
+        let slot = &mut self.slots[i];
+        let Some(node) = slot.node.as_mut() else {
+            return;
+        };
+        if let Err(error) = node.set_keyring(Some(keyring), Mode::Sealed, epoch) {
+            let msg = format!(
+                "t={:.3}s {} cannot be sealed: {error}",
+                now_v.as_secs_f64(),
+                slot.name
+            );
+            self.violation_count += 1;
+            if self.violations.len() < MAX_VIOLATIONS {
+                self.violations.push(msg);
+            }
+        }
+    }
+
+    /// Keeps the last `limit` datagrams delivered to running nodes (at most [`MAX_CAPTURE`]),
+    /// as they were on the wire, for an adversary that replays them ([`Sim::captured`]);
+    /// 0 (the default) keeps none.
+    pub fn set_capture(&mut self, limit: usize) {
+        self.capture_limit = limit.min(MAX_CAPTURE);
+        while self.captured.len() > self.capture_limit {
+            self.captured.pop_front();
+        }
+    }
+
+    /// The datagrams captured so far, oldest first (see [`Sim::set_capture`]).
+    pub fn captured(&self) -> &VecDeque<Captured> {
+        &self.captured
     }
 
     /// Node `i` (re)joins through the given nodes' addresses (`Node::join`).
@@ -524,6 +657,7 @@ impl Sim {
         slot.left = false;
         slot.seen.clear();
         slot.checked_fingerprint = None;
+        self.arm(i);
         self.after_input(i);
         self.join(i, seeds);
     }
@@ -756,7 +890,15 @@ impl Sim {
                 from_idx,
             } => {
                 if self.watched.contains(&i) {
-                    if let Ok(messages) = wire::decode_packet(&bytes, self.cluster_hash, usize::MAX)
+                    let plain = plain_of(
+                        &mut self.received_opener,
+                        self.keyring.as_ref(),
+                        &self.config.node_config.cluster_name,
+                        &bytes,
+                    );
+                    if let Some(Ok(messages)) = plain
+                        .as_deref()
+                        .map(|p| wire::decode_packet(p, self.cluster_hash, usize::MAX))
                     {
                         self.watched_packets.push(WatchedPacket {
                             at: self.now,
@@ -772,6 +914,17 @@ impl Sim {
                 };
                 node.handle_datagram(now, from, &bytes);
                 self.net.stats.packets_delivered += 1;
+                if self.capture_limit > 0 {
+                    if self.captured.len() >= self.capture_limit {
+                        self.captured.pop_front();
+                    }
+                    self.captured.push_back(Captured {
+                        at: self.now,
+                        from,
+                        to: i,
+                        bytes,
+                    });
+                }
             }
             Inbound::Unreachable { dst } => {
                 let Some(node) = self.running_node_mut(i) else {
@@ -832,6 +985,8 @@ impl Sim {
             cluster_hash,
             watched,
             watched_packets,
+            keyring,
+            sent_opener,
             ..
         } = self;
         let slot = &mut slots[i];
@@ -851,7 +1006,16 @@ impl Sim {
         let watching = watched.contains(&i);
         while let Some(t) = node.poll_transmit() {
             if *trace_payloads || watching {
-                if let Ok(messages) = wire::decode_packet(&t.payload, *cluster_hash, usize::MAX) {
+                let plain = plain_of(
+                    sent_opener,
+                    keyring.as_ref(),
+                    &config.node_config.cluster_name,
+                    &t.payload,
+                );
+                if let Some(Ok(messages)) = plain
+                    .as_deref()
+                    .map(|p| wire::decode_packet(p, *cluster_hash, usize::MAX))
+                {
                     if *trace_payloads {
                         tracker.on_datagram(&messages);
                     }

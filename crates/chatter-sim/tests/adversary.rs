@@ -1,14 +1,16 @@
 //! The adversary of `chatter_sim::adversary` against a 100-node cluster: a minute of hostile
 //! datagrams (every attack of the trust issue, and garbage), checked after every one of them,
-//! then a real crash while the attacks go on. Seeds are printed on failure.
+//! then a real crash while the attacks go on; the same against a sealed cluster with the key
+//! (a leaked key: the protocol's invariants must hold all the same), and without it (every
+//! datagram refused by the seal layer, and nothing else changed). Seeds are printed on failure.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chatter_core::{Config, MemberStatus};
-use chatter_sim::adversary::{Adversary, Attack};
+use chatter_core::{Config, MemberStatus, SealDrops, Stats};
+use chatter_sim::adversary::{Adversary, Attack, Key, Sent, Wrapping};
 use chatter_sim::Sim;
 use common::SimTest;
 
@@ -43,22 +45,43 @@ fn check_step(t: &SimTest, sim: &Sim, crashed: Option<usize>, step: u64) {
 #[test]
 fn an_adversary_changes_no_verdict_and_blinds_no_detection() {
     let t = SimTest::new("an_adversary_changes_no_verdict_and_blinds_no_detection");
+    attack_and_crash(&t, false);
+}
+
+/// The same adversary with the key of a sealed cluster: it seals every attack, every one opens,
+/// and the invariants hold as in plaintext.
+#[test]
+fn an_adversary_with_the_key_changes_no_verdict_and_blinds_no_detection() {
+    let t = SimTest::new("an_adversary_with_the_key_changes_no_verdict_and_blinds_no_detection");
+    attack_and_crash(&t, true);
+}
+
+/// A minute of attacks at a warm cluster of `N`, each checked, then a crash while they go on;
+/// `sealed`: the cluster is sealed and the adversary holds its key.
+fn attack_and_crash(t: &SimTest, sealed: bool) {
     let config = Config::lan();
     let mut sim = Sim::with_warm_cluster(t.config(config.clone()), N).unwrap();
+    let key = if sealed {
+        let ring = sim.seal_cluster().unwrap().clone();
+        Key::With(ring)
+    } else {
+        Key::Plaintext
+    };
     sim.run_for(5 * SECOND);
     // Every attack but forged watermarks: a replica that takes one ignores its owner's writes
     // until the owner hears of the claim and refutes it, which takes an anti-entropy exchange
     // between the two (minutes in a cluster of 100; see SECURITY.md). The core's attack tests
     // cover the refutation itself.
     let mut adversary = Adversary::new(t.seed ^ 0xad, SocketAddr::from(([203, 0, 113, 9], 2428)))
-        .without(Attack::ForgedWatermark);
+        .without(Attack::ForgedWatermark)
+        .with_key(key);
     // A minute of attacks, 20 a second, each checked.
     let mut step = 0u64;
     for _ in 0..1200 {
         adversary.attack(&mut sim);
         step += 1;
         sim.run_for(SECOND / 20);
-        check_step(&t, &sim, None, step);
+        check_step(t, &sim, None, step);
     }
     // Every node is listed alive in every view once the refutations of the last forged
     // accusations are through (a node whose incarnation was driven to the limit has begun a
@@ -103,15 +126,17 @@ fn an_adversary_changes_no_verdict_and_blinds_no_detection() {
         adversary.attack(&mut sim);
         step += 1;
         sim.run_for(SECOND / 20);
-        check_step(&t, &sim, Some(victim), step);
+        check_step(t, &sim, Some(victim), step);
     }
     let took = sim.now() - crashed_at;
     eprintln!(
-        "crash detected {:.2} s after it with {} hostile datagrams sent ({} bytes); bound {:.1} s",
+        "crash detected {:.2} s after it with {} hostile datagrams sent ({} bytes); bound {:.1} s; \
+         {} datagrams between the nodes",
         took.as_secs_f64(),
         adversary.sent,
         adversary.bytes_sent,
-        bound.as_secs_f64()
+        bound.as_secs_f64(),
+        sim.net_stats().packets_sent
     );
     // Not frozen by forged watermarks: the real write reaches every node (a replica that took a
     // forged claim is reset by the owner's refutation at the next anti-entropy exchange).
@@ -136,5 +161,179 @@ fn an_adversary_changes_no_verdict_and_blinds_no_detection() {
         .count();
     t.check(delivered >= N - 1, || {
         format!("the real broadcast reached {delivered} of {} nodes", N - 1)
+    });
+    if sealed {
+        // Every datagram of the adversary opened (it sealed them under the cluster's key), and
+        // no honest one was refused but as `too_old`: a node that takes a burst of forged
+        // broadcasts pushes each to every peer of its cold tree, so two of its datagrams to one
+        // peer are about 100 counters apart, and when the network reorders them the older is
+        // below the peer's 64-counter window of that sender (a cost of the window being in the
+        // sender's counter space; the tree repairs the loss).
+        let drops = sim.total_stats().dropped_sealed;
+        t.check(drops.total() == drops.too_old, || {
+            format!(
+                "the seal layer refused datagrams in a cluster where all hold the key: {drops:?}"
+            )
+        });
+        t.check(adversary.wrapped.cluster_key == adversary.sent, || {
+            format!("{:?} of {} sent", adversary.wrapped, adversary.sent)
+        });
+        eprintln!(
+            "honest datagrams refused as too old (reordered bursts): {}",
+            drops.too_old
+        );
+    }
+}
+
+/// `stats` with one more refusal of the seal layer for the reason a datagram of `wrapping`
+/// meets; a replay is `replayed` if it is within its sender's window, `too_old` if below it.
+fn one_more_refusal(stats: &Stats, wrapping: Wrapping, too_old: bool) -> Stats {
+    let mut expected = *stats;
+    let drops = &mut expected.dropped_sealed;
+    match wrapping {
+        Wrapping::Plain => drops.not_sealed += 1,
+        Wrapping::OwnKey => drops.unknown_key += 1,
+        Wrapping::ForgedKeyId => drops.bad_tag += 1,
+        Wrapping::Replay if too_old => drops.too_old += 1,
+        Wrapping::Replay => drops.replayed += 1,
+        Wrapping::ClusterKey => unreachable!("the adversary has no key"),
+    }
+    expected
+}
+
+/// Every node's view and state: status, life and address of every member it lists, and the
+/// key/value version of each member's replica.
+fn views(sim: &Sim) -> Vec<(usize, u64, Vec<String>)> {
+    (0..sim.len())
+        .filter_map(|i| {
+            let node = sim.node(i)?;
+            let mut rows: Vec<String> = node
+                .member_briefs()
+                .map(|(name, b)| {
+                    format!(
+                        "{name} {:?} gen {} inc {} at {} kv {:?}",
+                        b.status,
+                        b.generation,
+                        b.incarnation,
+                        b.addr,
+                        node.state_version(name)
+                    )
+                })
+                .collect();
+            rows.sort();
+            Some((i, node.fingerprint(), rows))
+        })
+        .collect()
+}
+
+/// Every counter of `stats` but the seal layer's refusals.
+fn without_seal_drops(mut stats: Stats) -> Stats {
+    stats.dropped_sealed = SealDrops::default();
+    stats
+}
+
+/// An outsider without the key of a sealed cluster: its attacks plain, sealed under its own key,
+/// sealed under its own key with the cluster key's id, and replays of captured honest
+/// datagrams. Each one is refused by the seal layer for its reason and changes no other counter,
+/// no event and no datagram; at the end every node's view and state are those of a twin
+/// simulation (same seed) that no adversary touched.
+#[test]
+fn an_adversary_without_the_key_gets_no_datagram_accepted() {
+    let t = SimTest::new("an_adversary_without_the_key_gets_no_datagram_accepted");
+    const NODES: usize = 50;
+    const ATTACKS: u64 = 800;
+    let make = || {
+        let mut sim = Sim::with_warm_cluster(t.config(Config::lan()), NODES).unwrap();
+        sim.seal_cluster().unwrap();
+        // Old captures too, so that some replays are below their sender's window (`too_old`).
+        sim.set_capture(chatter_sim::MAX_CAPTURE);
+        // Long enough for each sender to pass its 64-datagram window: captures from the start
+        // are then below it at their receivers.
+        sim.run_for(40 * SECOND);
+        sim
+    };
+    let mut sim = make();
+    let mut twin = make();
+    let honest_drops = sim.total_stats().dropped_sealed;
+    let mut adversary = Adversary::new(t.seed ^ 0x5ea1, SocketAddr::from(([203, 0, 113, 9], 2428)))
+        .with_key(Key::Without);
+    for step in 1..=ATTACKS {
+        let before = sim.total_stats();
+        let events = sim.events().len();
+        let net = sim.net_stats();
+        let Some(sent) = adversary.attack(&mut sim) else {
+            t.fail(format!("step {step}: the adversary sent nothing"));
+        };
+        let after = sim.total_stats();
+        let Sent { wrapping, to, .. } = sent;
+        let too_old = after.dropped_sealed.too_old > before.dropped_sealed.too_old;
+        t.check(
+            after == one_more_refusal(&before, wrapping, too_old),
+            || {
+                format!(
+                "step {step}: a {wrapping:?} datagram to node {to} ({:?}) changed the counters \
+                 other than by one refusal:\nbefore {before:?}\nafter  {after:?}",
+                sent.attack
+            )
+            },
+        );
+        t.check(sim.events().len() == events, || {
+            format!("step {step}: a {wrapping:?} datagram to node {to} made an event")
+        });
+        t.check(sim.net_stats() == net, || {
+            format!("step {step}: a {wrapping:?} datagram to node {to} was answered")
+        });
+        sim.run_for(SECOND / 40);
+        twin.run_for(SECOND / 40);
+        t.check_invariants(&sim);
+    }
+    sim.run_for(5 * SECOND);
+    twin.run_for(5 * SECOND);
+    let w = adversary.wrapped;
+    eprintln!(
+        "{} datagrams ({} bytes) without the key: {} plain, {} under its own key, {} under the \
+         cluster's key id, {} replays; seal-layer refusals {:?}",
+        adversary.sent,
+        adversary.bytes_sent,
+        w.plain,
+        w.own_key,
+        w.forged_key_id,
+        w.replay,
+        sim.total_stats().dropped_sealed
+    );
+    t.check(
+        w.plain > 0 && w.own_key > 0 && w.forged_key_id > 0 && w.replay > 0,
+        || format!("every wrapping must be tried: {w:?}"),
+    );
+    // Zero accepted: the refusals grew by exactly the number of adversary datagrams, replays as
+    // replays.
+    let drops = sim.total_stats().dropped_sealed;
+    let total = drops.total() - honest_drops.total();
+    t.check(total == adversary.sent, || {
+        format!(
+            "{total} refusals for {} adversary datagrams",
+            adversary.sent
+        )
+    });
+    let replays = drops.replayed + drops.too_old - honest_drops.replayed - honest_drops.too_old;
+    t.check(replays == w.replay, || {
+        format!("{replays} refused as replays for {} replays", w.replay)
+    });
+    // Nothing changed: the same views, state and counters as the untouched twin.
+    t.check(views(&sim) == views(&twin), || {
+        "the views or key/value state differ from the twin simulation no adversary touched".into()
+    });
+    t.check(
+        without_seal_drops(sim.total_stats()) == without_seal_drops(twin.total_stats()),
+        || {
+            format!(
+                "the counters differ from the twin's:\n{:?}\n{:?}",
+                sim.total_stats(),
+                twin.total_stats()
+            )
+        },
+    );
+    t.check(sim.all_agree_alive(), || {
+        "the cluster does not agree".into()
     });
 }

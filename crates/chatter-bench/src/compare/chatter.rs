@@ -30,6 +30,8 @@ pub struct Chatter {
     label: String,
     chatterd: PathBuf,
     extra: Vec<String>,
+    /// Environment of every daemon (the gossip key of the sealed column).
+    env: Vec<(String, String)>,
     nodes: Vec<Option<Node>>,
     /// Nodes asked to leave, kept until they exit or the system is dropped.
     leaving: Vec<Node>,
@@ -39,6 +41,17 @@ pub struct Chatter {
 impl Chatter {
     /// `extra`: flags added to every daemon's command line (none for the defaults).
     pub fn new(label: &str, chatterd: PathBuf, extra: Vec<String>) -> Self {
+        Self::with_env(label, chatterd, extra, Vec::new())
+    }
+
+    /// The same with variables added to every daemon's environment: `CHATTER_GOSSIP_KEY`
+    /// for the sealed column, which keeps the key off the command line.
+    pub fn with_env(
+        label: &str,
+        chatterd: PathBuf,
+        extra: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(2)))
             .build()
@@ -47,6 +60,7 @@ impl Chatter {
             label: label.to_owned(),
             chatterd,
             extra,
+            env,
             nodes: Vec::new(),
             leaving: Vec::new(),
             agent,
@@ -94,6 +108,7 @@ impl System for Chatter {
         cmd.args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .args(["--node-name", &name])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stderr(Stdio::null());

@@ -1,6 +1,11 @@
 //! `chatter-bench compare`: the same scenarios on loopback for Chatter, HashiCorp Serf and
 //! quickwit's chitchat, each with its default settings, in one run, with ratios.
 //!
+//! With `--encryption` (or `--systems ...,chatter-sealed,serf-encrypt`) the same run adds
+//! Chatter with gossip encryption (`--encryption-mode sealed`, the key in `CHATTER_GOSSIP_KEY`)
+//! and Serf with `-encrypt`, both under one key drawn for the run, and the ratio columns
+//! "Chatter sealed / Chatter" and "Chatter sealed / Serf -encrypt".
+//!
 //! For each cluster size and each system, one cluster is started and taken through the
 //! scenarios in this order: join convergence, idle cost, broadcast, key/value propagation,
 //! SIGSTOP pauses, SIGKILL detection (victim restarted between kills), graceful leave. Then
@@ -33,6 +38,8 @@ pub struct Options {
     pub idle_seconds: u64,
     pub settle_seconds: u64,
     pub systems: Vec<String>,
+    /// Adds `chatter-sealed` and `serf-encrypt` to `systems`.
+    pub encryption: bool,
     pub chatterd: PathBuf,
     pub serf: PathBuf,
     pub chitchat: PathBuf,
@@ -50,6 +57,24 @@ pub struct Options {
 const CHATTER: &str = "Chatter";
 /// Label of Chatter tuned to Serf's probe settings.
 const CHATTER_TUNED: &str = "Chatter (Serf timings)";
+/// Label of Chatter with gossip encryption.
+const CHATTER_SEALED: &str = "Chatter sealed";
+/// Label of Serf with its defaults.
+const SERF: &str = "Serf";
+/// Label of Serf with gossip encryption (`-encrypt`).
+const SERF_ENCRYPT: &str = "Serf -encrypt";
+
+/// A fresh 32-byte gossip key from the OS, base64 (what `CHATTER_GOSSIP_KEY` and
+/// `serf agent -encrypt` take; Serf uses a 32-byte key for AES-256-GCM).
+fn fresh_key() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; chatter_seal::KEY_LEN];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("read a key from /dev/urandom")?;
+    let key = chatter_seal::Key::from_bytes(bytes);
+    Ok(key.to_base64().as_str().to_owned())
+}
 
 /// Serf's LAN defaults (memberlist's `DefaultLANConfig`, which `serf agent` uses unless told
 /// otherwise), as the chatterd flags that set the same values: (flag, value, Serf's setting).
@@ -294,7 +319,11 @@ fn wait_arrivals(
     delays.into_values().collect()
 }
 
-fn make_system(label: &str, opts: &Options) -> Result<Box<dyn System>> {
+fn make_system(label: &str, opts: &Options, key: Option<&str>) -> Result<Box<dyn System>> {
+    let key = || {
+        key.map(str::to_owned)
+            .context("no gossip key drawn for the encrypted systems")
+    };
     Ok(match label {
         CHATTER => Box::new(chatter::Chatter::new(
             CHATTER,
@@ -306,7 +335,18 @@ fn make_system(label: &str, opts: &Options) -> Result<Box<dyn System>> {
             opts.chatterd.clone(),
             opts.tuned_args.clone().unwrap_or_default(),
         )),
-        "Serf" => Box::new(serf::Serf::new(opts.serf.clone())?),
+        CHATTER_SEALED => Box::new(chatter::Chatter::with_env(
+            CHATTER_SEALED,
+            opts.chatterd.clone(),
+            vec!["--encryption-mode".to_owned(), "sealed".to_owned()],
+            vec![("CHATTER_GOSSIP_KEY".to_owned(), key()?)],
+        )),
+        SERF => Box::new(serf::Serf::new(SERF, opts.serf.clone(), None)?),
+        SERF_ENCRYPT => Box::new(serf::Serf::new(
+            SERF_ENCRYPT,
+            opts.serf.clone(),
+            Some(key()?),
+        )?),
         "chitchat" => Box::new(chitchat::Chitchat::new(opts.chitchat.clone())),
         other => bail!("unknown system {other}"),
     })
@@ -782,8 +822,25 @@ pub fn run(mut opts: Options) -> Result<()> {
     if opts.nodes.iter().any(|&n| n < 3) {
         bail!("--nodes: every size must be at least 3");
     }
+    let mut systems = opts.systems.clone();
+    if opts.encryption {
+        for s in ["chatter-sealed", "serf-encrypt"] {
+            if !systems.iter().any(|x| x == s) {
+                systems.push(s.to_owned());
+            }
+        }
+    }
+    let serf_missing = |opts: &Options| {
+        which(&opts.serf).with_context(|| {
+            format!(
+                "Serf not found ({}): apt-get install -y serf, or leave it out with \
+                 --systems chatter,chitchat",
+                opts.serf.display()
+            )
+        })
+    };
     let mut labels: Vec<String> = Vec::new();
-    for s in &opts.systems {
+    for s in &systems {
         match s.as_str() {
             "chatter" => {
                 labels.push(CHATTER.to_owned());
@@ -792,14 +849,13 @@ pub fn run(mut opts: Options) -> Result<()> {
                 }
             }
             "serf" => {
-                labels.push("Serf".to_owned());
-                which(&opts.serf).with_context(|| {
-                    format!(
-                        "Serf not found ({}): apt-get install -y serf, or leave it out with \
-                         --systems chatter,chitchat",
-                        opts.serf.display()
-                    )
-                })?;
+                labels.push(SERF.to_owned());
+                serf_missing(&opts)?;
+            }
+            "chatter-sealed" => labels.push(CHATTER_SEALED.to_owned()),
+            "serf-encrypt" => {
+                labels.push(SERF_ENCRYPT.to_owned());
+                serf_missing(&opts)?;
             }
             "chitchat" => {
                 labels.push("chitchat".to_owned());
@@ -810,9 +866,21 @@ pub fn run(mut opts: Options) -> Result<()> {
                     );
                 }
             }
-            other => bail!("--systems: unknown system {other} (chatter, serf, chitchat)"),
+            other => bail!(
+                "--systems: unknown system {other} (chatter, serf, chitchat, chatter-sealed, \
+                 serf-encrypt)"
+            ),
         }
     }
+    // One key for the run, shared by the encrypted systems (each runs alone).
+    let key = if labels
+        .iter()
+        .any(|l| l == CHATTER_SEALED || l == SERF_ENCRYPT)
+    {
+        Some(fresh_key()?)
+    } else {
+        None
+    };
     let flags = chatterd_timing_flags(&opts);
     if opts.serf_timings {
         let missing: Vec<&str> = SERF_TIMINGS
@@ -839,7 +907,7 @@ pub fn run(mut opts: Options) -> Result<()> {
         for label in &labels {
             println!("== {label}, {n} nodes");
             let mut fig = Figures::default();
-            let result = make_system(label, &opts)
+            let result = make_system(label, &opts, key.as_deref())
                 .and_then(|mut sys| run_system(sys.as_mut(), n, &opts, &mut fig));
             if let Err(e) = result {
                 println!("  FAILED: {e:#}");

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::system::{unix_ms, KvMode};
-use super::{max, median, Figures, Options, CHATTER, CHATTER_TUNED};
+use super::{
+    max, median, Figures, Options, CHATTER, CHATTER_SEALED, CHATTER_TUNED, SERF, SERF_ENCRYPT,
+};
 
 /// One cell: a number (ratios are taken of numbers), a number shown with words, or words.
 enum Cell {
@@ -41,9 +43,12 @@ fn ratio_pairs(labels: &[String]) -> Vec<(String, String)> {
     let has = |l: &str| labels.iter().any(|x| x == l);
     let mut pairs = Vec::new();
     for (a, b) in [
-        (CHATTER, "Serf"),
+        (CHATTER, SERF),
         (CHATTER, "chitchat"),
-        (CHATTER_TUNED, "Serf"),
+        (CHATTER_TUNED, SERF),
+        // What encryption costs Chatter, and how it compares with Serf's.
+        (CHATTER_SEALED, CHATTER),
+        (CHATTER_SEALED, SERF_ENCRYPT),
     ] {
         if has(a) && has(b) {
             pairs.push((a.to_owned(), b.to_owned()));
@@ -122,6 +127,22 @@ fn table(
         let _ = writeln!(out, "| {} |", row.join(" | "));
     }
     let _ = writeln!(out);
+}
+
+/// The sentence on the encrypted columns, if any ran.
+fn encryption_note(labels: &[String]) -> &'static str {
+    if labels
+        .iter()
+        .any(|l| l == CHATTER_SEALED || l == SERF_ENCRYPT)
+    {
+        " Encrypted columns: \"Chatter sealed\" is `chatterd --encryption-mode sealed` with the \
+         key in `CHATTER_GOSSIP_KEY` (XChaCha20-Poly1305, every datagram sealed, plain ones \
+         refused); \"Serf -encrypt\" is `serf agent -encrypt KEY` (memberlist's AES-GCM, here \
+         with a 32-byte key). Both use one key drawn from the OS for the run. Traffic counts \
+         bytes on the wire, sealing overhead included."
+    } else {
+        ""
+    }
 }
 
 /// A ratio with two significant digits below 0.1 (0.0046), two decimals above.
@@ -253,7 +274,8 @@ pub fn render(
          output. Serf's event handlers and RPC streams get member events only after Serf's \
          coalescing (3 s window, 1 s quiet period), so Serf's member status is polled instead \
          (every node about every 50 ms; a change is dated at the midpoint between the last \
-         poll without it and the first with it). {timing_note}\n"
+         poll without it and the first with it). {timing_note}{}\n",
+        encryption_note(labels)
     );
 
     let _ = writeln!(
@@ -341,7 +363,7 @@ pub fn render(
         Cell::Num(v, 1)
     });
 
-    let serf_kv = labels.iter().any(|l| l == "Serf");
+    let serf_kv = labels.iter().any(|l| l == SERF || l == SERF_ENCRYPT);
     let _ = writeln!(
         o,
         "### Key/value propagation\n\n{} writes per size, each on a different node: Chatter \
@@ -502,4 +524,27 @@ pub fn update_doc(path: &Path, section: &str) -> Result<()> {
         ),
     };
     std::fs::write(path, new).with_context(|| format!("write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_chatter_is_compared_with_plain_chatter_and_encrypted_serf() {
+        let labels: Vec<String> = [CHATTER, SERF, CHATTER_SEALED, SERF_ENCRYPT]
+            .map(str::to_owned)
+            .to_vec();
+        let pairs = ratio_pairs(&labels);
+        let has = |a: &str, b: &str| pairs.iter().any(|(x, y)| x == a && y == b);
+        assert!(has(CHATTER, SERF));
+        assert!(has(CHATTER_SEALED, CHATTER));
+        assert!(has(CHATTER_SEALED, SERF_ENCRYPT));
+        assert_eq!(pairs.len(), 3);
+        // Without Serf -encrypt only the cost of sealing is shown.
+        let pairs = ratio_pairs(&[CHATTER.to_owned(), CHATTER_SEALED.to_owned()]);
+        assert_eq!(pairs, [(CHATTER_SEALED.to_owned(), CHATTER.to_owned())]);
+        assert!(encryption_note(&[CHATTER.to_owned()]).is_empty());
+        assert!(encryption_note(&labels).contains("-encrypt"));
+    }
 }

@@ -151,7 +151,10 @@ struct SlotRes {
 }
 
 pub struct Serf {
+    label: String,
     binary: PathBuf,
+    /// `-encrypt` key (base64) of the encrypted column.
+    encrypt: Option<String>,
     dir: PathBuf,
     nodes: Vec<Option<Node>>,
     /// Nodes asked to leave, kept until they exit or the system is dropped.
@@ -163,11 +166,15 @@ pub struct Serf {
 }
 
 impl Serf {
-    pub fn new(binary: PathBuf) -> Result<Self> {
+    /// Serf with its defaults, or with gossip encryption under `encrypt` (a base64 key of 16,
+    /// 24 or 32 bytes, as `serf agent -encrypt` takes it).
+    pub fn new(label: &str, binary: PathBuf, encrypt: Option<String>) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("chatter-bench-serf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         Ok(Self {
+            label: label.to_owned(),
             binary,
+            encrypt,
             dir,
             nodes: Vec::new(),
             leaving: Vec::new(),
@@ -271,7 +278,7 @@ fn status(s: &str) -> Status {
 
 impl System for Serf {
     fn label(&self) -> String {
-        "Serf".to_owned()
+        self.label.clone()
     }
 
     fn spawn(&mut self, i: usize) -> Result<()> {
@@ -293,6 +300,9 @@ impl System for Serf {
             .stderr(Stdio::null());
         if let Some(port) = seed_port {
             cmd.arg(format!("-join=127.0.0.1:{port}"));
+        }
+        if let Some(key) = &self.encrypt {
+            cmd.arg(format!("-encrypt={key}"));
         }
         let proc = Proc::spawn(cmd, &self.binary.display().to_string(), Some)?;
         // The RPC connection is made once the agent is ready; park the process until then.
