@@ -26,7 +26,7 @@
 //!   datagram of another cluster with the same key does not open even if the 32-bit cluster hashes
 //!   collide.
 //! - Key id: 4 bytes of SHA-256 of the key, so the receiver tries exactly one key.
-//! - Replay: per epoch a 64-counter sliding window, at most [`MAX_EPOCHS`] epochs (see there).
+//! - Replay: per epoch a 256-counter sliding window, at most [`MAX_EPOCHS`] epochs (see there).
 //!
 //! Overhead: [`SEAL_OVERHEAD`] = 36 bytes per datagram.
 //!

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chatter_core::{Config, MemberStatus, SealDrops, Stats};
-use chatter_sim::adversary::{Adversary, Attack, Key, Sent, Wrapping};
+use chatter_sim::adversary::{Adversary, Key, Sent, Wrapping};
 use chatter_sim::Sim;
 use common::SimTest;
 
@@ -61,20 +61,20 @@ fn an_adversary_with_the_key_changes_no_verdict_and_blinds_no_detection() {
 fn attack_and_crash(t: &SimTest, sealed: bool) {
     let config = Config::lan();
     let mut sim = Sim::with_warm_cluster(t.config(config.clone()), N).unwrap();
-    let key = if sealed {
-        let ring = sim.seal_cluster().unwrap().clone();
-        Key::With(ring)
+    let key_ring = if sealed {
+        Some(sim.seal_cluster().unwrap().clone())
     } else {
-        Key::Plaintext
+        None
+    };
+    let key = match &key_ring {
+        Some(ring) => Key::With(ring.clone()),
+        None => Key::Plaintext,
     };
     sim.run_for(5 * SECOND);
-    // Every attack but forged watermarks: a replica that takes one ignores its owner's writes
-    // until the owner hears of the claim and refutes it, which takes an anti-entropy exchange
-    // between the two (minutes in a cluster of 100; see SECURITY.md). The core's attack tests
-    // cover the refutation itself.
-    let mut adversary = Adversary::new(t.seed ^ 0xad, SocketAddr::from(([203, 0, 113, 9], 2428)))
-        .without(Attack::ForgedWatermark)
-        .with_key(key);
+    // Every attack, forged key/value watermarks included: a replica that took one reports the
+    // owner's next write that contradicts it, and the owner refutes the claim.
+    let mut adversary =
+        Adversary::new(t.seed ^ 0xad, SocketAddr::from(([203, 0, 113, 9], 2428))).with_key(key);
     // A minute of attacks, 20 a second, each checked.
     let mut step = 0u64;
     for _ in 0..1200 {
@@ -109,7 +109,20 @@ fn attack_and_crash(t: &SimTest, sealed: bool) {
         .with_node(origin, |n, now| n.broadcast(now, "real", b"hi".to_vec()))
         .unwrap()
         .unwrap();
+    // First, every other node is told the origin's writes go up to a million (sealed under
+    // the cluster key when the adversary holds it): the origin's next write must still arrive.
+    forge_watermark(&mut sim, &key_ring, origin, 1_000_000);
     sim.set(origin, "real-key", "v").unwrap();
+    let written_at = sim.now();
+    let has_write = |s: &Sim| {
+        s.up_nodes().into_iter().all(|i| {
+            i == origin
+                || s.node(i)
+                    .and_then(|n| n.get(s.name(origin), "real-key"))
+                    .is_some()
+        })
+    };
+    let mut write_took = None;
     // A crash while the attacks go on: detected within twice the configured bound.
     let victim = 42;
     let crashed_at = sim.now();
@@ -127,6 +140,9 @@ fn attack_and_crash(t: &SimTest, sealed: bool) {
         step += 1;
         sim.run_for(SECOND / 20);
         check_step(t, &sim, Some(victim), step);
+        if write_took.is_none() && has_write(&sim) {
+            write_took = Some(sim.now() - written_at);
+        }
     }
     let took = sim.now() - crashed_at;
     eprintln!(
@@ -139,21 +155,33 @@ fn attack_and_crash(t: &SimTest, sealed: bool) {
         sim.net_stats().packets_sent
     );
     // Not frozen by forged watermarks: the real write reaches every node (a replica that took a
-    // forged claim is reset by the owner's refutation at the next anti-entropy exchange).
-    let has_write = |s: &Sim| {
-        s.up_nodes().into_iter().all(|i| {
-            i == origin
-                || s.node(i)
-                    .and_then(|n| n.get(s.name(origin), "real-key"))
-                    .is_some()
-        })
+    // forged claim reports the write to the owner, whose refutation resets it).
+    let write_took = match write_took {
+        Some(took) => took,
+        None => {
+            t.wait(
+                &mut sim,
+                10 * SECOND,
+                "the real write to reach every node",
+                has_write,
+            );
+            sim.now() - written_at
+        }
     };
-    t.wait(
-        &mut sim,
-        30 * SECOND,
-        "the real write to reach every node",
-        has_write,
+    let refuted: u64 = sim
+        .up_nodes()
+        .into_iter()
+        .filter_map(|i| sim.node_stats(i))
+        .map(|s| s.state_claims_refuted)
+        .sum();
+    eprintln!(
+        "the real write, made right after a forged watermark on its owner reached every other \
+         node, was everywhere {:.2} s later; forged watermark claims refuted in the run: {refuted}",
+        write_took.as_secs_f64()
     );
+    t.check(write_took < 5 * SECOND, || {
+        format!("the real write took {write_took:?} to reach every node")
+    });
     let delivered = sim
         .events()
         .iter()
@@ -167,7 +195,7 @@ fn attack_and_crash(t: &SimTest, sealed: bool) {
         // no honest one was refused but as `too_old`: a node that takes a burst of forged
         // broadcasts pushes each to every peer of its cold tree, so two of its datagrams to one
         // peer are about 100 counters apart, and when the network reorders them the older is
-        // below the peer's 64-counter window of that sender (a cost of the window being in the
+        // below the peer's 256-counter window of that sender (a cost of the window being in the
         // sender's counter space; the tree repairs the loss).
         let drops = sim.total_stats().dropped_sealed;
         t.check(drops.total() == drops.too_old, || {
@@ -245,10 +273,9 @@ fn an_adversary_without_the_key_gets_no_datagram_accepted() {
     let make = || {
         let mut sim = Sim::with_warm_cluster(t.config(Config::lan()), NODES).unwrap();
         sim.seal_cluster().unwrap();
-        // Old captures too, so that some replays are below their sender's window (`too_old`).
+        // Replays are drawn from everything captured: refused as `replayed` within their
+        // sender's window, `too_old` below it; either way nothing else changes.
         sim.set_capture(chatter_sim::MAX_CAPTURE);
-        // Long enough for each sender to pass its 64-datagram window: captures from the start
-        // are then below it at their receivers.
         sim.run_for(40 * SECOND);
         sim
     };
@@ -336,4 +363,44 @@ fn an_adversary_without_the_key_gets_no_datagram_accepted() {
     t.check(sim.all_agree_alive(), || {
         "the cluster does not agree".into()
     });
+}
+
+/// Delivers to every running node but `owner` a delta claiming `owner`'s writes reach
+/// `watermark`, from an address no member holds; sealed under `ring` when given.
+fn forge_watermark(
+    sim: &mut Sim,
+    ring: &Option<chatter_seal::Keyring>,
+    owner: usize,
+    watermark: u64,
+) {
+    let forged = chatter_core::wire::Message::StateDelta(chatter_core::wire::StateDelta {
+        node: sim.name(owner).to_owned(),
+        // The owner's present life: forged accusations at the incarnation limit may have made
+        // it begin a new one.
+        generation: sim.node(owner).map_or(0, |n| n.local_member().generation),
+        from_version: 0,
+        to_version: watermark,
+        reset: false,
+        entries: Vec::new(),
+    });
+    let cluster_name = sim.config().node_config.cluster_name.clone();
+    let plain = chatter_core::wire::encode_packet(
+        chatter_core::wire::cluster_hash(&cluster_name),
+        &[forged],
+    );
+    let from = SocketAddr::from(([203, 0, 113, 10], 2428));
+    let mut sealer = chatter_seal::Sealer::new(0x5eed);
+    for i in sim.up_nodes() {
+        if i == owner {
+            continue;
+        }
+        let datagram = match ring {
+            Some(ring) => match sealer.seal(ring, &cluster_name, &plain) {
+                Ok(sealed) => sealed,
+                Err(e) => panic!("sealing the forged delta: {e}"),
+            },
+            None => plain.clone(),
+        };
+        sim.with_node(i, |n, now| n.handle_datagram(now, from, &datagram));
+    }
 }
