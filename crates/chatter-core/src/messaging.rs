@@ -116,7 +116,7 @@ impl Node {
             .plumtree
             .eager_peers()
             .filter(|n| Some(n.as_str()) != except)
-            .filter_map(|n| self.table.get(n))
+            .filter_map(|n| self.membership.get(n))
             .filter(|m| m.status.is_live())
             .map(|m| m.addr())
             .collect();
@@ -133,7 +133,7 @@ impl Node {
         if origin == self.me.name {
             return generation == self.me.generation;
         }
-        self.table
+        self.membership
             .get(origin)
             .is_some_and(|m| m.generation == generation)
     }
@@ -141,7 +141,9 @@ impl Node {
     /// Whether the datagram from `from` comes from the live member called `name`: links of the
     /// tree are made and cut only by the member at either end.
     fn is_member_at(&self, name: &str, from: SocketAddr) -> bool {
-        self.table.live_at(from).is_some_and(|m| m.name == name)
+        self.membership
+            .live_at(from)
+            .is_some_and(|m| m.name == name)
     }
 
     pub(crate) fn on_gossip(&mut self, now: Instant, from: SocketAddr, gossip: wire::Gossip) {
@@ -271,7 +273,7 @@ impl Node {
         if self.leaving {
             return;
         }
-        let table = &self.table;
+        let table = self.membership.table();
         self.plumtree
             .neighbours
             .retain(|name, _| table.get(name).is_some_and(|m| m.status.is_live()));
@@ -284,7 +286,8 @@ impl Node {
         }
         let neighbours = &self.plumtree.neighbours;
         let recruits: Vec<(String, SocketAddr)> = self
-            .table
+            .membership
+            .table()
             .random_members(wanted, &mut self.rng, |m| {
                 m.status == MemberStatus::Alive && !neighbours.contains_key(m.name.as_str())
             })

@@ -20,14 +20,14 @@ impl Node {
     /// Starts the next probe of the round-robin, unless one is still running (then the tick
     /// waits for it to end: probes never overlap).
     pub(crate) fn start_probe(&mut self, now: Instant) {
-        let period = self.awareness.scale(self.config.probe_interval);
+        let period = self.membership.scale(self.config.probe_interval);
         if self.prober.schedule(now + period) {
             return;
         }
-        let Some(name) = self.table.next_probe(&mut self.rng).map(String::from) else {
+        let Some(name) = self.membership.next_probe(&mut self.rng) else {
             return;
         };
-        let Some(target) = self.table.get(&name) else {
+        let Some(target) = self.membership.get(&name) else {
             return;
         };
         let (addr, generation, suspect_msg) = (
@@ -61,7 +61,7 @@ impl Node {
             indirect_seq,
             started: now,
             phase: Phase::Direct,
-            deadline: now + self.awareness.scale(self.config.probe_timeout),
+            deadline: now + self.membership.scale(self.config.probe_timeout),
             unreachable: false,
             via: Vec::new(),
         });
@@ -89,14 +89,15 @@ impl Node {
             probe.indirect_seq,
         );
         let via: Vec<(String, SocketAddr, Option<ProbeOutcome>)> = self
-            .table
+            .membership
+            .table()
             .random_members(self.config.indirect_checks, &mut self.rng, |m| {
                 m.status == crate::MemberStatus::Alive && m.name != target
             })
             .into_iter()
             .map(|m| (m.name.to_string(), m.addr(), None))
             .collect();
-        let wait = self.awareness.scale(self.config.probe_timeout);
+        let wait = self.membership.scale(self.config.probe_timeout);
         let unreachable = self
             .prober
             .go_indirect(now + wait, via.clone())
@@ -144,7 +145,7 @@ impl Node {
         // from the target's host proves this node's network path works.
         let missing = probe.via.iter().filter(|(_, _, o)| o.is_none()).count() as i64;
         if !probe.unreachable {
-            self.awareness.apply(missing);
+            self.membership.note_health(missing);
         }
         let mut records = vec![ProbeRecord {
             at: probe.started,
@@ -202,16 +203,10 @@ impl Node {
                 if acked.direct {
                     self.stats.probe_rtt.record(rtt);
                 }
-                self.awareness.apply(-1);
-                let at = self.table.stamp(now);
-                self.table.update(&acked.target, |m| {
-                    if m.generation == acked.generation {
-                        m.last_update = at;
-                        if acked.direct {
-                            m.set_rtt(rtt);
-                        }
-                    }
-                });
+                self.membership.note_health(-1);
+                let rtt = acked.direct.then_some(rtt);
+                self.membership
+                    .note_ack(now, &acked.target, acked.generation, rtt);
             }
             AckMatch::Relay(relay) => {
                 self.send(
@@ -244,11 +239,12 @@ impl Node {
         // it: never to an address a stranger names, which would make this node probe (or
         // flood) any host for anyone.
         let target_addr = self
-            .table
+            .membership
             .get(&req.target)
             .filter(|t| t.status.is_live() && t.generation == req.generation)
             .map(|t| t.addr());
-        let Some(target_addr) = target_addr.filter(|_| self.table.live_at(from).is_some()) else {
+        let Some(target_addr) = target_addr.filter(|_| self.membership.live_at(from).is_some())
+        else {
             self.stats.ping_reqs_refused += 1;
             return;
         };
@@ -258,7 +254,7 @@ impl Node {
         }
         let seq = self.next_seq();
         let wait: Duration = self
-            .awareness
+            .membership
             .scale(self.config.probe_timeout)
             .mul_f64(RELAY_TIMEOUT_SHARE);
         self.prober.add_relay(
