@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use crate::member::{ProbeOutcome, ProbeRecord};
+use crate::member::ProbeOutcome;
 use crate::node::Node;
 use crate::prober::{AckMatch, Phase, Probe, Relay};
 use crate::wire::{self, Message};
@@ -53,18 +53,15 @@ impl Node {
             generation,
         })];
         messages.extend(suspect_msg);
-        self.prober.start(Probe {
-            target: name,
+        let deadline = now + self.membership.scale(self.config.probe_timeout);
+        self.prober.start(Probe::new(
+            name,
             generation,
             addr,
-            seq,
-            indirect_seq,
-            started: now,
-            phase: Phase::Direct,
-            deadline: now + self.membership.scale(self.config.probe_timeout),
-            unreachable: false,
-            via: Vec::new(),
-        });
+            (seq, indirect_seq),
+            now,
+            deadline,
+        ));
         self.stats.probes_sent += 1;
         self.send(addr, &messages);
     }
@@ -83,10 +80,10 @@ impl Node {
             return;
         };
         let (target, generation, addr, seq) = (
-            probe.target.clone(),
-            probe.generation,
-            probe.addr,
-            probe.indirect_seq,
+            probe.target().to_owned(),
+            probe.generation(),
+            probe.addr(),
+            probe.indirect_seq(),
         );
         let via: Vec<(String, SocketAddr, Option<ProbeOutcome>)> = self
             .membership
@@ -101,7 +98,7 @@ impl Node {
         let unreachable = self
             .prober
             .go_indirect(now + wait, via.clone())
-            .is_some_and(|p| p.unreachable);
+            .is_some_and(|p| p.unreachable());
         if self.config.retry_direct_probe && !unreachable {
             // Answered under the indirect sequence number, like the relays' forwarded acks.
             self.send(
@@ -143,31 +140,17 @@ impl Node {
         self.stats.probes_failed += 1;
         // Lifeguard: each missing nack hints that this node, not the target, is unwell. ICMP
         // from the target's host proves this node's network path works.
-        let missing = probe.via.iter().filter(|(_, _, o)| o.is_none()).count() as i64;
-        if !probe.unreachable {
+        let missing = probe.missing_nacks() as i64;
+        if !probe.unreachable() {
             self.membership.note_health(missing);
         }
-        let mut records = vec![ProbeRecord {
-            at: probe.started,
-            via: None,
-            outcome: if probe.unreachable {
-                ProbeOutcome::Unreachable
-            } else {
-                ProbeOutcome::Timeout
-            },
-        }];
-        records.extend(probe.via.iter().map(|(name, _, outcome)| ProbeRecord {
-            at: probe.started,
-            via: Some(name.clone()),
-            outcome: outcome.unwrap_or(ProbeOutcome::Timeout),
-        }));
-        debug!(target = %probe.target, unreachable = probe.unreachable, "probe failed");
+        debug!(target = %probe.target(), unreachable = probe.unreachable(), "probe failed");
         self.suspect_after_probe(
             now,
-            &probe.target,
-            probe.generation,
-            probe.unreachable,
-            records,
+            probe.target(),
+            probe.generation(),
+            probe.unreachable(),
+            probe.records(),
         );
     }
 

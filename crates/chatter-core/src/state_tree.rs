@@ -128,9 +128,8 @@ impl Node {
     /// Live neighbours on the broadcast tree: the eager ones, or all of them.
     fn live_neighbours(&self, eager_only: bool) -> Vec<(String, SocketAddr)> {
         self.plumtree
-            .neighbours
-            .iter()
-            .filter(|(_, eager)| **eager || !eager_only)
+            .neighbours()
+            .filter(|(_, eager)| *eager || !eager_only)
             .filter_map(|(n, _)| {
                 let m = self.membership.get(n)?;
                 m.status.is_live().then(|| (n.clone(), m.addr()))
@@ -173,7 +172,7 @@ impl Node {
             // Nothing new, and it all came over another tree link before: this link closes a
             // cycle. Make it lazy on both sides.
             self.stats.state_pushes_duplicate += 1;
-            if self.plumtree.neighbours.get(&push.from) == Some(&true) {
+            if self.plumtree.is_eager(&push.from) {
                 self.plumtree.set_eager(&push.from, false, max_neighbours);
             }
             self.stats.prunes_sent += 1;
@@ -374,8 +373,8 @@ impl Node {
     fn name_at(&self, addr: SocketAddr) -> Option<String> {
         let neighbour = self
             .plumtree
-            .neighbours
-            .keys()
+            .neighbours()
+            .map(|(n, _)| n)
             .find(|n| self.membership.get(n).is_some_and(|m| m.addr() == addr));
         if let Some(name) = neighbour {
             return Some(name.clone());
