@@ -178,8 +178,8 @@ fn an_ack_from_another_address_does_not_keep_a_dead_member_alive() {
     while net.status(0, 2) != Some(MemberStatus::Failed) {
         assert!(net.now - start < secs(10), "n2 never failed at node 0");
         if let Some(probe) = net.nodes[0].prober.in_flight().cloned() {
-            if probe.target == "n2" {
-                for seq in [probe.seq, probe.indirect_seq] {
+            if probe.target() == "n2" {
+                for seq in probe.seqs() {
                     inject(&mut net, 0, stranger(), &[Message::Ack(wire::Ack { seq })]);
                     forged += 1;
                 }

@@ -287,7 +287,7 @@ impl Node {
         }
         let mut waiting = BTreeMap::new();
         let mut not_reached = Vec::new();
-        for row in self.table.iter() {
+        for row in self.membership.iter() {
             if row.status.is_live() {
                 waiting.insert(row.name.to_string(), row.addr());
             } else {
@@ -434,7 +434,7 @@ impl Node {
     /// otherwise counts the drop and logs it (rate-limited).
     fn trusted_key_peer(&mut self, now: Instant, from: SocketAddr) -> Option<String> {
         let sealed = self.key_rotation.inbound_sealed;
-        let member = self.table.live_at(from).map(|r| r.name.to_string());
+        let member = self.membership.live_at(from).map(|r| r.name.to_string());
         match (sealed, member) {
             (true, Some(name)) => Some(name),
             (sealed, _) => {
@@ -475,7 +475,12 @@ impl Node {
                 let gone: Vec<String> = pending
                     .waiting
                     .keys()
-                    .filter(|name| !self.table.get(name).is_some_and(|r| r.status.is_live()))
+                    .filter(|name| {
+                        !self
+                            .membership
+                            .get(name)
+                            .is_some_and(|r| r.status.is_live())
+                    })
                     .cloned()
                     .collect();
                 for name in gone {
@@ -484,7 +489,7 @@ impl Node {
                 }
                 // A member that moved is sent to where it is now.
                 for (name, addr) in pending.waiting.iter_mut() {
-                    if let Some(row) = self.table.get(name) {
+                    if let Some(row) = self.membership.get(name) {
                         *addr = row.addr();
                     }
                 }

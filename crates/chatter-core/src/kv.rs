@@ -135,7 +135,7 @@ impl Node {
     /// change. Returns the entries that changed the replica.
     fn apply_entries(&mut self, now: Instant, writes: Writes<'_>) -> Vec<WireEntry> {
         let (node, range) = (writes.node, writes.range);
-        let generation = self.table.get(node).map(|m| m.generation);
+        let generation = self.membership.get(node).map(|m| m.generation);
         let applied = match self.kv.apply_writes(now, writes, generation, &self.config) {
             Ok(applied) => applied,
             Err(WritesRefused::Unknown) => {

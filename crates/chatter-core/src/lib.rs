@@ -62,6 +62,7 @@ mod kv_store;
 pub mod limits;
 mod lives;
 mod member;
+mod membership;
 mod messaging;
 mod node;
 mod plumtree;

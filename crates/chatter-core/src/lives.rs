@@ -146,7 +146,7 @@ impl Node {
         known: Option<(SocketAddr, u64)>,
     ) {
         if self
-            .table
+            .membership
             .live_at(alive.addr)
             .is_some_and(|m| m.name != alive.name)
             || alive.addr == self.me.addr
@@ -193,7 +193,7 @@ impl Node {
                 })],
             );
         }
-        let deadline = now + self.awareness.scale(self.config.probe_timeout);
+        let deadline = now + self.membership.scale(self.config.probe_timeout);
         self.life_checks.insert(
             name,
             LifeCheck {
@@ -244,21 +244,21 @@ impl Node {
         }
         // The table may have changed while the check ran (a newer life came, or the member
         // was admitted through another path).
-        match self.table.get(name) {
+        match self.membership.get(name) {
             Some(known) if known.generation >= check.alive.generation => {}
             Some(_) => {
                 info!(member = %name, generation = check.alive.generation, "member restarted");
-                self.suspicions.remove(name);
+                self.membership.forget_suspicion(name);
                 let addr = check.alive.addr;
                 self.admit_life(now, check.alive);
                 self.pay_owed_state(now, addr);
             }
             None => {
-                if self.table.len() >= self.config.max_members {
+                if self.membership.len() >= self.config.max_members {
                     self.stats.dropped_table_full += 1;
                     return;
                 }
-                if self.table.live_at(check.alive.addr).is_some() {
+                if self.membership.live_at(check.alive.addr).is_some() {
                     self.stats.lives_unverified += 1;
                     return;
                 }

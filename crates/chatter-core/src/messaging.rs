@@ -39,11 +39,10 @@ impl Node {
                 limit: self.config.max_message_size,
             });
         }
-        self.plumtree.next_seq += 1;
         let id = MessageId {
             origin: self.me.name.clone(),
             generation: self.me.generation,
-            seq: self.plumtree.next_seq,
+            seq: self.plumtree.next_message_seq(),
         };
         self.stats.messages_broadcast += 1;
         let gossip = wire::Gossip {
@@ -76,16 +75,15 @@ impl Node {
     /// the one it came from) and announce it lazily.
     fn accept_message(&mut self, now: Instant, gossip: wire::Gossip, sender: Option<&str>) {
         let max_origins = self.config.max_members;
-        self.plumtree.mark_seen(&gossip.id, max_origins);
-        self.plumtree.missing.remove(&gossip.id);
-        self.plumtree.cache(
-            gossip.id.clone(),
+        self.plumtree.deliver(
+            &gossip.id,
             Cached {
                 tag: gossip.tag.clone(),
                 payload: gossip.payload.clone(),
                 hops: gossip.hops,
                 at: now,
             },
+            max_origins,
             self.config.message_cache_size,
         );
         self.stats.messages_delivered += 1;
@@ -116,7 +114,7 @@ impl Node {
             .plumtree
             .eager_peers()
             .filter(|n| Some(n.as_str()) != except)
-            .filter_map(|n| self.table.get(n))
+            .filter_map(|n| self.membership.get(n))
             .filter(|m| m.status.is_live())
             .map(|m| m.addr())
             .collect();
@@ -133,7 +131,7 @@ impl Node {
         if origin == self.me.name {
             return generation == self.me.generation;
         }
-        self.table
+        self.membership
             .get(origin)
             .is_some_and(|m| m.generation == generation)
     }
@@ -141,7 +139,9 @@ impl Node {
     /// Whether the datagram from `from` comes from the live member called `name`: links of the
     /// tree are made and cut only by the member at either end.
     fn is_member_at(&self, name: &str, from: SocketAddr) -> bool {
-        self.table.live_at(from).is_some_and(|m| m.name == name)
+        self.membership
+            .live_at(from)
+            .is_some_and(|m| m.name == name)
     }
 
     pub(crate) fn on_gossip(&mut self, now: Instant, from: SocketAddr, gossip: wire::Gossip) {
@@ -156,7 +156,7 @@ impl Node {
         if self.plumtree.has_seen(&gossip.id) {
             // A duplicate: this link closes a cycle. Make it lazy on both sides.
             self.stats.messages_duplicate += 1;
-            if self.plumtree.neighbours.get(&sender) == Some(&true) {
+            if self.plumtree.is_eager(&sender) {
                 self.plumtree.set_eager(&sender, false, max_neighbours);
             }
             self.stats.prunes_sent += 1;
@@ -188,9 +188,8 @@ impl Node {
             return;
         }
         let graft_at = now + self.config.graft_timeout;
-        self.plumtree.missing.announced(
+        self.plumtree.announced(
             ihave.id,
-            (),
             (ihave.from, from),
             graft_at,
             self.config.message_cache_size,
@@ -212,7 +211,7 @@ impl Node {
         }
         self.plumtree.set_eager(&graft.from, true, max_neighbours);
         for id in graft.ids.iter().take(crate::limits::MAX_GRAFT_IDS) {
-            let Some(cached) = self.plumtree.cache.get(id) else {
+            let Some(cached) = self.plumtree.cached(id) else {
                 continue;
             };
             let gossip = wire::Gossip {
@@ -233,7 +232,7 @@ impl Node {
             return;
         }
         let max_neighbours = self.config.max_broadcast_neighbours;
-        if self.plumtree.neighbours.contains_key(&prune.from) {
+        if self.plumtree.is_neighbour(&prune.from) {
             self.plumtree.set_eager(&prune.from, false, max_neighbours);
         }
     }
@@ -243,10 +242,9 @@ impl Node {
         // Announcers keep a message cached for `message_cache_age`: no one can answer after.
         let due =
             self.plumtree
-                .missing
-                .due(now, self.config.graft_retry, self.config.message_cache_age);
+                .due_grafts(now, self.config.graft_retry, self.config.message_cache_age);
         let max_neighbours = self.config.max_broadcast_neighbours;
-        for (id, (), (name, addr)) in due {
+        for (id, (name, addr)) in due {
             debug!(origin = %id.origin, seq = id.seq, from = %name, "grafting missing message");
             self.plumtree.set_eager(&name, true, max_neighbours);
             self.stats.grafts_sent += 1;
@@ -261,7 +259,7 @@ impl Node {
     }
 
     pub(crate) fn next_graft(&self) -> Option<Instant> {
-        self.plumtree.missing.next()
+        self.plumtree.next_graft()
     }
 
     /// Drops neighbours that are no longer live and recruits random live members until the
@@ -271,22 +269,22 @@ impl Node {
         if self.leaving {
             return;
         }
-        let table = &self.table;
+        let table = self.membership.table();
         self.plumtree
-            .neighbours
-            .retain(|name, _| table.get(name).is_some_and(|m| m.status.is_live()));
+            .retain_neighbours(|name| table.get(name).is_some_and(|m| m.status.is_live()));
         let wanted = self
             .config
             .broadcast_neighbours
-            .saturating_sub(self.plumtree.neighbours.len());
+            .saturating_sub(self.plumtree.num_neighbours());
         if wanted == 0 {
             return;
         }
-        let neighbours = &self.plumtree.neighbours;
+        let plumtree = &self.plumtree;
         let recruits: Vec<(String, SocketAddr)> = self
-            .table
+            .membership
+            .table()
             .random_members(wanted, &mut self.rng, |m| {
-                m.status == MemberStatus::Alive && !neighbours.contains_key(m.name.as_str())
+                m.status == MemberStatus::Alive && !plumtree.is_neighbour(m.name.as_str())
             })
             .into_iter()
             .map(|m| (m.name.to_string(), m.addr()))

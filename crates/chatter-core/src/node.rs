@@ -1,7 +1,7 @@
 //! The node: one member's protocol state machine, tying probes, suspicion, dissemination and
 //! anti-entropy together behind the sans-IO `handle_*` / `poll_*` surface.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -11,7 +11,6 @@ use thiserror::Error;
 use tracing::debug;
 
 use crate::anti_entropy::{AntiEntropy, FullAnswer};
-use crate::awareness::Awareness;
 use crate::config::{Config, ConfigError};
 use crate::dissemination::Dissemination;
 use crate::drop_log::{DropLog, DropReason};
@@ -21,11 +20,11 @@ use crate::key_rotation::KeyRotation;
 use crate::kv_store::KvStore;
 use crate::lives::LifeChecks;
 use crate::member::{Member, MemberBrief, MemberStatus, Tags};
+use crate::membership::Membership;
 use crate::plumtree::Plumtree;
 use crate::prober::Prober;
 use crate::stats::Stats;
-use crate::suspicion::Suspicion;
-use crate::table::{row_hash, Table};
+use crate::table::row_hash;
 use crate::wire::{self, DecodeError, Message};
 
 /// Who a node is: the identity it announces to the cluster.
@@ -79,9 +78,6 @@ pub enum TagsError {
     Left,
 }
 
-/// Conflicting claims remembered, so each is reported once.
-const MAX_CONFLICTS_REMEMBERED: usize = 64;
-
 /// One member's protocol state machine.
 ///
 /// Feed it inputs (`handle_datagram`, `handle_unreachable`, `handle_timeout`, commands), then
@@ -92,19 +88,18 @@ pub struct Node {
     pub(crate) config: Config,
     pub(crate) cluster: u32,
     pub(crate) me: Member,
-    pub(crate) table: Table,
+    /// The member table, suspicions, local health and the rules that change them
+    /// (`membership.rs`).
+    pub(crate) membership: Membership,
     pub(crate) rng: ChaCha8Rng,
-    pub(crate) awareness: Awareness,
     /// The piggyback queues and the gossip schedule (`dissemination.rs`).
     pub(crate) dissemination: Dissemination,
-    pub(crate) suspicions: BTreeMap<String, Suspicion>,
     /// The probe in flight, relays run for others, the probe schedule (`prober.rs`).
     pub(crate) prober: Prober,
     /// Seeds, exchange timers and the per-peer answer memos (`anti_entropy.rs`).
     pub(crate) anti_entropy: AntiEntropy,
     pub(crate) next_reap: Instant,
     pub(crate) leaving: bool,
-    pub(crate) conflicts_seen: BTreeSet<(String, SocketAddr, u64)>,
     pub(crate) plumtree: Plumtree,
     /// Key/value state: this node's own, replicas, fingerprint, writes on the tree.
     pub(crate) kv: KvStore,
@@ -167,18 +162,15 @@ impl Node {
             plumtree: Plumtree::new(config.sync_interval),
             kv,
             cluster: wire::cluster_hash(&config.cluster_name),
-            awareness: Awareness::new(config.awareness_max),
+            membership: Membership::new(now, config.awareness_max),
             next_reap: now + config.probe_interval,
             config,
             me,
-            table: Table::new(now),
             rng,
             dissemination: Dissemination::default(),
-            suspicions: BTreeMap::new(),
             prober: Prober::new(next_probe),
             anti_entropy,
             leaving: false,
-            conflicts_seen: BTreeSet::new(),
             life_checks: LifeChecks::default(),
             answer_allowance: None,
             encryption: Encryption::default(),
@@ -218,10 +210,7 @@ impl Node {
     /// cluster would not fit in memory as `Member`s); for a quick look at one member, use
     /// [`Node::member_brief`].
     pub fn members(&self) -> impl Iterator<Item = Member> + '_ {
-        self.table
-            .sorted()
-            .into_iter()
-            .map(|r| self.table.to_member(r))
+        self.membership.members()
     }
 
     /// The member called `name`, this node included.
@@ -229,7 +218,7 @@ impl Node {
         if name == self.me.name {
             Some(self.me.clone())
         } else {
-            self.table.member(name)
+            self.membership.member(name)
         }
     }
 
@@ -239,13 +228,13 @@ impl Node {
         if name == self.me.name {
             return Some(MemberBrief::of(&self.me));
         }
-        self.table.get(name).map(|r| r.brief())
+        self.membership.get(name).map(|r| r.brief())
     }
 
     /// Name and [`MemberBrief`] of every other member this node knows, in no particular order:
     /// the cheap way to scan a large table.
     pub fn member_briefs(&self) -> impl Iterator<Item = (&str, MemberBrief)> + '_ {
-        self.table.iter().map(|r| (r.name.as_str(), r.brief()))
+        self.membership.iter().map(|r| (r.name.as_str(), r.brief()))
     }
 
     /// Enters members known to be alive, as if anti-entropy had just brought them, without
@@ -269,12 +258,10 @@ impl Node {
         now: Instant,
         members: impl IntoIterator<Item = (&'a str, SocketAddr, u64)>,
     ) {
-        let members = members.into_iter();
-        self.table.reserve(members.size_hint().0);
         let me = self.me.name.clone();
-        let left_out = self.table.insert_new_alive(
-            members.filter(|(name, _, _)| *name != me),
+        let left_out = self.membership.preload(
             now,
+            members.into_iter().filter(|(name, _, _)| *name != me),
             self.config.max_members,
             &mut self.rng,
         );
@@ -283,7 +270,7 @@ impl Node {
 
     /// Other members that are alive or suspect.
     pub fn num_alive(&self) -> usize {
-        self.table.live()
+        self.membership.live()
     }
 
     /// Sets the gossip encryption: the keyring (the primary key seals, every key opens) and the
@@ -337,12 +324,12 @@ impl Node {
 
     /// Lifeguard local health score: 0 when healthy, up to `Config::awareness_max`.
     pub fn health_score(&self) -> u32 {
-        self.awareness.score()
+        self.membership.health_score()
     }
 
     /// Members this node currently suspects (running suspicion timers).
     pub fn num_suspicions(&self) -> usize {
-        self.suspicions.len()
+        self.membership.num_suspicions()
     }
 
     /// Updates waiting in the piggyback queue.
@@ -352,7 +339,7 @@ impl Node {
 
     /// Fingerprint of the member table as anti-entropy compares it.
     pub fn fingerprint(&self) -> u64 {
-        self.table.fingerprint()
+        self.membership.fingerprint()
             ^ row_hash(
                 &self.me.name,
                 self.me.generation,
@@ -399,7 +386,7 @@ impl Node {
         self.me.status = MemberStatus::Left;
         self.me.status_since = now;
         self.prober.abandon();
-        self.suspicions.clear();
+        self.membership.clear_suspicions();
         let left = Message::Left(wire::Left {
             name: self.me.name.clone(),
             generation: self.me.generation,
@@ -411,7 +398,7 @@ impl Node {
     /// Whether the `Left` announcement has been sent as many times as any update is, or there
     /// is nobody left to tell.
     pub fn is_leave_complete(&self) -> bool {
-        self.leaving && (!self.dissemination.contains(&self.me.name) || self.table.live() == 0)
+        self.leaving && (!self.dissemination.contains(&self.me.name) || self.membership.live() == 0)
     }
 
     /// Handles one received datagram. Malformed, foreign or oversize datagrams are dropped,
@@ -464,7 +451,7 @@ impl Node {
         // A sender that is not a live member gets no more bytes back than it sent: a forged
         // source address cannot turn this node into an amplifier. Both sides count bytes on
         // the wire: the datagram as received, the answers as sent (sealed or not).
-        self.answer_allowance = (self.table.live_at(from).is_none()
+        self.answer_allowance = (self.membership.live_at(from).is_none()
             && !self.anti_entropy.is_solicited(now, from))
         .then_some((from, received));
         self.key_rotation.inbound_sealed = opened.is_some();
@@ -555,7 +542,7 @@ impl Node {
     /// When [`Node::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut next = [
-            Some(self.anti_entropy.next_deadline(self.table.live() == 0)),
+            Some(self.anti_entropy.next_deadline(self.membership.live() == 0)),
             Some(self.next_reap),
             self.dissemination.next_deadline(),
             self.prober.next_deadline(self.leaving),
@@ -567,13 +554,10 @@ impl Node {
         .into_iter()
         .flatten()
         .min();
-        let mut consider = |t: Instant| {
+        if let Some(t) = self.membership.next_suspicion_deadline() {
             if next.is_none_or(|n| t < n) {
                 next = Some(t);
             }
-        };
-        for suspicion in self.suspicions.values() {
-            consider(suspicion.deadline());
         }
         next
     }
@@ -588,7 +572,7 @@ impl Node {
 
     /// Members alive or suspect, this node included: the `N` of the protocol's formulas.
     pub(crate) fn cluster_size(&self) -> usize {
-        self.table.live() + 1
+        self.membership.live() + 1
     }
 
     pub(crate) fn emit(&mut self, event: Event) {
@@ -725,19 +709,20 @@ impl Node {
             return;
         }
         let recent = self.config.sync_interval;
-        let now_stamp = self.table.stamp(now);
+        let now_stamp = self.membership.stamp(now);
         let mut eager: Vec<SocketAddr> = Vec::new();
         if fresh {
             eager.extend(
                 self.plumtree
                     .eager_peers()
-                    .filter_map(|n| self.table.get(n))
+                    .filter_map(|n| self.membership.get(n))
                     .filter(|m| m.status.is_live())
                     .map(|m| m.addr()),
             );
         }
         let random: Vec<SocketAddr> = self
-            .table
+            .membership
+            .table()
             .random_members(self.config.gossip_fanout, &mut self.rng, |m| {
                 m.status.is_live()
                     || (m.status == MemberStatus::Failed
@@ -771,7 +756,7 @@ impl Node {
             self.stats.gossip_sent += added as u64;
             self.push_transmit(dst, buf);
         }
-        if !self.dissemination.is_empty() && self.table.live() > 0 {
+        if !self.dissemination.is_empty() && self.membership.live() > 0 {
             self.dissemination
                 .schedule_round(now + self.config.gossip_interval);
         }
@@ -781,62 +766,13 @@ impl Node {
     fn reap(&mut self, now: Instant) {
         self.next_reap = now + self.config.probe_interval * 5;
         self.collect_state_tombstones(now);
-        let now_stamp = self.table.stamp(now);
-        let expired: Vec<String> = self
-            .table
-            .iter()
-            .filter(|m| match m.status {
-                MemberStatus::Failed => {
-                    now_stamp.since(m.status_since) >= self.config.failed_retention
-                }
-                MemberStatus::Left => now_stamp.since(m.status_since) >= self.config.left_retention,
-                _ => false,
-            })
-            .map(|m| m.name.to_string())
-            .collect();
+        let expired = self.membership.expired(now, &self.config);
         for name in expired {
-            if let Some(member) = self.table.remove(&name) {
+            if let Some(member) = self.membership.reap(&name) {
                 self.dissemination.remove(&name);
                 debug!(member = %name, "reaped");
                 self.emit(Event::Reaped(member));
             }
         }
-    }
-
-    pub(crate) fn note_conflict(
-        &mut self,
-        now: Instant,
-        name: &str,
-        other_addr: SocketAddr,
-        other_generation: u64,
-    ) -> bool {
-        let key = (name.to_owned(), other_addr, other_generation);
-        if self.conflicts_seen.contains(&key) {
-            return false;
-        }
-        if self.conflicts_seen.len() >= MAX_CONFLICTS_REMEMBERED {
-            self.conflicts_seen.pop_first();
-        }
-        self.conflicts_seen.insert(key);
-        let conflict = crate::member::Conflict {
-            name: name.to_owned(),
-            other_addr,
-            other_generation,
-            seen_at: now,
-        };
-        tracing::warn!(
-            member = name,
-            other = %other_addr,
-            other_generation,
-            "two live processes claim the same member name"
-        );
-        if name == self.me.name {
-            self.me.conflict = Some(conflict.clone());
-        } else {
-            self.table
-                .update(name, |m| m.set_conflict(conflict.clone()));
-        }
-        self.emit(Event::Conflict(conflict));
-        true
     }
 }

@@ -84,14 +84,19 @@ const MAX_STRANGER_GRAFTS: usize = 64;
 /// Plumtree state of one node.
 #[derive(Debug, Clone)]
 pub(crate) struct Plumtree {
-    /// Neighbour name -> is the link eager.
-    pub(crate) neighbours: BTreeMap<String, bool>,
+    /// Neighbour name -> is the link eager. At most `Config::max_broadcast_neighbours`
+    /// (`set_eager` makes room by dropping a lazy link).
+    neighbours: BTreeMap<String, bool>,
     seen: BTreeMap<String, SeenWindow>,
-    pub(crate) cache: BTreeMap<MessageId, Cached>,
+    /// Messages kept to answer grafts: at most `Config::message_cache_size`, none older than
+    /// `Config::message_cache_age` once `expire_cache` has run.
+    cache: BTreeMap<MessageId, Cached>,
     cache_order: VecDeque<MessageId>,
     /// Messages announced to this node that the tree has not delivered.
-    pub(crate) missing: GraftQueue<MessageId>,
-    pub(crate) next_seq: u64,
+    /// At most `Config::message_cache_size` entries.
+    missing: GraftQueue<MessageId>,
+    /// Sequence number of this node's last own broadcast in its current life.
+    next_seq: u64,
     /// Grafts received from nodes not yet listed as members: name and address. Entries expire
     /// after `Config::sync_interval`: a node grafts as soon as it joins, and is checked and
     /// listed within a probe timeout.
@@ -123,6 +128,88 @@ impl Plumtree {
         self.stranger_grafts
             .remove(&name.to_owned())
             .map(|(_, addr)| addr)
+    }
+
+    /// The id sequence number of this node's next own broadcast.
+    pub(crate) fn next_message_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// A message seen for the first time: marks it seen (see [`Plumtree::mark_seen`]), stops
+    /// waiting for it, and caches it for grafts (at most `cache_size`, oldest dropped first).
+    pub(crate) fn deliver(
+        &mut self,
+        id: &MessageId,
+        msg: Cached,
+        max_origins: usize,
+        cache_size: usize,
+    ) {
+        self.mark_seen(id, max_origins);
+        self.missing.remove(id);
+        self.cache(id.clone(), msg, cache_size);
+    }
+
+    /// The cached message `id`, to answer a graft.
+    pub(crate) fn cached(&self, id: &MessageId) -> Option<&Cached> {
+        self.cache.get(id)
+    }
+
+    /// `id` was announced by `announcer`: graft it at `graft_at` unless the tree delivers it
+    /// first. At most `max` messages are waited for.
+    pub(crate) fn announced(
+        &mut self,
+        id: MessageId,
+        announcer: (String, SocketAddr),
+        graft_at: Instant,
+        max: usize,
+    ) {
+        self.missing.announced(id, (), announcer, graft_at, max);
+    }
+
+    /// Missing messages whose graft is due, with the announcer to graft each from (see
+    /// [`GraftQueue::due`]).
+    pub(crate) fn due_grafts(
+        &mut self,
+        now: Instant,
+        retry: Duration,
+        give_up_after: Duration,
+    ) -> Vec<(MessageId, (String, SocketAddr))> {
+        self.missing
+            .due(now, retry, give_up_after)
+            .into_iter()
+            .map(|(id, (), announcer)| (id, announcer))
+            .collect()
+    }
+
+    /// When the next graft is due.
+    pub(crate) fn next_graft(&self) -> Option<Instant> {
+        self.missing.next()
+    }
+
+    /// Whether the link to `name` is eager.
+    pub(crate) fn is_eager(&self, name: &str) -> bool {
+        self.neighbours.get(name) == Some(&true)
+    }
+
+    /// Whether `name` is a neighbour on the tree (eager or lazy).
+    pub(crate) fn is_neighbour(&self, name: &str) -> bool {
+        self.neighbours.contains_key(name)
+    }
+
+    /// Neighbours on the tree.
+    pub(crate) fn num_neighbours(&self) -> usize {
+        self.neighbours.len()
+    }
+
+    /// Every neighbour with whether its link is eager, by name.
+    pub(crate) fn neighbours(&self) -> impl Iterator<Item = (&String, bool)> {
+        self.neighbours.iter().map(|(n, eager)| (n, *eager))
+    }
+
+    /// Keeps only the neighbours for which `keep` holds (the live members).
+    pub(crate) fn retain_neighbours(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.neighbours.retain(|name, _| keep(name));
     }
 
     /// Marks `id` seen; returns false if it was seen before.
@@ -173,7 +260,7 @@ impl Plumtree {
         })
     }
 
-    pub(crate) fn cache(&mut self, id: MessageId, msg: Cached, max: usize) {
+    fn cache(&mut self, id: MessageId, msg: Cached, max: usize) {
         while self.cache_order.len() >= max.max(1) {
             if let Some(old) = self.cache_order.pop_front() {
                 self.cache.remove(&old);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use crate::member::{ProbeOutcome, ProbeRecord};
+use crate::member::ProbeOutcome;
 use crate::node::Node;
 use crate::prober::{AckMatch, Phase, Probe, Relay};
 use crate::wire::{self, Message};
@@ -20,14 +20,14 @@ impl Node {
     /// Starts the next probe of the round-robin, unless one is still running (then the tick
     /// waits for it to end: probes never overlap).
     pub(crate) fn start_probe(&mut self, now: Instant) {
-        let period = self.awareness.scale(self.config.probe_interval);
+        let period = self.membership.scale(self.config.probe_interval);
         if self.prober.schedule(now + period) {
             return;
         }
-        let Some(name) = self.table.next_probe(&mut self.rng).map(String::from) else {
+        let Some(name) = self.membership.next_probe(&mut self.rng) else {
             return;
         };
-        let Some(target) = self.table.get(&name) else {
+        let Some(target) = self.membership.get(&name) else {
             return;
         };
         let (addr, generation, suspect_msg) = (
@@ -53,18 +53,15 @@ impl Node {
             generation,
         })];
         messages.extend(suspect_msg);
-        self.prober.start(Probe {
-            target: name,
+        let deadline = now + self.membership.scale(self.config.probe_timeout);
+        self.prober.start(Probe::new(
+            name,
             generation,
             addr,
-            seq,
-            indirect_seq,
-            started: now,
-            phase: Phase::Direct,
-            deadline: now + self.awareness.scale(self.config.probe_timeout),
-            unreachable: false,
-            via: Vec::new(),
-        });
+            (seq, indirect_seq),
+            now,
+            deadline,
+        ));
         self.stats.probes_sent += 1;
         self.send(addr, &messages);
     }
@@ -83,24 +80,25 @@ impl Node {
             return;
         };
         let (target, generation, addr, seq) = (
-            probe.target.clone(),
-            probe.generation,
-            probe.addr,
-            probe.indirect_seq,
+            probe.target().to_owned(),
+            probe.generation(),
+            probe.addr(),
+            probe.indirect_seq(),
         );
         let via: Vec<(String, SocketAddr, Option<ProbeOutcome>)> = self
-            .table
+            .membership
+            .table()
             .random_members(self.config.indirect_checks, &mut self.rng, |m| {
                 m.status == crate::MemberStatus::Alive && m.name != target
             })
             .into_iter()
             .map(|m| (m.name.to_string(), m.addr(), None))
             .collect();
-        let wait = self.awareness.scale(self.config.probe_timeout);
+        let wait = self.membership.scale(self.config.probe_timeout);
         let unreachable = self
             .prober
             .go_indirect(now + wait, via.clone())
-            .is_some_and(|p| p.unreachable);
+            .is_some_and(|p| p.unreachable());
         if self.config.retry_direct_probe && !unreachable {
             // Answered under the indirect sequence number, like the relays' forwarded acks.
             self.send(
@@ -142,31 +140,17 @@ impl Node {
         self.stats.probes_failed += 1;
         // Lifeguard: each missing nack hints that this node, not the target, is unwell. ICMP
         // from the target's host proves this node's network path works.
-        let missing = probe.via.iter().filter(|(_, _, o)| o.is_none()).count() as i64;
-        if !probe.unreachable {
-            self.awareness.apply(missing);
+        let missing = probe.missing_nacks() as i64;
+        if !probe.unreachable() {
+            self.membership.note_health(missing);
         }
-        let mut records = vec![ProbeRecord {
-            at: probe.started,
-            via: None,
-            outcome: if probe.unreachable {
-                ProbeOutcome::Unreachable
-            } else {
-                ProbeOutcome::Timeout
-            },
-        }];
-        records.extend(probe.via.iter().map(|(name, _, outcome)| ProbeRecord {
-            at: probe.started,
-            via: Some(name.clone()),
-            outcome: outcome.unwrap_or(ProbeOutcome::Timeout),
-        }));
-        debug!(target = %probe.target, unreachable = probe.unreachable, "probe failed");
+        debug!(target = %probe.target(), unreachable = probe.unreachable(), "probe failed");
         self.suspect_after_probe(
             now,
-            &probe.target,
-            probe.generation,
-            probe.unreachable,
-            records,
+            probe.target(),
+            probe.generation(),
+            probe.unreachable(),
+            probe.records(),
         );
     }
 
@@ -202,16 +186,10 @@ impl Node {
                 if acked.direct {
                     self.stats.probe_rtt.record(rtt);
                 }
-                self.awareness.apply(-1);
-                let at = self.table.stamp(now);
-                self.table.update(&acked.target, |m| {
-                    if m.generation == acked.generation {
-                        m.last_update = at;
-                        if acked.direct {
-                            m.set_rtt(rtt);
-                        }
-                    }
-                });
+                self.membership.note_health(-1);
+                let rtt = acked.direct.then_some(rtt);
+                self.membership
+                    .note_ack(now, &acked.target, acked.generation, rtt);
             }
             AckMatch::Relay(relay) => {
                 self.send(
@@ -244,11 +222,12 @@ impl Node {
         // it: never to an address a stranger names, which would make this node probe (or
         // flood) any host for anyone.
         let target_addr = self
-            .table
+            .membership
             .get(&req.target)
             .filter(|t| t.status.is_live() && t.generation == req.generation)
             .map(|t| t.addr());
-        let Some(target_addr) = target_addr.filter(|_| self.table.live_at(from).is_some()) else {
+        let Some(target_addr) = target_addr.filter(|_| self.membership.live_at(from).is_some())
+        else {
             self.stats.ping_reqs_refused += 1;
             return;
         };
@@ -258,7 +237,7 @@ impl Node {
         }
         let seq = self.next_seq();
         let wait: Duration = self
-            .awareness
+            .membership
             .scale(self.config.probe_timeout)
             .mul_f64(RELAY_TIMEOUT_SHARE);
         self.prober.add_relay(

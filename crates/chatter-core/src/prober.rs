@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::member::ProbeOutcome;
+use crate::member::{ProbeOutcome, ProbeRecord};
 
 /// Phase of the probe in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,24 +24,108 @@ pub(crate) enum Phase {
     Indirect,
 }
 
-/// The probe this node is running (at most one at a time).
+/// The probe this node is running (at most one at a time). Its fields change only through
+/// [`Prober`]: the phase, deadline, intermediaries and ICMP evidence follow the protocol's
+/// steps, and the sequence numbers never change once drawn.
 #[derive(Debug, Clone)]
 pub(crate) struct Probe {
-    pub(crate) target: String,
-    pub(crate) generation: u64,
-    pub(crate) addr: SocketAddr,
-    pub(crate) seq: u64,
-    pub(crate) indirect_seq: u64,
-    pub(crate) started: Instant,
-    pub(crate) phase: Phase,
-    pub(crate) deadline: Instant,
+    target: String,
+    generation: u64,
+    addr: SocketAddr,
+    seq: u64,
+    indirect_seq: u64,
+    started: Instant,
+    phase: Phase,
+    deadline: Instant,
     /// The target's host answered with ICMP port-unreachable.
-    pub(crate) unreachable: bool,
+    unreachable: bool,
     /// Intermediaries asked: (name, address, outcome so far).
-    pub(crate) via: Vec<(String, SocketAddr, Option<ProbeOutcome>)>,
+    via: Vec<(String, SocketAddr, Option<ProbeOutcome>)>,
 }
 
 impl Probe {
+    /// A direct probe of `target`'s life `generation` at `addr`, started `started`, with the
+    /// random sequence numbers of its direct (`seq`) and indirect (`indirect_seq`) pings,
+    /// waiting for the direct ack until `deadline`.
+    pub(crate) fn new(
+        target: String,
+        generation: u64,
+        addr: SocketAddr,
+        (seq, indirect_seq): (u64, u64),
+        started: Instant,
+        deadline: Instant,
+    ) -> Self {
+        Self {
+            target,
+            generation,
+            addr,
+            seq,
+            indirect_seq,
+            started,
+            phase: Phase::Direct,
+            deadline,
+            unreachable: false,
+            via: Vec::new(),
+        }
+    }
+
+    /// Name of the member probed.
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The life probed.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The address probed.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sequence number of the indirect pings (and of the direct retry).
+    pub(crate) fn indirect_seq(&self) -> u64 {
+        self.indirect_seq
+    }
+
+    /// Both sequence numbers, direct and indirect: for tests that play a forger who sees
+    /// the pings.
+    #[cfg(test)]
+    pub(crate) fn seqs(&self) -> [u64; 2] {
+        [self.seq, self.indirect_seq]
+    }
+
+    /// Whether the target's host answered with ICMP port-unreachable.
+    pub(crate) fn unreachable(&self) -> bool {
+        self.unreachable
+    }
+
+    /// Intermediaries that answered neither ack nor nack (Lifeguard counts them against this
+    /// node's own health).
+    pub(crate) fn missing_nacks(&self) -> usize {
+        self.via.iter().filter(|(_, _, o)| o.is_none()).count()
+    }
+
+    /// The evidence this probe gathered: the direct attempt, then each intermediary's answer.
+    pub(crate) fn records(&self) -> Vec<ProbeRecord> {
+        let mut records = vec![ProbeRecord {
+            at: self.started,
+            via: None,
+            outcome: if self.unreachable {
+                ProbeOutcome::Unreachable
+            } else {
+                ProbeOutcome::Timeout
+            },
+        }];
+        records.extend(self.via.iter().map(|(name, _, outcome)| ProbeRecord {
+            at: self.started,
+            via: Some(name.clone()),
+            outcome: outcome.unwrap_or(ProbeOutcome::Timeout),
+        }));
+        records
+    }
+
     fn all_nacked(&self) -> bool {
         !self.via.is_empty() && self.via.iter().all(|(_, _, o)| o.is_some())
     }

@@ -128,11 +128,10 @@ impl Node {
     /// Live neighbours on the broadcast tree: the eager ones, or all of them.
     fn live_neighbours(&self, eager_only: bool) -> Vec<(String, SocketAddr)> {
         self.plumtree
-            .neighbours
-            .iter()
-            .filter(|(_, eager)| **eager || !eager_only)
+            .neighbours()
+            .filter(|(_, eager)| *eager || !eager_only)
             .filter_map(|(n, _)| {
-                let m = self.table.get(n)?;
+                let m = self.membership.get(n)?;
                 m.status.is_live().then(|| (n.clone(), m.addr()))
             })
             .collect()
@@ -173,7 +172,7 @@ impl Node {
             // Nothing new, and it all came over another tree link before: this link closes a
             // cycle. Make it lazy on both sides.
             self.stats.state_pushes_duplicate += 1;
-            if self.plumtree.neighbours.get(&push.from) == Some(&true) {
+            if self.plumtree.is_eager(&push.from) {
                 self.plumtree.set_eager(&push.from, false, max_neighbours);
             }
             self.stats.prunes_sent += 1;
@@ -184,7 +183,7 @@ impl Node {
             return;
         }
         if self
-            .table
+            .membership
             .get(&push.from)
             .is_some_and(|m| m.status.is_live())
         {
@@ -224,7 +223,7 @@ impl Node {
                 continue;
             }
             let Some(owner_addr) = self
-                .table
+                .membership
                 .get(&update.node)
                 .filter(|m| m.status.is_live() && m.generation == update.generation)
                 .map(|m| m.addr())
@@ -278,7 +277,7 @@ impl Node {
         }
         // The owner's life is the one this node knows: an announcer still on an older life
         // costs at most one pull that brings nothing.
-        let Some(generation) = self.table.get(&have.node).map(|m| m.generation) else {
+        let Some(generation) = self.membership.get(&have.node).map(|m| m.generation) else {
             return;
         };
         if self.kv.watermark_of(&have.node, generation) >= have.watermark {
@@ -303,7 +302,7 @@ impl Node {
             .due_pulls(now, self.config.graft_retry, self.config.sync_interval * 3);
         let max_neighbours = self.config.max_broadcast_neighbours;
         for (node, want, addr) in due {
-            let Some(generation) = self.table.get(&node).map(|m| m.generation) else {
+            let Some(generation) = self.membership.get(&node).map(|m| m.generation) else {
                 self.kv.forget_pull(&node);
                 continue;
             };
@@ -374,13 +373,13 @@ impl Node {
     fn name_at(&self, addr: SocketAddr) -> Option<String> {
         let neighbour = self
             .plumtree
-            .neighbours
-            .keys()
-            .find(|n| self.table.get(n).is_some_and(|m| m.addr() == addr));
+            .neighbours()
+            .map(|(n, _)| n)
+            .find(|n| self.membership.get(n).is_some_and(|m| m.addr() == addr));
         if let Some(name) = neighbour {
             return Some(name.clone());
         }
-        self.table
+        self.membership
             .iter()
             .find(|m| m.addr() == addr && m.status.is_live())
             .map(|m| m.name.to_string())
@@ -388,7 +387,7 @@ impl Node {
 
     /// Drops the pending pull for `node` once the replica reached the announced watermark.
     fn forget_if_caught_up(&mut self, node: &str) {
-        let generation = self.table.get(node).map_or(0, |m| m.generation);
+        let generation = self.membership.get(node).map_or(0, |m| m.generation);
         self.kv.forget_pull_if_caught_up(node, generation);
     }
 

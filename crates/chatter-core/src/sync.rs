@@ -51,7 +51,7 @@ impl Node {
 
     /// Retries unanswered seeds with exponential backoff while no live member is known.
     pub(crate) fn join_timers(&mut self, now: Instant) {
-        if self.leaving || self.table.live() > 0 {
+        if self.leaving || self.membership.live() > 0 {
             return;
         }
         let due = self.anti_entropy.due_seeds(now, self.config.join_retry_max);
@@ -69,7 +69,7 @@ impl Node {
             state_fingerprint: self.kv.fingerprint(),
             padding: Vec::new(),
         };
-        if self.table.live_at(dst).is_none() || self.anti_entropy.is_joining() {
+        if self.membership.live_at(dst).is_none() || self.anti_entropy.is_joining() {
             // A seed, a member of the other side of a partition, or (while this node's early
             // exchanges run) a member that has not yet listed this node, answers a node it does
             // not know as a live member with no more bytes than it receives: pad the request to
@@ -88,7 +88,8 @@ impl Node {
         let target = if self.leaving {
             None
         } else {
-            self.table
+            self.membership
+                .table()
                 .random_members(1, &mut self.rng, |m| m.status.is_live())
                 .first()
                 .map(|m| m.addr())
@@ -113,7 +114,7 @@ impl Node {
             return;
         }
         let live_addrs: Vec<SocketAddr> = self
-            .table
+            .membership
             .iter()
             .filter(|m| m.status.is_live())
             .map(|m| m.addr())
@@ -124,7 +125,8 @@ impl Node {
             .filter(|a| !live_addrs.contains(a))
             .collect();
         if let Some(failed) = self
-            .table
+            .membership
+            .table()
             .random_members(1, &mut self.rng, |m| m.status == MemberStatus::Failed)
             .first()
         {
@@ -193,7 +195,7 @@ impl Node {
         match row.status {
             WireStatus::Alive => self.on_alive(now, alive),
             WireStatus::Suspect | WireStatus::Failed => {
-                if row.name != self.me.name && self.table.get(&row.name).is_none() {
+                if row.name != self.me.name && self.membership.get(&row.name).is_none() {
                     if row.status == WireStatus::Failed {
                         // A tombstone we never knew alive: adopting it would restart its
                         // retention clock here and keep it circulating forever.
@@ -247,7 +249,7 @@ impl Node {
             .map_or(usize::MAX, |room| room.saturating_sub(CHECK_RESERVE))
             .min(self.budget())
             .saturating_sub(SYNC_OVERHEAD + self.me.name.len());
-        let mut rows: Vec<MemberState> = Vec::with_capacity(self.table.len() + 1);
+        let mut rows: Vec<MemberState> = Vec::with_capacity(self.membership.len() + 1);
         rows.push(MemberState {
             name: self.me.name.clone(),
             addr: self.me.addr,
@@ -256,7 +258,7 @@ impl Node {
             status: wire_status(self.me.status),
             tags: self.me.tags.clone(),
         });
-        rows.extend(self.table.iter().map(|m| MemberState {
+        rows.extend(self.membership.iter().map(|m| MemberState {
             name: m.name.to_string(),
             addr: m.addr(),
             generation: m.generation,
