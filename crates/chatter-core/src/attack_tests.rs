@@ -441,3 +441,49 @@ fn names_longer_than_local_ones_are_dropped() {
     assert_eq!(net.nodes[0].members().count(), 1);
     assert_eq!(net.nodes[0].stats().dropped_invalid, 1);
 }
+
+#[test]
+fn a_forged_alive_cannot_turn_a_graceful_leave_into_a_failure() {
+    let mut net = settled(4);
+    let now = net.now;
+    net.nodes[3].leave(now);
+    net.run_until(secs(2), |n| {
+        (0..3).all(|i| n.status(i, 3) == Some(MemberStatus::Left))
+    });
+    // The node that left is still running (a library user that called `leave`): it must not
+    // answer the check a forged `Alive` of its life causes.
+    let member = net.member(0, 3);
+    let forged = Message::Alive(wire::Alive {
+        name: "n3".into(),
+        addr: member.addr,
+        generation: member.generation,
+        incarnation: member.incarnation + 1,
+        tags: Default::default(),
+    });
+    inject_all(&mut net, stranger(), &[forged]);
+    net.run_for(secs(10));
+    for i in 0..3 {
+        assert_eq!(net.status(i, 3), Some(MemberStatus::Left), "node {i}");
+        assert!(
+            !net.events
+                .iter()
+                .any(|(j, e)| *j == i && matches!(e, Event::Failed(m) if m.name == "n3")),
+            "node {i} reported the node that left failed"
+        );
+    }
+}
+
+#[test]
+fn a_live_member_still_refutes_a_forged_left() {
+    let mut net = settled(4);
+    let member = net.member(0, 2);
+    let forged = Message::Left(wire::Left {
+        name: "n2".into(),
+        generation: member.generation,
+        incarnation: member.incarnation + 5,
+    });
+    inject_all(&mut net, stranger(), &[forged]);
+    // Listed left at first, then alive again once n2 refutes and answers the checks.
+    let took = net.run_until(secs(5), Net::all_see_alive);
+    assert!(took < secs(2), "took {took:?}");
+}

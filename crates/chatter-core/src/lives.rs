@@ -245,7 +245,12 @@ impl Node {
         // The table may have changed while the check ran (a newer life came, or the member
         // was admitted through another path).
         match self.membership.get(name) {
-            Some(known) if known.generation >= check.alive.generation => {}
+            Some(known) if known.generation > check.alive.generation => {}
+            // The life this node lists, failed or left, answered for itself: back alive
+            // (`Membership::alive`).
+            Some(known) if known.generation == check.alive.generation => {
+                self.apply_alive(now, check.alive, true);
+            }
             Some(_) => {
                 info!(member = %name, generation = check.alive.generation, "member restarted");
                 self.membership.forget_suspicion(name);

@@ -159,13 +159,16 @@ impl Node {
             // Another process used to live at this address; do not answer for it.
             return;
         }
+        if self.leaving {
+            // A node that left is gone to the cluster: an answer would let a forged `Alive`
+            // of its life pass the check that brings a left member back (`Membership::alive`).
+            return;
+        }
         if ping.generation != self.me.generation {
             // Not this life: a previous one the prober still knows (tell it about this one),
             // or a life someone forged in our name, which must not pass its check (`lives.rs`)
             // on our answer.
-            if !self.leaving {
-                self.broadcast_self_alive(now);
-            }
+            self.broadcast_self_alive(now);
             return;
         }
         self.send(from, &[Message::Ack(wire::Ack { seq: ping.seq })]);

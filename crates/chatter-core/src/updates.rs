@@ -21,10 +21,16 @@ impl Node {
             self.on_alive_about_self(now, alive);
             return;
         }
+        self.apply_alive(now, alive, false);
+    }
+
+    /// Applies an `Alive` about another member; `checked`: its life has just answered a check
+    /// at its address (`lives.rs`).
+    pub(crate) fn apply_alive(&mut self, now: Instant, alive: wire::Alive, checked: bool) {
         let max_members = self.config.max_members;
         match self
             .membership
-            .alive(now, &alive, max_members, &mut self.rng)
+            .alive(now, &alive, max_members, &mut self.rng, checked)
         {
             AliveOutcome::Stale => {}
             AliveOutcome::TableFull => self.stats.dropped_table_full += 1,

@@ -381,13 +381,20 @@ impl Membership {
         from == me || (from != subject && self.table.get(from).is_some_and(|m| m.status.is_live()))
     }
 
-    /// Applies an `Alive` about another member (`alive.name` is not this node's).
+    /// Applies an `Alive` about another member (`alive.name` is not this node's). `checked`:
+    /// the life has just answered a check at its address (`lives.rs`).
+    ///
+    /// A member listed failed or left comes back alive in the same life only after answering a
+    /// check: a live member refuting a forged `Left` or a wrong verdict answers it at once, and
+    /// a member that left (a leaving node acks no ping) or is gone does not, so a forged `Alive`
+    /// cannot turn a graceful leave into a failure, nor make a dead member flap.
     pub(crate) fn alive<R: Rng>(
         &mut self,
         now: Instant,
         alive: &wire::Alive,
         max_members: usize,
         rng: &mut R,
+        checked: bool,
     ) -> AliveOutcome {
         let Some(known) = self.table.get(&alive.name) else {
             if self.table.len() >= max_members {
@@ -418,6 +425,9 @@ impl Membership {
             // let the forger answer the member's probes for it.
             debug!(member = %alive.name, addr = %alive.addr, "dropped an address change within a life");
             return AliveOutcome::AddressChanged;
+        }
+        if !known.status.is_live() && !checked {
+            return AliveOutcome::Check(Some((known.addr(), known.generation)));
         }
         let previous = known.status;
         let changed = known.addr() != alive.addr || *known.tags() != alive.tags;
@@ -498,11 +508,11 @@ mod tests {
         let mut m = Membership::new(now, 8);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         assert!(matches!(
-            m.alive(now, &alive("b", 2, 1, 0), 10, &mut rng),
+            m.alive(now, &alive("b", 2, 1, 0), 10, &mut rng, false),
             AliveOutcome::Check(None)
         ));
         assert!(matches!(
-            m.alive(now, &alive("b", 2, 1, 0), 0, &mut rng),
+            m.alive(now, &alive("b", 2, 1, 0), 0, &mut rng, false),
             AliveOutcome::TableFull
         ));
         assert_eq!(m.len(), 0);
@@ -516,19 +526,19 @@ mod tests {
         m.admit(now, &alive("b", 2, 1, 0), &mut rng);
         let old = ([10, 0, 0, 2], 7000).into();
         assert!(matches!(
-            m.alive(now, &alive("b", 3, 2, 0), 10, &mut rng),
+            m.alive(now, &alive("b", 3, 2, 0), 10, &mut rng, false),
             AliveOutcome::Check(Some((addr, 1))) if addr == old
         ));
         assert!(matches!(
-            m.alive(now, &alive("b", 3, 1, 1), 10, &mut rng),
+            m.alive(now, &alive("b", 3, 1, 1), 10, &mut rng, false),
             AliveOutcome::AddressChanged
         ));
         assert!(matches!(
-            m.alive(now, &alive("b", 2, 1, 0), 10, &mut rng),
+            m.alive(now, &alive("b", 2, 1, 0), 10, &mut rng, false),
             AliveOutcome::Stale
         ));
         assert!(matches!(
-            m.alive(now, &alive("b", 2, 1, 1), 10, &mut rng),
+            m.alive(now, &alive("b", 2, 1, 1), 10, &mut rng, false),
             AliveOutcome::Refreshed {
                 previous: MemberStatus::Alive,
                 changed: false,
