@@ -256,7 +256,22 @@ fn flood_of_hostile_datagrams_changes_no_verdict_and_keeps_memory_flat() {
             })
             .unwrap_or(0)
     };
+    // User + system CPU time of the target, in clock ticks (fields 14 and 15 of
+    // /proc/PID/stat, counted after the parenthesised command name).
+    let cpu_ticks = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let after_name = s.rsplit_once(')')?.1;
+                let fields: Vec<&str> = after_name.split_whitespace().collect();
+                let utime = fields.get(11)?.parse::<u64>().ok()?;
+                let stime = fields.get(12)?.parse::<u64>().ok()?;
+                Some(utime + stime)
+            })
+            .unwrap_or(0)
+    };
     let before = rss();
+    let cpu_before = cpu_ticks();
     let socket = attacker();
     let cluster_hash = wire::cluster_hash(CLUSTER);
     let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
@@ -309,9 +324,14 @@ fn flood_of_hostile_datagrams_changes_no_verdict_and_keeps_memory_flat() {
         }
     }
     let after = rss();
+    let elapsed = start.elapsed().as_secs_f64();
+    // Linux's USER_HZ is 100 on every architecture this runs on.
+    let cpu_seconds = cpu_ticks().saturating_sub(cpu_before) as f64 / 100.0;
     eprintln!(
-        "flood: {sent} datagrams in {:.1} s; RSS {before} kB -> {after} kB",
-        start.elapsed().as_secs_f64()
+        "flood: {sent} datagrams in {elapsed:.1} s; RSS {before} kB -> {after} kB; target CPU \
+         {cpu_seconds:.1} s ({:.0} % of one core, {:.1} us per datagram)",
+        100.0 * cpu_seconds / elapsed,
+        1e6 * cpu_seconds / sent.max(1) as f64
     );
     stays_healthy(
         &cluster,
