@@ -630,9 +630,8 @@ impl Node {
         }
     }
 
-    /// Whether `dst` may get a full-state answer of this kind now: at most one per peer per
-    /// `Config::probe_interval`, which honest peers never need more often (they open an
-    /// exchange once per `sync_interval`, or at the early join exchanges a second apart).
+    /// Whether `dst` may get a full-state answer of this kind now (the rule is
+    /// [`AntiEntropy::allow_full_answer`]'s); a refusal is counted.
     pub(crate) fn allow_full_answer(
         &mut self,
         now: Instant,
