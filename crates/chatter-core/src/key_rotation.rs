@@ -196,9 +196,6 @@ struct Pending {
 /// The node's key rotation state: its own operations in flight and the commands it answered.
 #[derive(Debug, Default)]
 pub(crate) struct KeyRotation {
-    /// Whether the datagram being handled arrived sealed (set by `Node::handle_datagram`
-    /// around its messages): only such a datagram may carry a key command or ack.
-    pub(crate) inbound_sealed: bool,
     ops: BTreeMap<u64, Pending>,
     answered: BTreeMap<(String, u64), KeyAck>,
     /// `answered`'s keys, oldest first.
@@ -359,8 +356,14 @@ impl Node {
 
     /// A key command from `from`: applied (once) if it arrived sealed from a live member at
     /// its address, and answered.
-    pub(crate) fn on_key_command(&mut self, now: Instant, from: SocketAddr, command: KeyCommand) {
-        let Some(origin) = self.trusted_key_peer(now, from) else {
+    pub(crate) fn on_key_command(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sealed: bool,
+        command: KeyCommand,
+    ) {
+        let Some(origin) = self.trusted_key_peer(now, from, sealed) else {
             return;
         };
         let seen = (origin, command.id);
@@ -403,8 +406,8 @@ impl Node {
 
     /// An answer to one of this node's key operations: recorded if it arrived sealed from the
     /// live member it was sent to.
-    pub(crate) fn on_key_ack(&mut self, now: Instant, from: SocketAddr, ack: KeyAck) {
-        let Some(name) = self.trusted_key_peer(now, from) else {
+    pub(crate) fn on_key_ack(&mut self, now: Instant, from: SocketAddr, sealed: bool, ack: KeyAck) {
+        let Some(name) = self.trusted_key_peer(now, from, sealed) else {
             return;
         };
         let Some(pending) = self.key_rotation.ops.get_mut(&ack.id) else {
@@ -430,10 +433,10 @@ impl Node {
         }
     }
 
-    /// The name of the live member at `from` if the datagram being handled arrived sealed;
-    /// otherwise counts the drop and logs it (rate-limited).
-    fn trusted_key_peer(&mut self, now: Instant, from: SocketAddr) -> Option<String> {
-        let sealed = self.key_rotation.inbound_sealed;
+    /// The name of the live member at `from` if the datagram (`sealed`: it arrived sealed, so
+    /// a plain one, even in a mode that accepts plain ones, never carries key material)
+    /// qualifies; otherwise counts the drop and logs it (rate-limited).
+    fn trusted_key_peer(&mut self, now: Instant, from: SocketAddr, sealed: bool) -> Option<String> {
         let member = self.membership.live_at(from).map(|r| r.name.to_string());
         match (sealed, member) {
             (true, Some(name)) => Some(name),

@@ -454,7 +454,7 @@ impl Node {
         self.answer_allowance = (self.membership.live_at(from).is_none()
             && !self.anti_entropy.is_solicited(now, from))
         .then_some((from, received));
-        self.key_rotation.inbound_sealed = opened.is_some();
+        let sealed = opened.is_some();
         for message in messages {
             if let Err(err) = crate::limits::check(&message, &self.config) {
                 self.stats.dropped_invalid += 1;
@@ -463,9 +463,8 @@ impl Node {
                 }
                 continue;
             }
-            self.handle_message(now, from, message);
+            self.handle_message(now, from, sealed, message);
         }
-        self.key_rotation.inbound_sealed = false;
         self.answer_allowance = None;
         // Writes this datagram brought go on down the tree at once: left to the gossip round
         // that `queue_state_push` schedules for `now`, each hop of the tree waited for the
@@ -475,7 +474,8 @@ impl Node {
         self.push_state();
     }
 
-    fn handle_message(&mut self, now: Instant, from: SocketAddr, message: Message) {
+    /// Routes one checked message to its owner; `sealed`: its datagram arrived sealed.
+    fn handle_message(&mut self, now: Instant, from: SocketAddr, sealed: bool, message: Message) {
         match message {
             Message::Ping(ping) => self.on_ping(now, from, ping),
             Message::Ack(ack) => self.on_ack(now, from, ack),
@@ -496,8 +496,8 @@ impl Node {
             Message::StateDigest(digest) => self.on_state_digest(now, from, digest),
             Message::StateDelta(delta) => self.on_state_delta(now, from, delta),
             Message::Inject(inject) => self.on_inject(now, from, inject),
-            Message::KeyCommand(command) => self.on_key_command(now, from, command),
-            Message::KeyAck(ack) => self.on_key_ack(now, from, ack),
+            Message::KeyCommand(command) => self.on_key_command(now, from, sealed, command),
+            Message::KeyAck(ack) => self.on_key_ack(now, from, sealed, ack),
         }
     }
 
