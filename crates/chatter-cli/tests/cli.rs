@@ -21,16 +21,26 @@ fn chatter(http: SocketAddr, args: &[&str]) -> Output {
 }
 
 fn start(rt: &tokio::runtime::Runtime, name: &str, seed: Option<SocketAddr>) -> Daemon {
+    start_with(rt, name, seed, &["--tag=role=cli-test".into()])
+}
+
+/// A daemon on loopback ephemeral ports, without system status (the key/value tables of the
+/// tests count keys), with `extra` flags.
+fn start_with(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    seed: Option<SocketAddr>,
+    extra: &[String],
+) -> Daemon {
     let mut args = vec![
         "chatterd".to_owned(),
         "--listen=127.0.0.1:0".into(),
         "--http=127.0.0.1:0".into(),
         format!("--node-name={name}"),
         "--profile=local".into(),
-        "--tag=role=cli-test".into(),
-        // No system status: the key/value tables below count keys.
         "--status-interval=0".into(),
     ];
+    args.extend(extra.iter().cloned());
     if let Some(seed) = seed {
         args.push(format!("--seed={seed}"));
     }
@@ -503,22 +513,8 @@ fn keys_rotate_through_the_cli_and_a_refusal_exits_1() {
             &format!("keyring-{name}"),
             &format!("{}\n", old.to_base64().as_str()),
         );
-        let mut args = vec![
-            "chatterd".to_owned(),
-            "--listen=127.0.0.1:0".into(),
-            "--http=127.0.0.1:0".into(),
-            format!("--node-name={name}"),
-            "--profile=local".into(),
-            "--status-interval=0".into(),
-            format!("--keyring-file={}", file.display()),
-        ];
-        if let Some(seed) = seed {
-            args.push(format!("--seed={seed}"));
-        }
-        let daemon = rt
-            .block_on(Daemon::start(&Args::try_parse_from(args).unwrap()))
-            .unwrap();
-        (daemon, file)
+        let keyring = format!("--keyring-file={}", file.display());
+        (start_with(&rt, name, seed, &[keyring]), file)
     };
     let (a, file_a) = start_keyed("keys-a", None);
     let (b, file_b) = start_keyed("keys-b", Some(a.gossip_addr()));

@@ -31,6 +31,12 @@ const DEVICE_GOSSIP: &str = r#"{"DeviceGossip":{"DeviceAdded":{
 "#;
 
 fn start(rt: &tokio::runtime::Runtime, name: &str, seed: Option<SocketAddr>) -> Daemon {
+    rt.block_on(Daemon::start(&daemon_args(name, seed)))
+        .unwrap()
+}
+
+/// The flags of a daemon on loopback ephemeral ports.
+fn daemon_args(name: &str, seed: Option<SocketAddr>) -> Args {
     let mut args = vec![
         "chatterd".to_owned(),
         "--listen=127.0.0.1:0".into(),
@@ -41,8 +47,7 @@ fn start(rt: &tokio::runtime::Runtime, name: &str, seed: Option<SocketAddr>) -> 
     if let Some(seed) = seed {
         args.push(format!("--seed={seed}"));
     }
-    rt.block_on(Daemon::start(&Args::try_parse_from(args).unwrap()))
-        .unwrap()
+    Args::try_parse_from(args).unwrap()
 }
 
 /// A `chatter events` process following one daemon; SIGKILLed on drop if still running.
@@ -327,17 +332,7 @@ fn sealed_injects_need_the_cluster_key() {
     let key = chatter::Key::from_bytes([9; 32]);
     let key_text = key.to_base64().to_string();
     let start_sealed = |name: &str, seed: Option<SocketAddr>| {
-        let mut argv = vec![
-            "chatterd".to_owned(),
-            "--listen=127.0.0.1:0".into(),
-            "--http=127.0.0.1:0".into(),
-            format!("--node-name={name}"),
-            "--profile=local".into(),
-        ];
-        if let Some(seed) = seed {
-            argv.push(format!("--seed={seed}"));
-        }
-        let mut args = Args::try_parse_from(argv).unwrap();
+        let mut args = daemon_args(name, seed);
         args.gossip_key = Some(chatterd::keys::EnvKey(key.clone()));
         rt.block_on(Daemon::start(&args)).unwrap()
     };
