@@ -911,7 +911,9 @@ pub fn run(mut opts: Options) -> Result<()> {
                 .and_then(|mut sys| run_system(sys.as_mut(), n, &opts, &mut fig));
             if let Err(e) = result {
                 println!("  FAILED: {e:#}");
-                fatal.push(format!("{label}, {n} nodes: {e:#}"));
+                if is_chatter(label) {
+                    fatal.push(format!("{label}, {n} nodes: {e:#}"));
+                }
                 fig.errors.push(format!("did not start or converge: {e:#}"));
             }
             figures.insert((n, label.clone()), fig);
@@ -927,7 +929,24 @@ pub fn run(mut opts: Options) -> Result<()> {
         report::update_doc(path, &markdown)?;
         println!("updated {}", path.display());
     }
-    let scenario_errors: usize = figures.values().map(|f| f.errors.len()).sum();
+    // A peer's failure (Serf missing a user event, a Serf agent that exits when its first
+    // join fails) is its own: the tables show it, but only Chatter's failures fail the run,
+    // so the smoke test in CI measures this project and not the peers' flakiness.
+    let (scenario_errors, peer_errors) =
+        figures
+            .iter()
+            .fold((0usize, 0usize), |(own, peer), ((_, label), f)| {
+                if is_chatter(label) {
+                    (own + f.errors.len(), peer)
+                } else {
+                    (own, peer + f.errors.len())
+                }
+            });
+    if peer_errors > 0 {
+        println!(
+            "{peer_errors} error(s) of the peer systems (see the tables): not Chatter's, not fatal"
+        );
+    }
     if !fatal.is_empty() {
         bail!(
             "{} system(s) failed to start or converge: {}",
@@ -939,6 +958,12 @@ pub fn run(mut opts: Options) -> Result<()> {
         bail!("{scenario_errors} scenario error(s), see the tables");
     }
     Ok(())
+}
+
+/// Whether a system label names a Chatter variant (whose failures fail the run) rather than
+/// a peer.
+fn is_chatter(label: &str) -> bool {
+    [CHATTER, CHATTER_TUNED, CHATTER_SEALED].contains(&label)
 }
 
 /// Resolves a program name through PATH (or checks a path).

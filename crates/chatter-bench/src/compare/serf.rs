@@ -299,7 +299,17 @@ impl System for Serf {
             .stdin(Stdio::null())
             .stderr(Stdio::null());
         if let Some(port) = seed_port {
-            cmd.arg(format!("-join=127.0.0.1:{port}"));
+            // `retry_join` rather than `-join`: an agent whose first join attempt fails
+            // (the seed busy starting 50 agents on two cores) exits with `-join`, and the
+            // run would measure that rather than Serf; with a 1 s retry it joins as an
+            // operator's agent would.
+            let join = self.dir.join(format!("{}-join.json", node_name(i)));
+            std::fs::write(
+                &join,
+                format!("{{\"retry_join\": [\"127.0.0.1:{port}\"], \"retry_interval\": \"1s\"}}\n"),
+            )
+            .with_context(|| format!("write {}", join.display()))?;
+            cmd.arg(format!("-config-file={}", join.display()));
         }
         if let Some(key) = &self.encrypt {
             cmd.arg(format!("-encrypt={key}"));
