@@ -390,7 +390,7 @@ impl Config {
     /// Lifeguard's minimum suspicion timeout for a cluster of `n` members:
     /// `suspicion_mult * max(1, log10(n)) * probe_interval`.
     pub fn suspicion_min_timeout(&self, n: usize) -> Duration {
-        let scale = (n.max(1) as f64).log10().max(1.0);
+        let scale = libm::log10(n.max(1) as f64).max(1.0);
         self.probe_interval
             .mul_f64(f64::from(self.suspicion_mult) * scale)
     }
@@ -412,8 +412,9 @@ impl Config {
         self.state_retransmit_mult * Self::log_scale(n)
     }
 
+    /// `ceil(log10(n + 1))`, at least 1: the number of decimal digits of `n`.
     fn log_scale(n: usize) -> u32 {
-        ((n + 1) as f64).log10().ceil().max(1.0) as u32
+        n.max(1).ilog10() + 1
     }
 
     /// Upper bound on the time from a crash until every member marks the crashed member failed,
@@ -422,7 +423,8 @@ impl Config {
     /// time out within one period, the suspicion runs for at most the maximum timeout, and the
     /// verdict spreads in a few gossip rounds.
     pub fn detection_bound(&self, n: usize) -> Duration {
-        let rounds = (n as f64 + 1.0).log2().ceil() as u32 + 2;
+        // ceil(log2(n + 1)) is the bit length of n.
+        let rounds = (usize::BITS - n.leading_zeros()) + 2;
         self.probe_interval * (n as u32 + 1)
             + self.suspicion_max_timeout(n)
             + self.gossip_interval * rounds
@@ -446,6 +448,26 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The integer forms of the logarithms agree with the formulas they stand for.
+    #[test]
+    fn integer_logarithms_match_the_formulas() {
+        let sizes = (0..2_000usize).chain([9_999, 10_000, 65_535, 65_536, 1 << 40]);
+        for n in sizes {
+            let digits = ((n + 1) as f64).log10().ceil().max(1.0) as u32;
+            assert_eq!(Config::log_scale(n), digits, "log_scale({n})");
+            let bits = (n as f64 + 1.0).log2().ceil() as u32;
+            assert_eq!(usize::BITS - n.leading_zeros(), bits, "bit length of {n}");
+        }
+        let lan = Config::lan();
+        for n in [1usize, 5, 10, 50, 1_000] {
+            let float = lan
+                .probe_interval
+                .mul_f64(f64::from(lan.suspicion_mult) * (n as f64).log10().max(1.0));
+            let ours = lan.suspicion_min_timeout(n);
+            assert!(ours.abs_diff(float) < Duration::from_micros(1), "n = {n}");
+        }
+    }
 
     #[test]
     fn profiles_are_valid() {

@@ -62,7 +62,8 @@ impl Suspicion {
         let lifeguard = if self.expected == 0 || confirmed >= self.expected {
             self.min
         } else {
-            let frac = f64::from(confirmed + 1).ln() / f64::from(self.expected + 1).ln();
+            let frac =
+                libm::log(f64::from(confirmed + 1)) / libm::log(f64::from(self.expected + 1));
             let span = self.max.saturating_sub(self.min);
             self.max.saturating_sub(span.mul_f64(frac)).max(self.min)
         };

@@ -6,7 +6,30 @@ use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// The log filter from `RUST_LOG`: `LEVEL` and `TARGET=LEVEL` directives, comma-separated
+/// (`info`, `warn,chatter_core=debug`); `info` when unset or not understood (with a word on
+/// standard error). `tracing_subscriber`'s `Targets` rather than its `EnvFilter`: the daemon
+/// needs no per-span or per-field filters, and `EnvFilter`'s regular expressions cost an idle
+/// daemon 0.1 MiB of resident code.
+fn log_filter() -> Targets {
+    let info = Targets::new().with_default(LevelFilter::INFO);
+    match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => match directives.parse::<Targets>() {
+            Ok(targets) => targets,
+            Err(err) => {
+                eprintln!(
+                    "chatterd: RUST_LOG={directives:?} not understood ({err}); logging at info"
+                );
+                info
+            }
+        },
+        _ => info,
+    }
+}
 
 fn main() -> ExitCode {
     let parsed = chatterd::cli::Args::command()
@@ -52,11 +75,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .finish()
+        .with(log_filter())
         .init();
 
     // One thread runs everything: the daemon handles a few datagrams and HTTP requests a
