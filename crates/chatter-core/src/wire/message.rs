@@ -62,8 +62,8 @@ pub enum Message {
 /// Direct probe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ping {
-    /// Sequence number the `Ack` must echo: drawn at random from the node's RNG, so that an
-    /// off-path sender cannot guess it and forge the answer.
+    /// Sequence number the `Ack` must echo: 32 bits drawn at random from the node's RNG, so
+    /// that an off-path sender cannot guess it and forge the answer.
     pub seq: u64,
     /// Name of the member the prober means, so that another process now on the same address
     /// does not answer for it.
