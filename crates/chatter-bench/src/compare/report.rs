@@ -243,7 +243,9 @@ pub fn render(
     );
     let _ = writeln!(
         o,
-        "```sh\ncargo build --release -p chatterd -p chatter-bench -p chatter-bench-chitchat\n\
+        "```sh\ncargo build --release -p chatterd   # alone: with the chitchat node it would link \
+         Tokio features it does not use\n\
+         cargo build --release -p chatter-bench -p chatter-bench-chitchat\n\
          apt-get install -y serf\n{}\n```\n",
         opts.command_line
     );
