@@ -35,11 +35,7 @@ fn tags(i: usize) -> Tags {
 /// A direct probe with three updates riding on it: what a node sends while news is spreading.
 fn probe_packet() -> Vec<Message> {
     vec![
-        Message::Ping(Ping {
-            seq: 48_213,
-            target: name(17),
-            generation: GENERATION,
-        }),
+        Message::Ping(Ping::new(3_048_213_001, &name(17), GENERATION)),
         Message::Alive(Alive {
             name: name(42),
             addr: addr(42),

@@ -208,14 +208,7 @@ fn a_stranger_gets_no_more_bytes_back_than_it_sent() {
     let sent = answer_bytes(&mut net, 0, stranger(), &packed);
     assert!(sent <= packed.len(), "{sent} bytes for {}", packed.len());
     // A ping answers with a bare ack, nothing piggybacked.
-    let ping = wire::encode_packet(
-        cluster,
-        &[Message::Ping(wire::Ping {
-            seq: 1,
-            target: "n0".into(),
-            generation: 1,
-        })],
-    );
+    let ping = wire::encode_packet(cluster, &[Message::Ping(wire::Ping::new(1, "n0", 1))]);
     let sent = answer_bytes(&mut net, 0, stranger(), &ping);
     assert!(sent > 0 && sent <= ping.len(), "{sent} for {}", ping.len());
     // A joining node pads its request and gets a first part of the table.

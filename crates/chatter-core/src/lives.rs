@@ -164,11 +164,7 @@ impl Node {
         let new_seq = self.next_seq();
         let name = alive.name.clone();
         let (new_addr, generation) = (alive.addr, alive.generation);
-        let ping = Message::Ping(wire::Ping {
-            seq: new_seq,
-            target: name.clone(),
-            generation,
-        });
+        let ping = Message::Ping(wire::Ping::new(new_seq, &name, generation));
         if self.answer_room(new_addr).is_some_and(|room| {
             room < wire::encode_packet(self.cluster, std::slice::from_ref(&ping)).len()
         }) {
@@ -186,11 +182,7 @@ impl Node {
         if let Some((addr, seq, _)) = old {
             self.send(
                 addr,
-                &[Message::Ping(wire::Ping {
-                    seq,
-                    target: name.clone(),
-                    generation: known_generation,
-                })],
+                &[Message::Ping(wire::Ping::new(seq, &name, known_generation))],
             );
         }
         let deadline = now + self.membership.scale(self.config.probe_timeout);

@@ -477,7 +477,7 @@ impl Node {
     /// Routes one checked message to its owner; `sealed`: its datagram arrived sealed.
     fn handle_message(&mut self, now: Instant, from: SocketAddr, sealed: bool, message: Message) {
         match message {
-            Message::Ping(ping) => self.on_ping(now, from, ping),
+            Message::Ping(ping) => self.on_ping(from, ping),
             Message::Ack(ack) => self.on_ack(now, from, ack),
             Message::Nack(nack) => self.on_nack(now, from, nack),
             Message::PingReq(req) => self.on_ping_req(now, from, req),

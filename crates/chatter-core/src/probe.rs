@@ -47,11 +47,7 @@ impl Node {
         );
         let seq = self.next_seq();
         let indirect_seq = self.next_seq();
-        let mut messages = vec![Message::Ping(wire::Ping {
-            seq,
-            target: name.clone(),
-            generation,
-        })];
+        let mut messages = vec![Message::Ping(wire::Ping::new(seq, &name, generation))];
         messages.extend(suspect_msg);
         let deadline = now + self.membership.scale(self.config.probe_timeout);
         self.prober.start(Probe::new(
@@ -103,11 +99,7 @@ impl Node {
             // Answered under the indirect sequence number, like the relays' forwarded acks.
             self.send(
                 addr,
-                &[Message::Ping(wire::Ping {
-                    seq,
-                    target: target.clone(),
-                    generation,
-                })],
+                &[Message::Ping(wire::Ping::new(seq, &target, generation))],
             );
         }
         if via.is_empty() {
@@ -154,21 +146,17 @@ impl Node {
         );
     }
 
-    pub(crate) fn on_ping(&mut self, now: Instant, from: SocketAddr, ping: wire::Ping) {
-        if ping.target != self.me.name {
-            // Another process used to live at this address; do not answer for it.
+    pub(crate) fn on_ping(&mut self, from: SocketAddr, ping: wire::Ping) {
+        if !ping.is_for(&self.me.name, self.me.generation) {
+            // Not this life: another process used to live at this address, a previous life of
+            // this node the prober still knows (it suspects that life, and the suspicion of
+            // our name brings our refutation with this life), or a life someone forged in our
+            // name, which must not pass its check (`lives.rs`) on our answer.
             return;
         }
         if self.leaving {
             // A node that left is gone to the cluster: an answer would let a forged `Alive`
             // of its life pass the check that brings a left member back (`Membership::alive`).
-            return;
-        }
-        if ping.generation != self.me.generation {
-            // Not this life: a previous one the prober still knows (tell it about this one),
-            // or a life someone forged in our name, which must not pass its check (`lives.rs`)
-            // on our answer.
-            self.broadcast_self_alive(now);
             return;
         }
         self.send(from, &[Message::Ack(wire::Ack { seq: ping.seq })]);
@@ -255,11 +243,11 @@ impl Node {
         self.stats.indirect_probes_served += 1;
         self.send(
             target_addr,
-            &[Message::Ping(wire::Ping {
+            &[Message::Ping(wire::Ping::new(
                 seq,
-                target: req.target,
-                generation: req.generation,
-            })],
+                &req.target,
+                req.generation,
+            ))],
         );
     }
 

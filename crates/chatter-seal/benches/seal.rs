@@ -16,7 +16,7 @@ const CLUSTER: &str = "prod";
 
 /// A plain datagram of `len` bytes in all (envelope included).
 fn plain(len: usize) -> Vec<u8> {
-    let mut p = b"CH\x03\x00".to_vec();
+    let mut p = b"CH\x04\x00".to_vec();
     p.extend_from_slice(&cluster_hash(CLUSTER).to_le_bytes());
     p.extend((p.len()..len).map(|i| i as u8));
     p

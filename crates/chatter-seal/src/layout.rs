@@ -7,7 +7,7 @@ use std::hash::Hasher as _;
 pub const MAGIC: [u8; 2] = *b"CH";
 /// The protocol version this crate seals and opens (the envelope's version byte, as in
 /// `chatter-core`'s wire codec).
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Length of the plain envelope: magic, version, flags, cluster hash.
 pub const ENVELOPE_LEN: usize = 8;
 /// Flag bit of a sealed datagram. The other flag bits are reserved and must be zero.
@@ -124,9 +124,9 @@ mod tests {
     #[test]
     fn is_sealed_reads_the_flag_only_behind_the_magic() {
         assert!(!is_sealed(b""));
-        assert!(!is_sealed(b"CH\x03"));
-        assert!(!is_sealed(b"CH\x03\x00\x00\x00\x00\x00"));
-        assert!(is_sealed(b"CH\x03\x01"));
+        assert!(!is_sealed(b"CH\x04"));
+        assert!(!is_sealed(b"CH\x04\x00\x00\x00\x00\x00"));
+        assert!(is_sealed(b"CH\x04\x01"));
         assert!(!is_sealed(b"XX\x02\x01"));
     }
 }

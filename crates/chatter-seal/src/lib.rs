@@ -51,7 +51,7 @@
 //!
 //! // A plain datagram: the 8-byte envelope of cluster "prod" (as chatter-core writes it), then
 //! // the encoded messages.
-//! let mut plain = b"CH\x03\x00".to_vec();
+//! let mut plain = b"CH\x04\x00".to_vec();
 //! plain.extend_from_slice(&chatter_seal::cluster_hash("prod").to_le_bytes());
 //! plain.extend_from_slice(b"messages");
 //!

@@ -179,7 +179,7 @@ mod tests {
     use crate::key::Key;
 
     fn plain(cluster: &str, body: &[u8]) -> Vec<u8> {
-        let mut p = b"CH\x03\x00".to_vec();
+        let mut p = b"CH\x04\x00".to_vec();
         p.extend_from_slice(&cluster_hash(cluster).to_le_bytes());
         p.extend_from_slice(body);
         p
@@ -211,7 +211,7 @@ mod tests {
     fn refuses_what_is_not_a_plain_datagram_of_the_cluster() {
         let ring = Keyring::new(Key::from_bytes([1; 32]));
         let mut sealer = Sealer::new(1);
-        assert_eq!(sealer.seal(&ring, "c", b"CH\x03"), Err(SealError::NotPlain));
+        assert_eq!(sealer.seal(&ring, "c", b"CH\x04"), Err(SealError::NotPlain));
         let mut sealed_flag = plain("c", b"x");
         sealed_flag[FLAGS_AT] = FLAG_SEALED;
         assert_eq!(

@@ -38,7 +38,7 @@ proptest! {
         rest in prop::collection::vec(any::<u8>(), 0..2_000),
     ) {
         let ring = ring();
-        let mut datagram = b"CH\x03\x01".to_vec();
+        let mut datagram = b"CH\x04\x01".to_vec();
         datagram.extend_from_slice(&cluster_hash(CLUSTER).to_le_bytes());
         datagram.extend_from_slice(&ring.primary().id().0);
         datagram.extend_from_slice(&rest);

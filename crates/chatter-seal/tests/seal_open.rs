@@ -251,7 +251,7 @@ fn plain_and_malformed_datagrams_get_their_own_errors() {
     let p = plain(CLUSTER, 50);
     let cases: Vec<(Vec<u8>, OpenError, &str)> = vec![
         (p.clone(), OpenError::NotSealed, "not_sealed"),
-        (b"CH\x03".to_vec(), OpenError::Truncated, "truncated"),
+        (b"CH\x04".to_vec(), OpenError::Truncated, "truncated"),
         (
             b"XX\x02\x01\0\0\0\0".to_vec(),
             OpenError::BadMagic,
@@ -263,13 +263,13 @@ fn plain_and_malformed_datagrams_get_their_own_errors() {
             "bad_version",
         ),
         (
-            b"CH\x03\x03\0\0\0\0".to_vec(),
+            b"CH\x04\x03\0\0\0\0".to_vec(),
             OpenError::UnsupportedFlags(3),
             "bad_flags",
         ),
         (
             [
-                &b"CH\x03\x01"[..],
+                &b"CH\x04\x01"[..],
                 &cluster_hash(CLUSTER).to_le_bytes(),
                 &[0; 35],
             ]
@@ -279,7 +279,7 @@ fn plain_and_malformed_datagrams_get_their_own_errors() {
         ),
         (
             [
-                &b"CH\x03\x01"[..],
+                &b"CH\x04\x01"[..],
                 &cluster_hash(CLUSTER).to_le_bytes(),
                 &[0; 36],
             ]

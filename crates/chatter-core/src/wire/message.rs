@@ -65,11 +65,55 @@ pub struct Ping {
     /// Sequence number the `Ack` must echo: 32 bits drawn at random from the node's RNG, so
     /// that an off-path sender cannot guess it and forge the answer.
     pub seq: u64,
-    /// Name of the member the prober means, so that another process now on the same address
-    /// does not answer for it.
-    pub target: String,
-    /// Generation of the member the prober means.
-    pub generation: u64,
+    /// Which life the prober means ([`LifeTag::of`] its name and generation), so that another
+    /// process now on the same address, or another life of the same name, does not answer.
+    pub life: LifeTag,
+}
+
+impl Ping {
+    /// A ping with sequence number `seq` for the life `generation` of the member `name`.
+    pub fn new(seq: u64, name: &str, generation: u64) -> Self {
+        Self {
+            seq,
+            life: LifeTag::of(name, generation, seq),
+        }
+    }
+
+    /// Whether this ping means the life `generation` of `name`.
+    pub fn is_for(&self, name: &str, generation: u64) -> bool {
+        self.life == LifeTag::of(name, generation, self.seq)
+    }
+}
+
+/// Four bytes that name one life of a member inside one ping: the first bytes of
+/// SHA-256(`"chatter life tag v1"` ‖ name length (u32 LE) ‖ name ‖ generation (u64 LE) ‖ seq
+/// (u64 LE)).
+///
+/// A ping carries this instead of the name and generation themselves (10 bytes or more): an
+/// idle node's traffic is mostly pings and acks. The tag only has to keep honest processes from
+/// answering for another life (a process now at a former member's address, a restarted node
+/// asked about its previous life); covering the random sequence number makes it differ in
+/// every ping, so no name and generation can be chosen in advance to collide with another
+/// life's tag (a forged life must still be answered from its own address, `lives.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LifeTag(pub [u8; 4]);
+
+impl LifeTag {
+    /// The tag of the life `generation` of `name` in the ping numbered `seq`.
+    pub fn of(name: &str, generation: u64, seq: u64) -> Self {
+        use sha2::{Digest, Sha256};
+        let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
+        let digest = Sha256::new()
+            .chain_update(b"chatter life tag v1")
+            .chain_update(len.to_le_bytes())
+            .chain_update(name.as_bytes())
+            .chain_update(generation.to_le_bytes())
+            .chain_update(seq.to_le_bytes())
+            .finalize();
+        let mut tag = [0u8; 4];
+        tag.copy_from_slice(&digest[..4]);
+        Self(tag)
+    }
 }
 
 /// Positive answer to a probe.

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(opener.open(&ring, CLUSTER, data).is_err());
     // Behind a header that passes every plain check and names the ring's key, so that the
     // bytes reach the AEAD.
-    let mut datagram = b"CH\x03\x01".to_vec();
+    let mut datagram = b"CH\x04\x01".to_vec();
     datagram.extend_from_slice(&cluster_hash(CLUSTER).to_le_bytes());
     datagram.extend_from_slice(&ring.primary().id().0);
     datagram.extend_from_slice(data);

@@ -14,7 +14,7 @@ pub fn key(n: u64) -> Key {
 
 /// A plain datagram of `cluster`: the envelope, then `body_len` bytes of messages.
 pub fn plain(cluster: &str, body_len: usize) -> Vec<u8> {
-    let mut p = b"CH\x03\x00".to_vec();
+    let mut p = b"CH\x04\x00".to_vec();
     p.extend_from_slice(&cluster_hash(cluster).to_le_bytes());
     p.extend((0..body_len).map(|i| (i % 251) as u8));
     p
