@@ -748,6 +748,47 @@ mod tests {
     }
 
     #[test]
+    fn the_snapshot_holds_own_keys_and_lists_live_members_before_older_ones() {
+        use chatter_core::Identity;
+        let now = Instant::now();
+        let identity = Identity::new("me", "127.0.0.1:7000".parse().unwrap(), 5);
+        let mut node = Node::new(identity, Config::local(), 1, now).unwrap();
+        node.set(now, "kept", b"1".to_vec()).unwrap();
+        node.set(now, "deleted", b"2".to_vec()).unwrap();
+        node.delete(now, "deleted").unwrap();
+        node.preload_members(
+            now,
+            [
+                ("b", "127.0.0.1:7002".parse().unwrap(), 1),
+                ("c", "127.0.0.1:7003".parse().unwrap(), 1),
+            ],
+        );
+        let old = |name: &str, port: u16| SavedMember {
+            name: name.into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        // "c" moved since the last snapshot; "z" is not live any more.
+        let previous = vec![old("z", 7026), old("c", 7999)];
+        let state = SavedState::of(&node, &previous);
+        assert_eq!(state.name, "me");
+        assert_eq!(state.generation, 5);
+        assert_eq!(
+            state.entries,
+            [("kept".to_owned(), b"1".to_vec())].into_iter().collect()
+        );
+        assert_eq!(
+            state.members,
+            [old("b", 7002), old("c", 7003), old("z", 7026)]
+        );
+        // Never more than the bound, live members first.
+        let many: Vec<SavedMember> = (0..100).map(|i| old(&format!("x{i:03}"), 8000 + i)).collect();
+        let state = SavedState::of(&node, &many);
+        assert_eq!(state.members.len(), MAX_SAVED_MEMBERS);
+        assert_eq!(state.members[..2], [old("b", 7002), old("c", 7003)]);
+        assert!(SavedState::decode(&state.encode(), &Config::local()).is_ok());
+    }
+
+    #[test]
     fn the_limit_is_a_few_hundred_kib_by_default() {
         let limit = state_file_limit(&Config::lan());
         assert!(limit > 256 * 1024 && limit < 400 * 1024, "{limit}");

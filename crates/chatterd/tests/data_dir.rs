@@ -58,13 +58,13 @@ fn sees(observer: &Daemon, name: &str, status: Status, above: u64) -> Result<u64
     }
 }
 
-/// `role` set to `db`, and nothing else, in `observer`'s copy of `owner`'s state (of a life
-/// above `above`).
-fn has_only_role(observer: &Daemon, owner: &str, above: u64) -> Result<(), String> {
+/// `role` set to `db`, and exactly the keys `keys`, in `observer`'s copy of `owner`'s state
+/// (of a life above `above`).
+fn has_keys(observer: &Daemon, owner: &str, above: u64, keys: &[&str]) -> Result<(), String> {
     let state = kv_of(observer, owner)?;
-    let keys: Vec<&str> = state.entries.iter().map(|e| e.key.as_str()).collect();
+    let found: Vec<&str> = state.entries.iter().map(|e| e.key.as_str()).collect();
     let role = state.entries.iter().find(|e| e.key == "role");
-    if state.generation > above && keys == ["role"] && role.is_some_and(|e| e.value == "db") {
+    if state.generation > above && found == keys && role.is_some_and(|e| e.value == "db") {
         Ok(())
     } else {
         Err(format!("{}: {state:?}", observer.name))
@@ -77,7 +77,9 @@ fn a_killed_daemon_comes_back_with_its_name_and_keys_through_remembered_members(
     let mut a = Daemon::start("dd-a", "local", &[]);
     let c = Daemon::start("dd-c", "local", &[a.gossip]);
     let mut args = loopback_args("dd-b");
-    // No services, checks or system status: the state holds only the keys written here.
+    // No checks or system status: the state holds only the keys written here, and the service
+    // of the first life, which the second life no longer declares.
+    args.extend(["--service".to_owned(), "old".to_owned()]);
     let extra = [
         "--profile",
         "local",
@@ -104,7 +106,7 @@ fn a_killed_daemon_comes_back_with_its_name_and_keys_through_remembered_members(
         assert_eq!(code, 200, "{method} {path}: {answer}");
     }
     let old = wait_until("c holds b's keys", DELIVERY, || {
-        has_only_role(&c, "dd-b", 0)?;
+        has_keys(&c, "dd-b", 0, &["role", "service/old"])?;
         sees(&c, "dd-b", Status::Alive, 0)
     });
     wait_until("b's snapshot holds its key and c", DELIVERY, || {
@@ -112,7 +114,7 @@ fn a_killed_daemon_comes_back_with_its_name_and_keys_through_remembered_members(
             .map_err(|e| e.to_string())?
             .ok_or("no snapshot")?;
         let members: Vec<&str> = saved.members.iter().map(|m| m.name.as_str()).collect();
-        if saved.entries.keys().eq(["role"]) && members.contains(&"dd-c") {
+        if saved.entries.keys().eq(["role", "service/old"]) && members.contains(&"dd-c") {
             Ok(())
         } else {
             Err(format!("{saved:?}"))
@@ -134,7 +136,8 @@ fn a_killed_daemon_comes_back_with_its_name_and_keys_through_remembered_members(
     assert_eq!(b.name, "dd-b", "the saved name comes before the host name");
     wait_until("b's new life alive with its key on c", DELIVERY, || {
         sees(&c, "dd-b", Status::Alive, old)?;
-        has_only_role(&c, "dd-b", old)
+        // The user's key is back; the service no longer declared is gone.
+        has_keys(&c, "dd-b", old, &["role"])
     });
     println!(
         "chatterd restart (SIGKILL, every seed down) until alive everywhere and keys back: \
