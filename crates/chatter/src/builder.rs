@@ -293,7 +293,13 @@ impl Builder {
                     path: dir.clone(),
                     source,
                 })?;
-                if let StartedFrom::Restored { previous_generation, keys, members } = &started_from {
+                io.state_writes += 1;
+                if let StartedFrom::Restored {
+                    previous_generation,
+                    keys,
+                    members,
+                } = &started_from
+                {
                     tracing::info!(
                         dir = %dir.display(),
                         previous_generation,

@@ -781,7 +781,9 @@ mod tests {
             [old("b", 7002), old("c", 7003), old("z", 7026)]
         );
         // Never more than the bound, live members first.
-        let many: Vec<SavedMember> = (0..100).map(|i| old(&format!("x{i:03}"), 8000 + i)).collect();
+        let many: Vec<SavedMember> = (0..100)
+            .map(|i| old(&format!("x{i:03}"), 8000 + i))
+            .collect();
         let state = SavedState::of(&node, &many);
         assert_eq!(state.members.len(), MAX_SAVED_MEMBERS);
         assert_eq!(state.members[..2], [old("b", 7002), old("c", 7003)]);

@@ -110,8 +110,7 @@ impl Seeds {
     /// Adds remembered member addresses to the join targets, for the node's whole life.
     pub(crate) fn remember(&mut self, addrs: impl IntoIterator<Item = SocketAddr>) {
         self.remembered.extend(addrs);
-        self.remembered
-            .truncate(crate::persist::MAX_SAVED_MEMBERS);
+        self.remembered.truncate(crate::persist::MAX_SAVED_MEMBERS);
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -115,7 +115,10 @@ async fn wait_saved(dir: &Path, end: Instant, what: &str, cond: impl Fn(&SavedSt
         if saved.as_ref().is_some_and(&cond) {
             return;
         }
-        assert!(Instant::now() < end, "the snapshot never showed {what}: {saved:?}");
+        assert!(
+            Instant::now() < end,
+            "the snapshot never showed {what}: {saved:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -694,7 +694,10 @@ mod tests {
     fn the_data_dir_merges_under_the_flag() {
         let toml = "data-dir = \"/var/lib/chatterd\"\n";
         let args = merged(&["chatterd"], toml).unwrap();
-        assert_eq!(args.data_dir.as_deref(), Some(Path::new("/var/lib/chatterd")));
+        assert_eq!(
+            args.data_dir.as_deref(),
+            Some(Path::new("/var/lib/chatterd"))
+        );
         let args = merged(&["chatterd", "--data-dir", "/srv/c"], toml).unwrap();
         assert_eq!(args.data_dir.as_deref(), Some(Path::new("/srv/c")));
     }

@@ -291,10 +291,7 @@ mod tests {
         let mut a = args(&["--data-dir", data_dir.to_str().unwrap()]);
         a.gossip_key = Some(EnvKey(Key::from_bytes([1; 32])));
         assert_eq!(primary(&a), Key::from_bytes([1; 32]).fingerprint());
-        assert_eq!(
-            keyring_path(&a),
-            Some(data_dir.join(DATA_DIR_KEYRING))
-        );
+        assert_eq!(keyring_path(&a), Some(data_dir.join(DATA_DIR_KEYRING)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -40,7 +40,10 @@ pub struct Monitors {
 /// service dropped from the flags would stay published forever from the saved state. Keys
 /// outside these prefixes (written through the API) are the user's and stay.
 async fn forget_unmanaged_keys(handle: &Handle, args: &Args) {
-    if !handle.data_dir().is_some_and(|d| d.started_from.is_restored()) {
+    if !handle
+        .data_dir()
+        .is_some_and(|d| d.started_from.is_restored())
+    {
         return;
     }
     let Ok(Some(state)) = handle.node_state(handle.name()).await else {

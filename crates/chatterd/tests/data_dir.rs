@@ -19,10 +19,9 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> Self {
-        TempDir(std::env::temp_dir().join(format!(
-            "chatterd-data-dir-{tag}-{}",
-            std::process::id()
-        )))
+        TempDir(
+            std::env::temp_dir().join(format!("chatterd-data-dir-{tag}-{}", std::process::id())),
+        )
     }
 
     fn arg(&self) -> String {
@@ -39,7 +38,10 @@ impl Drop for TempDir {
 fn kv_of(node: &Daemon, of: &str) -> Result<NodeStateView, String> {
     let (code, body) = node.get(&format!("/v1/kv?node={of}"))?;
     if code != 200 {
-        return Err(format!("{}: /v1/kv?node={of} answered {code}: {body}", node.name));
+        return Err(format!(
+            "{}: /v1/kv?node={of} answered {code}: {body}",
+            node.name
+        ));
     }
     let mut states: Vec<NodeStateView> =
         serde_json::from_str(&body).map_err(|e| format!("bad JSON ({e}): {body}"))?;
@@ -93,7 +95,9 @@ fn a_killed_daemon_comes_back_with_its_name_and_keys_through_remembered_members(
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut b = Daemon::start_with(&args);
     for observer in [&a, &c] {
-        wait_until("b alive", DELIVERY, || sees(observer, "dd-b", Status::Alive, 0));
+        wait_until("b alive", DELIVERY, || {
+            sees(observer, "dd-b", Status::Alive, 0)
+        });
     }
     wait_until("b sees c", DELIVERY, || sees(&b, "dd-c", Status::Alive, 0));
 
@@ -125,7 +129,9 @@ fn a_killed_daemon_comes_back_with_its_name_and_keys_through_remembered_members(
     b.kill();
     a.kill();
     for name in ["dd-a", "dd-b"] {
-        wait_until("a and b failed", DELIVERY, || sees(&c, name, Status::Failed, 0));
+        wait_until("a and b failed", DELIVERY, || {
+            sees(&c, name, Status::Failed, 0)
+        });
     }
     let restarted = Instant::now();
     let mut args: Vec<String> = ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]
@@ -153,7 +159,11 @@ fn a_killed_daemon_comes_back_with_its_name_and_keys_through_remembered_members(
     assert_eq!(data_dir.start, "restored");
     assert_eq!(data_dir.path, dir.arg());
     assert!(me.member.generation > old);
-    assert!(me.io.get("state_writes").is_some_and(|n| *n >= 1), "{:?}", me.io);
+    assert!(
+        me.io.get("state_writes").is_some_and(|n| *n >= 1),
+        "{:?}",
+        me.io
+    );
     drop(c);
 }
 

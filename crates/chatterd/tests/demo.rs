@@ -115,7 +115,9 @@ fn demo_starts_a_cluster_and_stops_it_on_ctrl_c() {
         let (code, body) = http_get(*http, "/v1/self").unwrap();
         assert_eq!(code, 200, "{body}");
         let me: chatter_api::SelfView = serde_json::from_str(&body).unwrap();
-        let data_dir = me.data_dir.unwrap_or_else(|| panic!("{name}: no data_dir: {body}"));
+        let data_dir = me
+            .data_dir
+            .unwrap_or_else(|| panic!("{name}: no data_dir: {body}"));
         assert_eq!(
             data_dir.path,
             demo_dir.join(name).display().to_string(),
