@@ -35,6 +35,9 @@ const RECV_BUFFER: usize = 65_536;
 const MAX_BATCH: usize = 256;
 /// Longest time a changed state waits to be published when no event forces it.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
+/// Attempts at sending one datagram: each pending ICMP report of an earlier datagram fails one
+/// attempt (and is read), and a first WouldBlock from tokio's cached readiness another.
+const SEND_ATTEMPTS: usize = 8;
 /// Longest time a graceful leave keeps the node running to get the news out.
 pub(crate) const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -451,36 +454,30 @@ impl Driver {
 
     fn send(&mut self, dst: SocketAddr, payload: &[u8]) {
         let to = socket::to_socket_family(self.ipv6_socket, dst);
-        let mut retried = false;
-        loop {
-            match self.socket.try_send_to(payload, to) {
+        // tokio answers WouldBlock from its cached readiness until the reactor has once seen
+        // the new socket writable, without asking the kernel: the first datagrams of a node
+        // (its join request) were dropped and joins waited for the 1 s retry. Then the
+        // kernel's own answer decides: a direct sendto on the non-blocking socket.
+        let mut direct = false;
+        for _ in 0..SEND_ATTEMPTS {
+            let sent = if direct {
+                socket2::SockRef::from(&self.socket).send_to(payload, &to.into())
+            } else {
+                self.socket.try_send_to(payload, to)
+            };
+            match sent {
                 Ok(_) => return,
-                // Linux fails one send with the pending ICMP error of an earlier datagram (with
-                // IP_RECVERR, from any destination): read it, and send again once.
-                Err(e)
-                    if !retried
-                        && (is_icmp_report(&e) || e.kind() == io::ErrorKind::Interrupted) =>
-                {
-                    retried = true;
+                // Linux fails a send with the pending ICMP error of an earlier datagram (with
+                // IP_RECVERR, from any destination): read it, and send again. Several can be
+                // pending (a restarted node's join requests to seeds that are all down), and
+                // each fails one send: a single retry lost the join request to the one live
+                // member a restarted node remembered, and the rejoin waited for the join retry.
+                Err(e) if is_icmp_report(&e) => {
                     #[cfg(target_os = "linux")]
-                    if is_icmp_report(&e) {
-                        self.read_error_queue(false);
-                    }
+                    self.read_error_queue(false);
                 }
-                // tokio answers WouldBlock from its cached readiness until the reactor has once
-                // seen the new socket writable, without asking the kernel: the first datagrams
-                // of a node (its join request) were dropped and joins waited for the 1 s retry.
-                // The kernel's own answer decides: a direct sendto on the non-blocking socket.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !retried => {
-                    match socket2::SockRef::from(&self.socket).send_to(payload, &to.into()) {
-                        Ok(_) => return,
-                        Err(error) => {
-                            self.io.send_errors += 1;
-                            debug!(%dst, %error, "send failed");
-                            return;
-                        }
-                    }
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !direct => direct = true,
                 // Lost like on a lossy network (a full send buffer included); the protocol
                 // retries what matters.
                 Err(error) => {
@@ -490,6 +487,8 @@ impl Driver {
                 }
             }
         }
+        self.io.send_errors += 1;
+        debug!(%dst, attempts = SEND_ATTEMPTS, "send failed: interrupted by ICMP reports every time");
     }
 
     /// Drains the core's outputs: datagrams, then events, then the snapshot if due.
