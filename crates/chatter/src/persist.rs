@@ -43,8 +43,8 @@
 //! A file that is truncated, too large, of another version, fails its digest or does not decode
 //! is renamed aside to `state.corrupt-<unix seconds>` (only the latest such file is kept), a
 //! warning names it and the reason, and the node starts clean. A file that cannot be read at
-//! all (permissions) is left in place: the start then fails when the new snapshot cannot be
-//! written either, or the node starts clean.
+//! all (permissions) is not moved: the node starts clean and the start's snapshot replaces it
+//! (a rename needs only the directory to be writable), or the start fails if it cannot.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read as _, Write as _};
