@@ -187,3 +187,89 @@ fn a_data_dir_that_cannot_be_made_is_refused_like_a_bad_flag() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--data-dir"), "{stderr}");
 }
+
+#[test]
+fn keys_rotated_at_run_time_are_kept_in_the_data_dir_and_win_over_the_variable() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let (old_key, new_key) = (
+        chatter::Key::from_bytes([7; 32]),
+        chatter::Key::from_bytes([8; 32]),
+    );
+    let env_key = old_key.to_base64();
+    let env = [("CHATTER_GOSSIP_KEY", env_key.as_str())];
+    let (dir_a, dir_b) = (TempDir::new("keys-a"), TempDir::new("keys-b"));
+    let args = |name: &str, dir: &TempDir, seed: Option<std::net::SocketAddr>| {
+        let mut args = loopback_args(name);
+        args.extend(
+            [
+                "--profile",
+                "local",
+                "--status-interval",
+                "0s",
+                "--data-dir",
+            ]
+            .map(String::from),
+        );
+        args.push(dir.arg());
+        if let Some(seed) = seed {
+            args.extend(["--seed".to_owned(), seed.to_string()]);
+        }
+        args
+    };
+    let a = Daemon::start_with_env(&args("dk-a", &dir_a, None), &env);
+    let mut b = Daemon::start_with_env(&args("dk-b", &dir_b, Some(a.gossip)), &env);
+    wait_until("b alive", DELIVERY, || sees(&a, "dk-b", Status::Alive, 0));
+
+    let post = |path: &str, key: &chatter::Key| {
+        let body = serde_json::json!({ "key": key.to_base64().as_str() }).to_string();
+        let (code, answer) = http_send(a.http, "POST", path, body.as_bytes()).unwrap();
+        assert_eq!(code, 200, "{path}: {answer}");
+        assert!(!answer.contains("memory only"), "{answer}");
+    };
+    post("/v1/keys/install", &new_key);
+    post("/v1/keys/use", &new_key);
+    post("/v1/keys/remove", &old_key);
+    let saved = dir_b.0.join("keyring");
+    let new_fingerprint = new_key.fingerprint().to_string();
+    wait_until("b's data dir holds the new keyring", DELIVERY, || {
+        let text = std::fs::read_to_string(&saved).map_err(|e| e.to_string())?;
+        let ring = chatter::Keyring::parse(&text).map_err(|e| e.to_string())?;
+        let keys: Vec<String> = ring
+            .list()
+            .iter()
+            .map(|k| k.fingerprint.to_string())
+            .collect();
+        if keys == [new_fingerprint.clone()] {
+            Ok(())
+        } else {
+            Err(format!("{keys:?}"))
+        }
+    });
+    let mode = std::fs::metadata(&saved).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Killed and restarted with the same (now removed) key in the variable: the saved keyring
+    // wins, and the cluster, which refuses the old key, takes the new life.
+    let old = sees(&a, "dk-b", Status::Alive, 0).unwrap();
+    b.kill();
+    let b = Daemon::start_with_env(&args("dk-b", &dir_b, Some(a.gossip)), &env);
+    wait_until("b's new life alive on a", DELIVERY, || {
+        sees(&a, "dk-b", Status::Alive, old)
+    });
+    let (code, body) = b.get("/v1/self").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let me: SelfView = serde_json::from_str(&body).unwrap();
+    let keys: Vec<&str> = me
+        .encryption
+        .keys
+        .iter()
+        .map(|k| k.fingerprint.as_str())
+        .collect();
+    assert_eq!(keys, [new_fingerprint.as_str()]);
+    assert!(
+        b.logs().contains("CHATTER_GOSSIP_KEY is ignored"),
+        "{}",
+        b.logs()
+    );
+}
