@@ -252,6 +252,24 @@ pub struct SelfView {
     /// Gossip encryption: the mode and the keys' fingerprints, never key material.
     #[serde(default)]
     pub encryption: EncryptionView,
+    /// The data directory (`--data-dir`) and what the start found in it; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<DataDirView>,
+}
+
+/// The data directory of a node, as `GET /v1/self` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataDirView {
+    /// The directory.
+    pub path: String,
+    /// Whether the last start restored a saved state of this node.
+    pub restored: bool,
+    /// What the start found: `fresh` (no saved state), `restored`, `other-name` (the state of
+    /// another node name: only its members were used) or `set-aside` (a bad file, moved aside).
+    pub start: String,
+    /// For `set-aside`: why the file could not be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Gossip encryption of a node, as `GET /v1/self` shows it.

@@ -1,6 +1,7 @@
 //! Starting a node: [`Chatter::builder`] and [`Builder::spawn`].
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,6 +11,7 @@ use tracing::Instrument;
 
 use crate::driver::Driver;
 use crate::handle::{Handle, IoStats};
+use crate::persist::{self, DataDir, Persister, SavedState, StartedFrom};
 use crate::seeds::{self, Seeds};
 use crate::{socket, Error};
 
@@ -41,6 +43,7 @@ impl Chatter {
             rng_seed: None,
             keyring: None,
             encryption_mode: None,
+            data_dir: None,
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Builder {
     /// Held here and in the node only; its `Debug` shows fingerprints, never key material.
     keyring: Option<Keyring>,
     encryption_mode: Option<Mode>,
+    data_dir: Option<PathBuf>,
 }
 
 impl Builder {
@@ -142,14 +146,38 @@ impl Builder {
         self
     }
 
+    /// A directory where the node keeps its state across restarts (created, mode 0700, if
+    /// missing): its name, the generation and incarnation of its last life, its own
+    /// key/values, its tags and up to 64 members it saw alive (see the [`persist`](crate::persist)
+    /// module for the format, the bounds and the write schedule). Default: none, nothing is
+    /// kept.
+    ///
+    /// At start, with a snapshot of this node's name there:
+    /// - the new life's generation is above the saved one even if the clock went back;
+    /// - the saved key/values are written again, so the cluster replaces the previous life's
+    ///   state with them (keys deleted before the restart stay deleted);
+    /// - the saved tags are used if the builder has none;
+    /// - the saved members are contacted next to the seeds, so the node rejoins when every
+    ///   seed is down.
+    ///
+    /// A snapshot of another name gives only its members and its generation floor. A corrupt,
+    /// truncated, oversized or foreign file is moved aside with a warning and the node starts
+    /// clean. [`Handle::data_dir`] tells what the start found. One directory per node: two
+    /// nodes sharing one overwrite each other's snapshot.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
     /// Binds the socket, resolves the seeds, and starts the node's driver task on the current
     /// Tokio runtime. The node starts contacting its seeds at once; `spawn` does not wait for
     /// them to answer.
     ///
     /// Fails, with nothing left running, on an invalid configuration or seed
     /// ([`Error::Config`], [`Error::InvalidSeed`]), tags over the size limit ([`Error::Tags`]),
-    /// a socket that cannot be bound ([`Error::Bind`]) or no address to advertise
-    /// ([`Error::Advertise`]). Seeds that do not resolve are not an error: they are logged and
+    /// a socket that cannot be bound ([`Error::Bind`]), no address to advertise
+    /// ([`Error::Advertise`]), or a data directory that cannot be created or written
+    /// ([`Error::DataDir`]). Seeds that do not resolve are not an error: they are logged and
     /// retried.
     pub async fn spawn(self) -> Result<Handle, Error> {
         let Builder {
@@ -162,11 +190,37 @@ impl Builder {
             rng_seed,
             keyring,
             encryption_mode,
+            data_dir,
         } = self;
+        let mut tags = tags;
         config.validate()?;
         for seed in &seed_list {
             seeds::validate(seed)?;
         }
+        let restore: (Option<PathBuf>, Option<SavedState>, Option<StartedFrom>) = match &data_dir {
+            Some(dir) => {
+                persist::prepare_dir(dir).map_err(|source| Error::DataDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let (saved, mut started) = persist::load_for_start(dir, &config);
+                if let Some(saved_name) = saved.as_ref().map(|s| &s.name).filter(|n| **n != name) {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        saved = %saved_name,
+                        node = %name,
+                        "the data directory holds the state of another node name: its keys and \
+                         tags are not restored, its members are contacted"
+                    );
+                    started = StartedFrom::OtherName {
+                        saved_name: saved_name.clone(),
+                    };
+                }
+                (Some(dir.clone()), saved, Some(started))
+            }
+            None => (None, None, None),
+        };
+        let (data_dir, saved, started_from) = restore;
 
         let socket = socket::bind(bind)?;
         let local_addr = socket
@@ -174,6 +228,9 @@ impl Builder {
             .map_err(|source| Error::Bind { addr: bind, source })?;
 
         let mut seeds = Seeds::new(seed_list.iter().cloned());
+        if let Some(saved) = &saved {
+            seeds.remember(saved.members.iter().map(|m| m.addr));
+        }
         let mut io = IoStats::default();
         for (seed, result) in seeds::resolve_all(seed_list, local_addr.is_ipv6()).await {
             if seeds.record(seed, result) {
@@ -194,7 +251,15 @@ impl Builder {
         };
 
         let now = Instant::now();
-        let identity = Identity::new(name.clone(), advertise, generation());
+        // Strictly above the saved life even if the clock went back since.
+        let generation = next_generation(generation(), saved.as_ref().map(|s| s.generation));
+        let own = saved.as_ref().filter(|s| s.name == name);
+        if let Some(own) = own {
+            if tags.is_empty() {
+                tags.clone_from(&own.tags);
+            }
+        }
+        let identity = Identity::new(name.clone(), advertise, generation);
         let mut node = Node::new(identity, config, rng_seed.unwrap_or_else(rand::random), now)?;
         let mode = encryption_mode.unwrap_or(if keyring.is_some() {
             Mode::Sealed
@@ -209,6 +274,52 @@ impl Builder {
             // Through set_tags, which enforces the size limit.
             node.set_tags(now, tags)?;
         }
+        if let Some(own) = own {
+            // Written again under the new generation: peers drop the previous life's replica
+            // when the new life joins, and take these instead.
+            for (key, value) in &own.entries {
+                if let Err(error) = node.set(now, key, value.clone()) {
+                    tracing::warn!(%key, %error, "a saved key is refused by the configuration; dropped");
+                }
+            }
+        }
+        let (persister, data_dir) = match (data_dir, started_from) {
+            (Some(dir), Some(started_from)) => {
+                // Written at once: records the new generation (a crash before any change still
+                // gives the next start a higher one) and proves the directory writable.
+                let previous = saved.as_ref().map_or(&[][..], |s| s.members.as_slice());
+                let first = SavedState::of(&node, previous);
+                persist::save(&dir, &first).map_err(|source| Error::DataDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                io.state_writes += 1;
+                if let StartedFrom::Restored {
+                    previous_generation,
+                    keys,
+                    members,
+                } = &started_from
+                {
+                    tracing::info!(
+                        dir = %dir.display(),
+                        previous_generation,
+                        generation,
+                        keys,
+                        members,
+                        "node state restored"
+                    );
+                }
+                let persister = Persister::new(dir.clone(), &first, now);
+                (
+                    Some(persister),
+                    Some(DataDir {
+                        path: dir,
+                        started_from,
+                    }),
+                )
+            }
+            _ => (None, None),
+        };
         if let Some(addrs) = seeds.take_changed() {
             node.join(now, addrs);
         }
@@ -224,6 +335,7 @@ impl Builder {
             snapshot_rx,
             live_rx,
             events_tx.downgrade(),
+            data_dir,
         );
         let driver = Driver::new(
             node,
@@ -235,6 +347,7 @@ impl Builder {
             seeds,
             next_resolve,
             io,
+            persister,
         );
         tracing::info!(node = %name, bind = %local_addr, %advertise, "chatter node started");
         tokio::spawn(
@@ -252,4 +365,30 @@ fn generation() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The generation of a new life: the clock's, but strictly above the saved one (a clock that
+/// went back must not give a restarted node a generation its previous life already had, which
+/// the cluster would take for the old life), and within the protocol's limit.
+fn next_generation(clock_ms: u64, saved: Option<u64>) -> u64 {
+    let floor = saved.and_then(|g| g.checked_add(1)).unwrap_or(0);
+    clock_ms
+        .max(floor)
+        .min(chatter_core::limits::MAX_GENERATION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_life_is_above_the_saved_one_even_when_the_clock_went_back() {
+        assert_eq!(next_generation(1_000, None), 1_000);
+        assert_eq!(next_generation(1_000, Some(500)), 1_000);
+        assert_eq!(next_generation(1_000, Some(5_000)), 5_001);
+        assert_eq!(next_generation(1_000, Some(1_000)), 1_001);
+        let max = chatter_core::limits::MAX_GENERATION;
+        assert_eq!(next_generation(1_000, Some(u64::MAX)), 1_000);
+        assert_eq!(next_generation(u64::MAX, None), max);
+    }
 }

@@ -24,6 +24,7 @@ use tokio::time::Instant as TokioInstant;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::handle::{Command, IoStats, LiveMembers, Snapshot};
+use crate::persist::{self, Persister};
 use crate::seeds::{self, Seeds};
 use crate::socket;
 use crate::state::NodeState;
@@ -34,6 +35,9 @@ const RECV_BUFFER: usize = 65_536;
 const MAX_BATCH: usize = 256;
 /// Longest time a changed state waits to be published when no event forces it.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
+/// Attempts at sending one datagram: each pending ICMP report of an earlier datagram fails one
+/// attempt (and is read), and a first WouldBlock from tokio's cached readiness another.
+const SEND_ATTEMPTS: usize = 8;
 /// Longest time a graceful leave keeps the node running to get the news out.
 pub(crate) const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -48,6 +52,8 @@ enum Wake {
     Resolved(Result<Resolution, oneshot::error::RecvError>),
     Publish,
     LeaveTimeout,
+    SaveDue,
+    Saved(Result<io::Result<()>, tokio::task::JoinError>),
 }
 
 /// Everything the driver task owns.
@@ -77,6 +83,10 @@ pub(crate) struct Driver {
     /// Scratch list of port-unreachable destinations, reused.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     unreachable: Vec<SocketAddr>,
+    /// The data directory's schedule, with `Builder::data_dir`.
+    persister: Option<Persister>,
+    /// The snapshot write running on the blocking pool (one at a time).
+    saving: Option<tokio::task::JoinHandle<io::Result<()>>>,
 }
 
 impl Driver {
@@ -92,6 +102,7 @@ impl Driver {
         seeds: Seeds,
         next_resolve: TokioInstant,
         io: IoStats,
+        persister: Option<Persister>,
     ) -> Self {
         let ipv6_socket = socket.local_addr().is_ok_and(|a| a.is_ipv6());
         Self {
@@ -113,6 +124,8 @@ impl Driver {
             key_ops: BTreeMap::new(),
             buf: vec![0; RECV_BUFFER].into_boxed_slice(),
             unreachable: Vec::new(),
+            persister,
+            saving: None,
         }
     }
 
@@ -152,6 +165,12 @@ impl Driver {
                 .then(|| TokioInstant::from_std(self.last_publish + PUBLISH_INTERVAL));
             let resolve_at =
                 (self.resolving.is_none() && !self.seeds.is_empty()).then_some(self.next_resolve);
+            let save_at = self
+                .saving
+                .is_none()
+                .then(|| self.persister.as_ref().and_then(Persister::deadline))
+                .flatten()
+                .map(TokioInstant::from_std);
             let wake = tokio::select! {
                 command = self.commands.recv() => Wake::Command(command),
                 ready = self.socket.ready(socket_interest()) => Wake::Socket(ready),
@@ -160,6 +179,8 @@ impl Driver {
                 resolved = recv_if_some(&mut self.resolving) => Wake::Resolved(resolved),
                 () = sleep_until(publish_at) => Wake::Publish,
                 () = sleep_until(self.leave_deadline) => Wake::LeaveTimeout,
+                () = sleep_until(save_at) => Wake::SaveDue,
+                saved = join_if_some(&mut self.saving) => Wake::Saved(saved),
             };
             let mut publish = false;
             match wake {
@@ -195,6 +216,11 @@ impl Driver {
                     debug!("leave not confirmed within {LEAVE_TIMEOUT:?}; stopping anyway");
                     break;
                 }
+                Wake::SaveDue => self.start_save(),
+                Wake::Saved(result) => {
+                    self.saving = None;
+                    self.saved(result);
+                }
             }
             self.flush(publish);
             if self.leave_deadline.is_some() && self.node.is_leave_complete() {
@@ -202,7 +228,53 @@ impl Driver {
                 break;
             }
         }
+        self.final_save().await;
         self.stop();
+    }
+
+    /// Starts writing a snapshot of the node on the blocking pool.
+    fn start_save(&mut self) {
+        let Some(persister) = self.persister.as_mut() else {
+            return;
+        };
+        let state = persister.take(&self.node, Instant::now());
+        let dir = persister.dir().to_owned();
+        self.saving = Some(tokio::task::spawn_blocking(move || {
+            persist::save(&dir, &state)
+        }));
+    }
+
+    /// Counts the end of a snapshot write.
+    fn saved(&mut self, result: Result<io::Result<()>, tokio::task::JoinError>) {
+        let Some(persister) = self.persister.as_mut() else {
+            return;
+        };
+        let result = result.unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
+        match result {
+            Ok(()) => self.io.state_writes += 1,
+            Err(error) => {
+                self.io.state_write_failures += 1;
+                persister.failed(&error, Instant::now());
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// The last snapshot when the node stops: waits for the write in flight (so that it cannot
+    /// land after this one), then writes the node as it is now.
+    async fn final_save(&mut self) {
+        if self.persister.is_none() {
+            return;
+        }
+        if let Some(saving) = self.saving.take() {
+            let result = saving.await;
+            self.saved(result);
+        }
+        self.start_save();
+        if let Some(saving) = self.saving.take() {
+            let result = saving.await;
+            self.saved(result);
+        }
     }
 
     /// Publishes the final state, closes everything, then tells the waiting handles, so that
@@ -234,6 +306,7 @@ impl Driver {
             }
             Command::SetTags { tags, reply } => {
                 let _ = reply.send(self.node.set_tags(now, tags));
+                self.touch_saved_state();
             }
             Command::Leave { reply } => {
                 self.waiters.push(reply);
@@ -251,11 +324,13 @@ impl Driver {
             // Writes and broadcasts change only counters in the snapshot: published in time.
             Command::Set { key, value, reply } => {
                 let _ = reply.send(self.node.set(now, &key, value));
+                self.touch_saved_state();
                 self.dirty = true;
                 return ControlFlow::Continue(false);
             }
             Command::Delete { key, reply } => {
                 let _ = reply.send(self.node.delete(now, &key));
+                self.touch_saved_state();
                 self.dirty = true;
                 return ControlFlow::Continue(false);
             }
@@ -379,36 +454,30 @@ impl Driver {
 
     fn send(&mut self, dst: SocketAddr, payload: &[u8]) {
         let to = socket::to_socket_family(self.ipv6_socket, dst);
-        let mut retried = false;
-        loop {
-            match self.socket.try_send_to(payload, to) {
+        // tokio answers WouldBlock from its cached readiness until the reactor has once seen
+        // the new socket writable, without asking the kernel: the first datagrams of a node
+        // (its join request) were dropped and joins waited for the 1 s retry. Then the
+        // kernel's own answer decides: a direct sendto on the non-blocking socket.
+        let mut direct = false;
+        for _ in 0..SEND_ATTEMPTS {
+            let sent = if direct {
+                socket2::SockRef::from(&self.socket).send_to(payload, &to.into())
+            } else {
+                self.socket.try_send_to(payload, to)
+            };
+            match sent {
                 Ok(_) => return,
-                // Linux fails one send with the pending ICMP error of an earlier datagram (with
-                // IP_RECVERR, from any destination): read it, and send again once.
-                Err(e)
-                    if !retried
-                        && (is_icmp_report(&e) || e.kind() == io::ErrorKind::Interrupted) =>
-                {
-                    retried = true;
+                // Linux fails a send with the pending ICMP error of an earlier datagram (with
+                // IP_RECVERR, from any destination): read it, and send again. Several can be
+                // pending (a restarted node's join requests to seeds that are all down), and
+                // each fails one send: a single retry lost the join request to the one live
+                // member a restarted node remembered, and the rejoin waited for the join retry.
+                Err(e) if is_icmp_report(&e) => {
                     #[cfg(target_os = "linux")]
-                    if is_icmp_report(&e) {
-                        self.read_error_queue(false);
-                    }
+                    self.read_error_queue(false);
                 }
-                // tokio answers WouldBlock from its cached readiness until the reactor has once
-                // seen the new socket writable, without asking the kernel: the first datagrams
-                // of a node (its join request) were dropped and joins waited for the 1 s retry.
-                // The kernel's own answer decides: a direct sendto on the non-blocking socket.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !retried => {
-                    match socket2::SockRef::from(&self.socket).send_to(payload, &to.into()) {
-                        Ok(_) => return,
-                        Err(error) => {
-                            self.io.send_errors += 1;
-                            debug!(%dst, %error, "send failed");
-                            return;
-                        }
-                    }
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !direct => direct = true,
                 // Lost like on a lossy network (a full send buffer included); the protocol
                 // retries what matters.
                 Err(error) => {
@@ -418,6 +487,8 @@ impl Driver {
                 }
             }
         }
+        self.io.send_errors += 1;
+        debug!(%dst, attempts = SEND_ATTEMPTS, "send failed: interrupted by ICMP reports every time");
     }
 
     /// Drains the core's outputs: datagrams, then events, then the snapshot if due.
@@ -430,6 +501,9 @@ impl Driver {
             // Key changes and messages leave the member table as it was: the snapshot (whose
             // counters they move) follows within PUBLISH_INTERVAL.
             events |= is_membership(&event);
+            if changes_saved_members(&event) {
+                self.touch_saved_state();
+            }
             log_event(&event);
             if let Event::KeyRotation(report) = &event {
                 if let Some(reply) = self.key_ops.remove(&report.id) {
@@ -439,11 +513,22 @@ impl Driver {
             // No subscriber is fine; a lagging one skips (broadcast overwrites its oldest).
             let _ = self.events.send(Arc::new(event));
         }
+        if let Some(persister) = self.persister.as_mut() {
+            // A refutation or a new life moves the node's own counters.
+            persister.check_life(&self.node);
+        }
         if events
             || force_publish
             || (self.dirty && self.last_publish.elapsed() >= PUBLISH_INTERVAL)
         {
             self.publish();
+        }
+    }
+
+    /// Notes that what the data directory keeps has changed (no-op without one).
+    fn touch_saved_state(&mut self) {
+        if let Some(persister) = self.persister.as_mut() {
+            persister.touch();
         }
     }
 
@@ -548,6 +633,29 @@ async fn recv_if_some<T>(
         Some(receiver) => receiver.await,
         None => std::future::pending().await,
     }
+}
+
+async fn join_if_some<T>(
+    task: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether `event` changes the list of live members the data directory keeps (a suspicion
+/// does not: suspects are kept).
+fn changes_saved_members(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Joined(_)
+            | Event::Recovered(_)
+            | Event::Failed(_)
+            | Event::Left(_)
+            | Event::Updated(_)
+            | Event::Reaped(_)
+    )
 }
 
 /// Whether `event` changes the member table or the keyring shown in the snapshot (as opposed

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use chatter_core::{
     BroadcastError, ConfigError, EncryptionError, KeyOpError, StateError, TagsError,
@@ -53,6 +54,18 @@ pub enum Error {
         /// The bound address.
         bind: SocketAddr,
         /// Why no interface address was found.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The data directory ([`Builder::data_dir`](crate::Builder::data_dir)) cannot be created,
+    /// is not a directory, or the node's state file cannot be written in it. Nothing was
+    /// started (the directory may have been created).
+    #[error("data directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: io::Error,
     },

@@ -19,6 +19,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::message::{self, Tagged};
+use crate::persist::DataDir;
 use crate::state::NodeState;
 use crate::{seeds, Error};
 
@@ -99,6 +100,11 @@ pub struct IoStats {
     pub icmp_unreachable: u64,
     /// Seed resolutions that failed (each is retried).
     pub seed_resolution_failures: u64,
+    /// Snapshots written to the data directory ([`Builder::data_dir`](crate::Builder::data_dir)).
+    pub state_writes: u64,
+    /// Snapshots that could not be written to the data directory (disk full, permissions);
+    /// each is retried after the next change, and the node runs on.
+    pub state_write_failures: u64,
 }
 
 /// The state of a node as its driver last published it.
@@ -174,6 +180,7 @@ struct Inner {
     /// Weak so that event streams end when the driver stops.
     events: broadcast::WeakSender<Arc<Event>>,
     ipv6_socket: bool,
+    data_dir: Option<DataDir>,
 }
 
 impl Handle {
@@ -184,6 +191,7 @@ impl Handle {
         snapshot: watch::Receiver<Arc<Snapshot>>,
         live: watch::Receiver<LiveMembers>,
         events: broadcast::WeakSender<Arc<Event>>,
+        data_dir: Option<DataDir>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -194,6 +202,7 @@ impl Handle {
                 live,
                 events,
                 ipv6_socket: local_addr.is_ipv6(),
+                data_dir,
             }),
         }
     }
@@ -206,6 +215,13 @@ impl Handle {
     /// This node's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The data directory ([`Builder::data_dir`](crate::Builder::data_dir)) and what the start
+    /// found in it (a snapshot restored, a first start, a bad file set aside); `None` without
+    /// one.
+    pub fn data_dir(&self) -> Option<&DataDir> {
+        self.inner.data_dir.as_ref()
     }
 
     /// The state the driver last published.

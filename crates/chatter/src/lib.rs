@@ -132,6 +132,16 @@
 //! handed to the core as strong evidence, and the member is declared failed after
 //! [`Config::unreachable_suspicion_timeout`] rather than the full suspicion timeout.
 //!
+//! # Restarts that keep state
+//!
+//! With [`Builder::data_dir`], a node keeps its name, its last generation, its own key/values,
+//! its tags and the members it last saw alive in a small file, written atomically after every
+//! change (at most once a second) and at stop. Restarted with the same directory, it takes a
+//! new, higher generation, writes its key/values again (the cluster replaces its previous
+//! life's state with them: keys deleted before the restart stay deleted) and rejoins through
+//! the remembered members even when every seed is down. A corrupt file is set aside with a
+//! warning and the node starts clean. See the [`persist`] module.
+//!
 //! Complete programs: `examples/cluster.rs` starts three nodes and watches one leave;
 //! `examples/messages.rs` shares state and typed messages between three nodes.
 
@@ -142,6 +152,7 @@ mod driver;
 mod error;
 mod handle;
 mod message;
+pub mod persist;
 mod recverr;
 mod seeds;
 mod socket;
@@ -165,4 +176,5 @@ pub use chatter_core::{
 pub use error::Error;
 pub use handle::{EventStream, Handle, IoStats, Snapshot};
 pub use message::{DecodeError, DeliveredExt, Tagged};
+pub use persist::{write_file_atomically, DataDir, SavedState, StartedFrom};
 pub use state::{NodeState, StateValue};

@@ -89,6 +89,10 @@ pub(crate) struct Seeds {
     /// Seed string to the addresses of its last successful resolution (empty: never resolved).
     /// A failed re-resolution keeps the previous addresses: a DNS hiccup must not drop a seed.
     resolved: BTreeMap<String, Vec<SocketAddr>>,
+    /// Addresses of members remembered from a previous life (`Builder::data_dir`): join
+    /// targets next to the seeds, so that a node whose seeds are all down still finds its way
+    /// back. At most `persist::MAX_SAVED_MEMBERS`.
+    remembered: Vec<SocketAddr>,
     /// The union last handed to the core.
     joined: Vec<SocketAddr>,
 }
@@ -98,8 +102,15 @@ impl Seeds {
     pub(crate) fn new(seeds: impl IntoIterator<Item = String>) -> Self {
         Self {
             resolved: seeds.into_iter().map(|s| (s, Vec::new())).collect(),
+            remembered: Vec::new(),
             joined: Vec::new(),
         }
+    }
+
+    /// Adds remembered member addresses to the join targets, for the node's whole life.
+    pub(crate) fn remember(&mut self, addrs: impl IntoIterator<Item = SocketAddr>) {
+        self.remembered.extend(addrs);
+        self.remembered.truncate(crate::persist::MAX_SAVED_MEMBERS);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -128,9 +139,15 @@ impl Seeds {
         }
     }
 
-    /// Sorted, de-duplicated union of all resolved addresses.
+    /// Sorted, de-duplicated union of all resolved addresses and the remembered ones.
     pub(crate) fn union(&self) -> Vec<SocketAddr> {
-        let mut all: Vec<SocketAddr> = self.resolved.values().flatten().copied().collect();
+        let mut all: Vec<SocketAddr> = self
+            .resolved
+            .values()
+            .flatten()
+            .chain(&self.remembered)
+            .copied()
+            .collect();
         all.sort_unstable();
         all.dedup();
         all

@@ -65,7 +65,8 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub advertise: Option<SocketAddr>,
 
-    /// Name of this node, unique in the cluster [default: the host name].
+    /// Name of this node, unique in the cluster [default: the name saved in --data-dir, else
+    /// the host name].
     #[arg(long, value_name = "NAME", value_parser = parse_node_name)]
     pub node_name: Option<String>,
 
@@ -172,6 +173,16 @@ pub struct Args {
     )]
     pub status_interval: Duration,
 
+    /// A directory where the node keeps its state across restarts (created, mode 0700, if
+    /// missing): its name, last generation, own key/values, tags and the members it last saw
+    /// alive, and the keyring after run-time key rotations when there is no --keyring-file.
+    /// Restarted with it, the node rejoins through the remembered members even when every seed
+    /// is down, and its previous life's state is replaced, never resurrected. Without
+    /// --node-name, the saved name is used before the host name (a renamed host keeps its
+    /// identity). A corrupt file is set aside with a warning; the node starts clean.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
     /// A TOML file with the same keys as these flags (see docs/chatterd.example.toml); flags
     /// given on the command line override it; `--seed`, `--tag`, `--check`, `--service` and
     /// `--event-handler` add to its lists.
@@ -188,7 +199,7 @@ pub struct Args {
         value_parser = clap::value_parser!(u32).range(1..=64),
         conflicts_with_all = [
             "listen", "advertise", "node_name", "seeds", "http", "config", "http_tls_cert",
-            "http_tls_key",
+            "http_tls_key", "data_dir",
         ],
     )]
     pub demo: Option<u32>,

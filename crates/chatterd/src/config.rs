@@ -116,6 +116,8 @@ pub struct FileConfig {
     pub http_tls_key: Option<String>,
     /// `--status-interval`, e.g. `"10s"` (`"0s"` turns it off).
     pub status_interval: Option<String>,
+    /// `--data-dir`: the directory of the node's saved state.
+    pub data_dir: Option<String>,
     /// `--event-handler-timeout`, e.g. `"30s"`.
     pub event_handler_timeout: Option<String>,
     /// `--check`, as `[[check]]` tables.
@@ -334,6 +336,9 @@ pub fn merge(args: &mut Args, matches: &ArgMatches, file: FileConfig) -> Result<
     }
     if args.keyring_file.is_none() {
         args.keyring_file = file.keyring_file.map(std::path::PathBuf::from);
+    }
+    if args.data_dir.is_none() {
+        args.data_dir = file.data_dir.map(std::path::PathBuf::from);
     }
     if args.encryption_mode.is_none() {
         if let Some(mode) = file.encryption_mode {
@@ -683,6 +688,18 @@ mod tests {
         );
         let err = merged(&["chatterd"], "encryption-mode = \"loud\"").unwrap_err();
         assert!(err.to_string().starts_with("encryption-mode: "), "{err}");
+    }
+
+    #[test]
+    fn the_data_dir_merges_under_the_flag() {
+        let toml = "data-dir = \"/var/lib/chatterd\"\n";
+        let args = merged(&["chatterd"], toml).unwrap();
+        assert_eq!(
+            args.data_dir.as_deref(),
+            Some(Path::new("/var/lib/chatterd"))
+        );
+        let args = merged(&["chatterd", "--data-dir", "/srv/c"], toml).unwrap();
+        assert_eq!(args.data_dir.as_deref(), Some(Path::new("/srv/c")));
     }
 
     #[test]

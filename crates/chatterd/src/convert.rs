@@ -221,6 +221,8 @@ pub fn io_stats_map(s: &IoStats) -> BTreeMap<String, u64> {
         recv_errors,
         icmp_unreachable,
         seed_resolution_failures,
+        state_writes,
+        state_write_failures,
         ..
     } = *s;
     [
@@ -228,10 +230,32 @@ pub fn io_stats_map(s: &IoStats) -> BTreeMap<String, u64> {
         ("recv_errors", recv_errors),
         ("icmp_unreachable", icmp_unreachable),
         ("seed_resolution_failures", seed_resolution_failures),
+        ("state_writes", state_writes),
+        ("state_write_failures", state_write_failures),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))
     .collect()
+}
+
+/// The API view of the data directory and of what the start found in it.
+pub fn data_dir_view(dir: &chatter::DataDir) -> chatter_api::DataDirView {
+    use chatter::StartedFrom;
+    let (start, reason) = match &dir.started_from {
+        StartedFrom::Fresh => ("fresh", None),
+        StartedFrom::Restored { .. } => ("restored", None),
+        StartedFrom::OtherName { saved_name } => (
+            "other-name",
+            Some(format!("the saved state was of node {saved_name:?}")),
+        ),
+        StartedFrom::SetAside { reason, .. } => ("set-aside", Some(reason.clone())),
+    };
+    chatter_api::DataDirView {
+        path: dir.path.display().to_string(),
+        restored: dir.started_from.is_restored(),
+        start: start.to_owned(),
+        reason,
+    }
 }
 
 #[cfg(test)]

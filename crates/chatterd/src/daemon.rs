@@ -53,13 +53,22 @@ impl Daemon {
     pub async fn start(args: &Args) -> Result<Daemon> {
         let started = Instant::now();
         args.validate().map_err(|e| anyhow!("{e}"))?;
-        let name = match args.node_name.clone() {
-            Some(name) => name,
-            None => crate::cli::hostname()
-                .ok_or_else(|| anyhow!("cannot determine the host name; pass --node-name"))?,
-        };
         let profile = args.effective_profile();
         let config = args.protocol_config().map_err(|e| anyhow!("{e}"))?;
+        let name = match args.node_name.clone() {
+            Some(name) => name,
+            // The saved name before the host name: a renamed host keeps its identity. A bad
+            // file gives none here; the node sets it aside with a warning as it starts.
+            None => match args
+                .data_dir
+                .as_deref()
+                .and_then(|dir| chatter::SavedState::read(dir, &config).ok().flatten())
+            {
+                Some(saved) => saved.name,
+                None => crate::cli::hostname()
+                    .ok_or_else(|| anyhow!("cannot determine the host name; pass --node-name"))?,
+            },
+        };
         let http_options = &args.http_options;
         // The certificate and key are read before anything binds: a wrong file is a one-line
         // refusal, never a daemon that is up but cannot serve.
@@ -105,6 +114,9 @@ impl Daemon {
         if let Some(keyring) = keyring {
             builder = builder.keyring(keyring);
         }
+        if let Some(dir) = &args.data_dir {
+            builder = builder.data_dir(dir.clone());
+        }
         builder = builder.encryption_mode(encryption_mode);
         let handle = builder
             .spawn()
@@ -118,6 +130,7 @@ impl Daemon {
             advertised = %handle.local().addr,
             http = %http_addr,
             profile = profile.as_str(),
+            data_dir = ?args.data_dir.as_ref().map(|d| d.display().to_string()),
             timings = %timings_text(&args.timings),
             cluster = %args.cluster,
             seeds = ?args.seeds,
@@ -136,7 +149,7 @@ impl Daemon {
                 http_options.http_request_timeout,
                 http_options.http_max_event_streams,
             ),
-            keyring_file: args.keyring_file.clone(),
+            keyring_file: crate::keys::keyring_path(args),
         };
         // What the event handlers get as CHATTER_HTTP: the address, as `chatter --http` takes
         // it, with the scheme when it is not the CLI's default.
@@ -172,7 +185,7 @@ impl Daemon {
         if encryption_mode != chatter::Mode::Plaintext {
             tokio::spawn(crate::rotation::persist(
                 handle.clone(),
-                args.keyring_file.clone(),
+                crate::keys::keyring_path(args),
             ));
         }
         Ok(Daemon {

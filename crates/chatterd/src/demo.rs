@@ -5,6 +5,10 @@
 //! addresses from their ready lines, prints how to reach them, forwards their logs prefixed with
 //! their names, and on Ctrl-C/SIGTERM stops them with SIGTERM (a graceful leave each).
 //!
+//! Each daemon keeps its state in a data directory of its own (`--data-dir`), under one
+//! temporary directory (`$TMPDIR/chatterd-demo-<pid>`) that the demo removes when it exits,
+//! so a demo node restarted by hand with the same flags comes back with its keys.
+//!
 //! The children run in their own process group, so a Ctrl-C in the terminal reaches only the
 //! demo, which then stops them in order; on Linux they also get SIGTERM if the demo dies.
 
@@ -61,6 +65,34 @@ pub fn parse_ready_line(line: &str) -> Option<Ready> {
     })
 }
 
+/// The temporary directory holding the demo nodes' data directories: removed, with everything
+/// in it, when the demo ends (after its children stopped, since it outlives them).
+struct DemoDataDir {
+    path: std::path::PathBuf,
+}
+
+impl DemoDataDir {
+    fn create() -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("chatterd-demo-{}", std::process::id()));
+        // Left by an earlier demo of the same process id, which cannot be running any more.
+        let _ = std::fs::remove_dir_all(&path);
+        chatter::persist::prepare_dir(&path).map_err(|e| {
+            anyhow!(
+                "cannot create the demo's data directory {}: {}",
+                path.display(),
+                crate::daemon::io_message(&e)
+            )
+        })?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for DemoDataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 struct DemoChild {
     ready: Ready,
     signals: mpsc::UnboundedSender<i32>,
@@ -82,13 +114,17 @@ pub async fn run(nodes: u32, args: &Args) -> Result<()> {
 
     // A bad keyring or mode is refused once, here, rather than by every child.
     crate::keys::load(args)?;
+    let data = DemoDataDir::create()?;
     let mut children: Vec<DemoChild> = Vec::new();
     let mut pending = Vec::new();
     let mut seed: Option<SocketAddr> = None;
     let result: Result<()> = async {
         for i in 1..=nodes {
             let name = format!("demo-{i}");
-            let mut started = start_child(&exe, &name, profile, args, seed, demo_role(i, nodes))?;
+            let mut role = demo_role(i, nodes);
+            role.push("--data-dir".to_owned());
+            role.push(data.path.join(&name).display().to_string());
+            let mut started = start_child(&exe, &name, profile, args, seed, role)?;
             if seed.is_none() {
                 // The first node must be up before the others can use it as their seed.
                 let ready = read_ready(&name, &mut started).await?;

@@ -230,6 +230,7 @@ async fn self_view(State(state): State<AppState>) -> Json<SelfView> {
                 })
                 .collect(),
         },
+        data_dir: state.handle.data_dir().map(convert::data_dir_view),
     })
 }
 

@@ -59,17 +59,41 @@ pub fn take_env_key() -> Result<Option<EnvKey>> {
     Ok(Some(EnvKey(key)))
 }
 
+/// Name of the keyring file in `--data-dir`, written after run-time key rotations when there
+/// is no `--keyring-file`.
+pub const DATA_DIR_KEYRING: &str = "keyring";
+
+/// The file the daemon keeps the keyring in step with: `--keyring-file`, else the data
+/// directory's keyring, else none (changes hold in memory only).
+pub fn keyring_path(args: &Args) -> Option<std::path::PathBuf> {
+    args.keyring_file
+        .clone()
+        .or_else(|| args.data_dir.as_ref().map(|d| d.join(DATA_DIR_KEYRING)))
+}
+
 /// The keyring and mode the flags ask for. Fails with a one-line reason: a keyring file that
 /// cannot be read or parsed (with the line number), both a file and the environment variable,
 /// or a mode without a key.
+///
+/// Precedence: `--keyring-file`, then the data directory's keyring, then
+/// [`GOSSIP_KEY_ENV`]. The data directory's keyring exists only once a run-time rotation
+/// changed the keyring this daemon started with, so it is newer than the variable (which a
+/// rotation cannot update): after a rotation that removed the variable's key, the variable
+/// alone would lock the restarted node out of its cluster. A data directory's keyring that
+/// cannot be read is skipped with a warning.
 pub fn load(args: &Args) -> Result<(Option<Keyring>, Mode)> {
-    let keyring = match (&args.keyring_file, &args.gossip_key) {
-        (Some(_), Some(_)) => {
+    let from_data_dir = match (&args.keyring_file, &args.data_dir) {
+        (None, Some(dir)) => data_dir_keyring(&dir.join(DATA_DIR_KEYRING), &args.gossip_key),
+        _ => None,
+    };
+    let keyring = match (&args.keyring_file, &args.gossip_key, from_data_dir) {
+        (Some(_), Some(_), _) => {
             bail!("both --keyring-file and {GOSSIP_KEY_ENV} are set: give the key one way only")
         }
-        (Some(path), None) => Some(read_keyring_file(path)?),
-        (None, Some(EnvKey(key))) => Some(Keyring::new(key.clone())),
-        (None, None) => None,
+        (Some(path), None, _) => Some(read_keyring_file(path)?),
+        (None, _, Some(keyring)) => Some(keyring),
+        (None, Some(EnvKey(key)), None) => Some(Keyring::new(key.clone())),
+        (None, None, None) => None,
     };
     let mode = match (args.encryption_mode, &keyring) {
         (Some(mode), Some(_)) => mode.mode(),
@@ -81,6 +105,39 @@ pub fn load(args: &Args) -> Result<(Option<Keyring>, Mode)> {
         ),
     };
     Ok((keyring, mode))
+}
+
+/// The keyring saved in the data directory, if there is a readable one; warns when it does not
+/// hold the key of [`GOSSIP_KEY_ENV`] (the variable is then ignored).
+fn data_dir_keyring(path: &Path, env: &Option<EnvKey>) -> Option<Keyring> {
+    if !path.exists() {
+        return None;
+    }
+    match read_keyring_file(path) {
+        Ok(keyring) => {
+            let listed = keyring.list();
+            if let Some(EnvKey(key)) = env {
+                if !listed.iter().any(|k| k.fingerprint == key.fingerprint()) {
+                    warn!(
+                        path = %path.display(),
+                        "{GOSSIP_KEY_ENV} is ignored: the data directory's keyring, written after \
+                         a key rotation, does not hold its key; delete the file to start from \
+                         the variable"
+                    );
+                }
+            }
+            tracing::info!(
+                path = %path.display(),
+                keys = listed.len(),
+                "using the keyring saved in the data directory"
+            );
+            Some(keyring)
+        }
+        Err(error) => {
+            warn!(%error, "the data directory's keyring cannot be used; ignoring it");
+            None
+        }
+    }
 }
 
 /// Reads a keyring file (base64 keys one per line, the first is primary, `#` comments), and
@@ -97,36 +154,7 @@ pub fn read_keyring_file(path: &Path) -> Result<Keyring> {
 /// and synced, renamed over `path`, then the directory synced so that the rename survives a
 /// power loss. A crash at any point leaves either the old file or the new one, never a mix.
 pub fn write_keyring_file(path: &Path, keyring: &Keyring) -> Result<()> {
-    use std::io::Write as _;
-
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("keyring file {}: not a file name", path.display()))?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".tmp-{}", std::process::id()));
-    let temp = dir.join(temp_name);
-    let text = keyring.to_text();
-    let write = || -> std::io::Result<()> {
-        // A temporary file left by a crash of this process id is stale.
-        let _ = std::fs::remove_file(&temp);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
+    chatter::write_file_atomically(path, keyring.to_text().as_bytes()).map_err(|e| {
         anyhow!(
             "cannot rewrite keyring file {}: {}",
             path.display(),
@@ -226,6 +254,44 @@ mod tests {
             .collect();
         assert_eq!(names, ["keyring"]);
         assert!(write_keyring_file(&dir.join("missing").join("keyring"), &ring).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_data_dir_keyring_comes_after_the_file_and_before_the_variable() {
+        let dir = std::env::temp_dir().join(format!("chatterd-dd-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data_dir = dir.join("data");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let rotated = Keyring::new(Key::from_bytes([3; 32]));
+        write_keyring_file(&data_dir.join(DATA_DIR_KEYRING), &rotated).unwrap();
+        let file = dir.join("keyring");
+        std::fs::write(&file, format!("{}\n", key_text(4))).unwrap();
+        let primary = |a: &Args| load(a).unwrap().0.unwrap().primary().fingerprint();
+
+        // The variable alone: the data directory's keyring wins, in sealed mode.
+        let mut a = args(&["--data-dir", data_dir.to_str().unwrap()]);
+        a.gossip_key = Some(EnvKey(Key::from_bytes([1; 32])));
+        assert_eq!(primary(&a), Key::from_bytes([3; 32]).fingerprint());
+        assert_eq!(load(&a).unwrap().1, Mode::Sealed);
+        // Without the variable too.
+        let a = args(&["--data-dir", data_dir.to_str().unwrap()]);
+        assert_eq!(primary(&a), Key::from_bytes([3; 32]).fingerprint());
+        // --keyring-file wins over it, and is the file kept in step.
+        let a = args(&[
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--keyring-file",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(primary(&a), Key::from_bytes([4; 32]).fingerprint());
+        assert_eq!(keyring_path(&a).as_deref(), Some(file.as_path()));
+        // An unreadable data directory keyring falls back to the variable.
+        std::fs::write(data_dir.join(DATA_DIR_KEYRING), "not a key\n").unwrap();
+        let mut a = args(&["--data-dir", data_dir.to_str().unwrap()]);
+        a.gossip_key = Some(EnvKey(Key::from_bytes([1; 32])));
+        assert_eq!(primary(&a), Key::from_bytes([1; 32]).fingerprint());
+        assert_eq!(keyring_path(&a), Some(data_dir.join(DATA_DIR_KEYRING)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -75,6 +75,19 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
+    // A data directory that cannot be created or written is a mistake of the command line or
+    // the file too: refused the same way, before anything starts.
+    if let Some(dir) = &args.data_dir {
+        if let Err(err) = chatter::persist::prepare_dir(dir) {
+            eprintln!(
+                "chatterd: --data-dir {}: {}",
+                dir.display(),
+                chatterd::daemon::io_message(&err)
+            );
+            return ExitCode::from(2);
+        }
+    }
+
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

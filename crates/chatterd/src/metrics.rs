@@ -355,6 +355,8 @@ fn io_counters(s: &IoStats) -> Vec<Counter> {
         recv_errors,
         icmp_unreachable,
         seed_resolution_failures,
+        state_writes,
+        state_write_failures,
     } = *s;
     vec![
         (
@@ -376,6 +378,16 @@ fn io_counters(s: &IoStats) -> Vec<Counter> {
             "io_seed_resolution_failures",
             "Seed resolutions that failed (each is retried).",
             seed_resolution_failures,
+        ),
+        (
+            "io_state_writes",
+            "Snapshots of the node's state written to --data-dir.",
+            state_writes,
+        ),
+        (
+            "io_state_write_failures",
+            "Snapshots of the node's state that could not be written to --data-dir.",
+            state_write_failures,
         ),
     ]
 }

@@ -34,12 +34,42 @@ pub struct Monitors {
     pub handler_stats: Arc<HandlerStats>,
 }
 
+/// Deletes the keys a previous life restored from `--data-dir` that this daemon's monitoring
+/// no longer writes: the `check/` of a check since removed, the `service/` of a service no
+/// longer declared, and the `sys/` keys when the system status is off. Without it, a check or a
+/// service dropped from the flags would stay published forever from the saved state. Keys
+/// outside these prefixes (written through the API) are the user's and stay.
+async fn forget_unmanaged_keys(handle: &Handle, args: &Args) {
+    if !handle
+        .data_dir()
+        .is_some_and(|d| d.started_from.is_restored())
+    {
+        return;
+    }
+    let Ok(Some(state)) = handle.node_state(handle.name()).await else {
+        return;
+    };
+    let checks: Vec<String> = args.checks.iter().map(|c| c.key()).collect();
+    let services: Vec<String> = args.services.iter().map(|s| s.key()).collect();
+    let system_off = args.status_interval.is_zero();
+    for key in state.entries.keys() {
+        let stale = (key.starts_with(CHECK_PREFIX) && !checks.contains(key))
+            || (key.starts_with(chatter_api::SERVICE_PREFIX) && !services.contains(key))
+            || (key.starts_with(SYSTEM_PREFIX) && system_off);
+        if stale {
+            info!(%key, "deleting a restored key that this daemon no longer publishes");
+            let _ = handle.delete(key.clone()).await;
+        }
+    }
+}
+
 impl Monitors {
     /// Publishes the services, then starts the checks, the system status publisher and the
     /// event handlers. Fails only if the services cannot be published.
     /// `api_url` is this daemon's API (`ADDR`, or `https://ADDR` over TLS), for the handlers'
     /// `CHATTER_HTTP`.
     pub async fn start(handle: &Handle, args: &Args, api_url: &str) -> Result<Monitors> {
+        forget_unmanaged_keys(handle, args).await;
         crate::services::publish(handle, &args.services)
             .await
             .map_err(|e| anyhow!("cannot publish the services: {e}"))?;

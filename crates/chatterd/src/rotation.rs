@@ -11,9 +11,10 @@
 //! POSTs are JSON-only like every other ([`crate::origin`]). Answers carry fingerprints only.
 //!
 //! Whenever the node's keyring changes (an operation started here or a command from another
-//! member), [`persist`] rewrites `--keyring-file` atomically. With the key from
-//! `CHATTER_GOSSIP_KEY` there is no file: changes hold in memory only, which the answers say
-//! and a warning logs.
+//! member), [`persist`] rewrites `--keyring-file` atomically, or without one the keyring file
+//! of `--data-dir` (`DIR/keyring`, read back at the next start). With the key from
+//! `CHATTER_GOSSIP_KEY` and no data directory there is no file: changes hold in memory only,
+//! which the answers say and a warning logs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,8 +33,8 @@ use crate::kv::body_bytes;
 
 /// What the answers say when changes are not written to any file.
 pub const MEMORY_ONLY: &str = "this daemon took its key from CHATTER_GOSSIP_KEY and has no \
-     keyring file: the change holds in memory only and is lost at restart; give the daemon a \
-     --keyring-file with the new keyring before restarting it";
+     keyring file nor --data-dir: the change holds in memory only and is lost at restart; give \
+     the daemon a --keyring-file with the new keyring (or a --data-dir) before restarting it";
 
 /// `GET /v1/keys`.
 pub async fn list(State(state): State<AppState>) -> Result<Json<KeyOperationResponse>, ApiError> {

@@ -107,8 +107,26 @@ fn demo_starts_a_cluster_and_stops_it_on_ctrl_c() {
         },
     );
 
-    // Ctrl-C reaches the demo only (the children have their own process group).
+    // Each child keeps its state in a data directory of its own, under the demo's temporary
+    // directory, which goes when the demo does.
     let pid = guard.0.as_ref().unwrap().id();
+    let demo_dir = std::env::temp_dir().join(format!("chatterd-demo-{pid}"));
+    for (name, _, http) in &nodes {
+        let (code, body) = http_get(*http, "/v1/self").unwrap();
+        assert_eq!(code, 200, "{body}");
+        let me: chatter_api::SelfView = serde_json::from_str(&body).unwrap();
+        let data_dir = me
+            .data_dir
+            .unwrap_or_else(|| panic!("{name}: no data_dir: {body}"));
+        assert_eq!(
+            data_dir.path,
+            demo_dir.join(name).display().to_string(),
+            "{name}"
+        );
+        assert!(demo_dir.join(name).join("state").is_file(), "{name}");
+    }
+
+    // Ctrl-C reaches the demo only (the children have their own process group).
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) }, 0);
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
@@ -138,6 +156,7 @@ fn demo_starts_a_cluster_and_stops_it_on_ctrl_c() {
     for (name, _, http) in &nodes {
         assert!(http_get(*http, "/health").is_err(), "{name} still answers");
     }
+    assert!(!demo_dir.exists(), "{} left behind", demo_dir.display());
 }
 
 #[test]
