@@ -12,6 +12,7 @@
 //! chatter services [--type TYPE] [--json]              # live instances by type and shard
 //! chatter system [--node N] [--json]                   # load, CPU, memory, disk, uptime
 //! chatter keys list | install KEY | use KEY | remove KEY  # rotate the gossip keys live
+//! chatter health [--json]                              # exit 0 iff the daemon answers 200 ok
 //! ```
 //!
 //! `--http ADDR` (or `CHATTER_HTTP`) says where the daemon's API is; default
@@ -34,8 +35,9 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use chatter_api::{
-    BroadcastRequest, BroadcastResponse, ChecksResponse, KeyOperationResponse, KeyRequest,
-    KvWriteResponse, MemberView, MembersResponse, NodeStateView, ServicesResponse, SystemResponse,
+    BroadcastRequest, BroadcastResponse, ChecksResponse, HealthStatus, HealthView,
+    KeyOperationResponse, KeyRequest, KvWriteResponse, MemberView, MembersResponse, NodeStateView,
+    ServicesResponse, SystemResponse,
 };
 use clap::{Parser, Subcommand};
 use reqwest::Method;
@@ -147,6 +149,13 @@ enum Command {
         command: KeysCommand,
         /// Print the API's JSON instead of text.
         #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Whether the daemon is up: `GET /health`. Exits 0 when it answers `ok`, 1 otherwise
+    /// (unreachable, leaving, an error): a container `HEALTHCHECK` or any supervisor's probe.
+    Health {
+        /// Print the API's JSON instead of one line.
+        #[arg(long)]
         json: bool,
     },
     /// Every node's system status: load, CPU, memory, root disk, uptime, version.
@@ -333,6 +342,27 @@ async fn run(cli: Cli) -> Result<()> {
                 writeln!(out)?;
             } else {
                 write!(out, "{}", render::services_table(&response))?;
+            }
+        }
+        Command::Health { json } => {
+            // Any answer but 200 is an error of `get` (a leaving daemon answers 503).
+            let health: HealthView = client.get("/health").await?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &health)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{}: {}, {} of {} members alive, health score {}",
+                    health.name,
+                    match health.status {
+                        HealthStatus::Ok => "ok",
+                        HealthStatus::Leaving => "leaving",
+                    },
+                    health.members_alive,
+                    health.members_total,
+                    health.health_score
+                )?;
             }
         }
         Command::System { node, json } => {

@@ -140,6 +140,44 @@ fn members_and_member_against_a_live_cluster() {
 }
 
 #[test]
+fn health_exits_0_while_the_daemon_is_up_and_1_once_it_is_gone() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = start(&rt, "cli-h", None);
+    let http = a.http_addr();
+
+    let out = chatter(http, &["health"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        line.trim(),
+        "cli-h: ok, 1 of 1 members alive, health score 0"
+    );
+    let out = chatter(http, &["health", "--json"]);
+    assert!(out.status.success());
+    let health: chatter_api::HealthView = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(health.status, chatter_api::HealthStatus::Ok);
+    assert_eq!(health.name, "cli-h");
+
+    rt.block_on(a.stop());
+    // What a container's HEALTHCHECK sees once the daemon is gone: exit 1, one line.
+    let out = chatter(http, &["health"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("chatter: cannot reach chatterd"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn unreachable_daemon_is_one_line_and_exit_1() {
     // A port that nothing listens on: bind, read the port, close.
     let addr = TcpListener::bind("127.0.0.1:0")

@@ -123,6 +123,11 @@ pub struct Args {
     #[arg(skip)]
     pub gossip_key: Option<crate::keys::EnvKey>,
 
+    /// The service manager's notification socket and watchdog period (`NOTIFY_SOCKET`,
+    /// `WATCHDOG_USEC`), read (and removed from the environment) at start.
+    #[arg(skip)]
+    pub notifier: crate::notify::Notifier,
+
     /// A health check (repeatable): `name=NAME,cmd=COMMAND` (exit 0 passing, 1 warning,
     /// anything else or the timeout critical), `name=NAME,http=http[s]://...` (2xx passing) or
     /// `name=NAME,tcp=HOST:PORT` (connects: passing), with optional `interval=` (default 10s)

@@ -302,6 +302,18 @@ pub async fn run(args: Args) -> Result<()> {
 
     let mut daemon = Daemon::start(&args).await?;
     announce_ready(&daemon.ready_line())?;
+    let notifier = args.notifier.clone();
+    if notifier.is_enabled() {
+        let status = member_status(daemon.handle());
+        if let Err(err) = notifier.ready(&status) {
+            warn!(error = %err, "cannot tell the service manager that the daemon is ready");
+        }
+        tokio::spawn(notify_loop(
+            daemon.handle().clone(),
+            notifier.clone(),
+            status,
+        ));
+    }
 
     let signal_name = tokio::select! {
         _ = sigterm.recv() => "SIGTERM",
@@ -312,6 +324,9 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     info!(signal = signal_name, "leaving the cluster");
+    if let Err(err) = notifier.stopping(&format!("leaving the cluster ({signal_name})")) {
+        warn!(error = %err, "cannot tell the service manager that the daemon is stopping");
+    }
     tokio::select! {
         () = daemon.stop() => {}
         _ = sigterm.recv() => return Err(anyhow!("second SIGTERM: exiting before the leave completed")),
@@ -319,6 +334,81 @@ pub async fn run(args: Args) -> Result<()> {
     }
     info!("chatterd stopped");
     Ok(())
+}
+
+/// How often the status line of the service manager (`systemctl status`) is brought up to
+/// date when no watchdog asks for more frequent wake-ups: the member counts it shows change
+/// within a protocol period, and a few seconds' lag costs a reader nothing.
+const NOTIFY_STATUS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// `5 members: 4 alive, 1 failed`: what `systemctl status` shows.
+fn member_status(handle: &Handle) -> String {
+    let snapshot = handle.snapshot();
+    let mut counts = [0usize; 4];
+    for member in std::iter::once(&snapshot.local).chain(&snapshot.members) {
+        let slot = match member.status {
+            chatter::MemberStatus::Alive => 0,
+            chatter::MemberStatus::Suspect => 1,
+            chatter::MemberStatus::Failed => 2,
+            chatter::MemberStatus::Left => 3,
+        };
+        counts[slot] += 1;
+    }
+    let total: usize = counts.iter().sum();
+    let parts: Vec<String> = ["alive", "suspect", "failed", "left"]
+        .iter()
+        .zip(counts)
+        .filter(|(_, count)| *count > 0)
+        .map(|(name, count)| format!("{count} {name}"))
+        .collect();
+    let noun = if total == 1 { "member" } else { "members" };
+    format!("{total} {noun}: {}", parts.join(", "))
+}
+
+/// Keeps the service manager informed while the daemon runs: the member counts as `STATUS=`
+/// when they change, and, when the unit sets `WatchdogSec=`, `WATCHDOG=1` every half period
+/// as long as the gossip node's task answers a question through its command channel within
+/// that half period. A node task that is wedged or gone sends no ping, and the service manager
+/// restarts the daemon. A notification that fails is logged once, then again only after one
+/// has succeeded.
+async fn notify_loop(handle: Handle, notifier: crate::notify::Notifier, mut last_status: String) {
+    let watchdog = notifier.watchdog();
+    let period = watchdog.map_or(NOTIFY_STATUS_INTERVAL, |w| w / 2);
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate: READY has just gone out.
+    ticker.tick().await;
+    let mut failing = false;
+    let mut report = |result: Result<(), crate::notify::NotifyError>| match result {
+        Ok(()) => failing = false,
+        Err(err) => {
+            if !failing {
+                warn!(error = %err, "service manager notification failed");
+            }
+            failing = true;
+        }
+    };
+    loop {
+        ticker.tick().await;
+        if handle.is_stopped() {
+            return;
+        }
+        if watchdog.is_some() {
+            match tokio::time::timeout(period, handle.node_state(handle.name())).await {
+                Ok(Ok(_)) => report(notifier.watchdog_ping()),
+                Ok(Err(err)) => debug!(error = %err, "gossip node unavailable: no watchdog ping"),
+                Err(_) => warn!(
+                    timeout = ?period,
+                    "the gossip node did not answer in time: no watchdog ping"
+                ),
+            }
+        }
+        let status = member_status(&handle);
+        if status != last_status {
+            report(notifier.status(&status));
+            last_status = status;
+        }
+    }
 }
 
 fn spawn_error(err: chatter::Error, listen: SocketAddr) -> anyhow::Error {

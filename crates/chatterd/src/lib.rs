@@ -22,6 +22,7 @@ pub mod limits;
 pub mod messages;
 pub mod metrics;
 pub mod monitor;
+pub mod notify;
 pub mod origin;
 pub mod process;
 pub mod rotation;

@@ -68,6 +68,11 @@ fn main() -> ExitCode {
         }
     }
 
+    // The same for the service manager's variables (systemd's Type=notify): a health check or
+    // event handler must not be able to notify in the daemon's name.
+    let (notifier, notify_problems) = chatterd::notify::Notifier::take_env();
+    args.notifier = notifier;
+
     // The rules spanning flags (the protocol timings on top of the profile among them) are
     // mistakes of the command line or the file: refused like a bad flag, before anything starts.
     if let Err(err) = args.validate() {
@@ -94,6 +99,9 @@ fn main() -> ExitCode {
         .finish()
         .with(log_filter())
         .init();
+    for problem in notify_problems {
+        tracing::warn!(error = %problem, "service manager notifications");
+    }
 
     // One thread runs everything: the daemon handles a few datagrams and HTTP requests a
     // second, and each worker thread of a multi-threaded runtime costs resident memory for
