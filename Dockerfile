@@ -51,6 +51,8 @@ COPY --from=build /out/chatterd /out/chatter /usr/local/bin/
 COPY deploy/docker/chatterd.toml /etc/chatter/chatterd.toml
 USER 10001:10001
 WORKDIR /var/lib/chatter
+# The data dir of deploy/docker/chatterd.toml: the node's state across container restarts.
+VOLUME /var/lib/chatter
 EXPOSE 2428/udp 8428/tcp
 # `chatter health` asks GET /health on 127.0.0.1:8428 (CHATTER_HTTP overrides it): exit 0 while
 # the daemon answers `ok`, 1 when it is unreachable or leaving (503).
