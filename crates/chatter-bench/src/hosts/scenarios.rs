@@ -17,6 +17,9 @@ const DETECT_LIMIT: Duration = Duration::from_secs(90);
 /// How long a cluster gets to be one again after a fault is undone (Serf retries failed
 /// members every 30 s; Chatter contacts seeds and failed members now and then).
 const REJOIN_LIMIT: Duration = Duration::from_secs(150);
+/// How long a restarted node gets to be alive everywhere with its key back (a restart with
+/// a data dir is a new life that refutes at once and brings its state from disk).
+const RESTART_LIMIT: Duration = Duration::from_secs(60);
 /// Quiet time after a cluster converged again, so the next trial starts from a settled one.
 const SETTLE: Duration = Duration::from_secs(2);
 /// Pauses up to this long must never be declared failed (the pause tolerance).
@@ -421,6 +424,11 @@ fn pauses(c: &mut Hosts, opts: &Options, out: &mut Vec<Pause>) -> Result<()> {
     Ok(())
 }
 
+/// A time for the progress lines: seconds, or "never".
+fn shown(s: Option<f64>) -> String {
+    s.map_or_else(|| "never".to_owned(), |s| format!("{s:.2}"))
+}
+
 /// Seconds from `t0` until the last of `times` (all `Some`), or `None`.
 fn all_by(times: &[Option<f64>], t0: f64) -> Option<f64> {
     let times: Option<Vec<f64>> = times.iter().copied().collect();
@@ -485,8 +493,9 @@ fn partition(c: &mut Hosts, topo: &Topology) -> Result<Partition> {
         p.a_fails_b_s = all_by(&a, t0);
         p.b_fails_a_s = all_by(&b, t0);
         println!(
-            "  partition: A lists B failed after {:?} s, B lists A failed after {:?} s",
-            p.a_fails_b_s, p.b_fails_a_s
+            "  partition: A lists B failed after {} s, B lists A failed after {} s",
+            shown(p.a_fails_b_s),
+            shown(p.b_fails_a_s)
         );
         p.answering = (0..n).filter(|&i| c.sys.view(i).is_ok()).count();
         Ok(())
@@ -527,8 +536,10 @@ fn partition(c: &mut Hosts, topo: &Topology) -> Result<Partition> {
         }
     }
     println!(
-        "  heal: one cluster after {:?} s, keys everywhere after {:?} s ({} missing)",
-        p.heal_s, p.keys_s, p.keys_missing
+        "  heal: one cluster after {} s, keys everywhere after {} s ({} missing)",
+        shown(p.heal_s),
+        shown(p.keys_s),
+        p.keys_missing
     );
     if p.heal_s.is_none() {
         bail!("not one cluster again within {REJOIN_LIMIT:?} of healing");
@@ -701,7 +712,7 @@ fn restart(c: &mut Hosts) -> Result<Restart> {
         c.running[i] = false;
         c.respawn(i)?;
         // Until every node lists every node alive and the restarted node's key is everywhere.
-        let deadline = Instant::now() + REJOIN_LIMIT;
+        let deadline = Instant::now() + RESTART_LIMIT;
         let mine = [keys[i].clone()];
         let back = loop {
             check_interrupted()?;
@@ -728,7 +739,7 @@ fn restart(c: &mut Hosts) -> Result<Restart> {
                 r.back_s.push(s);
             }
             None => {
-                println!("  restart {name}: not back within {REJOIN_LIMIT:?}");
+                println!("  restart {name}: not back within {RESTART_LIMIT:?}");
                 r.not_back += 1;
             }
         }
