@@ -435,8 +435,9 @@ fn all_by(times: &[Option<f64>], t0: f64) -> Option<f64> {
     times.map(|t| (t.into_iter().fold(t0, f64::max) - t0) / 1000.0)
 }
 
-/// Polls until every node of `nodes` holds every `(owner, key, value)`; the Unix ms when the
-/// last did, or the number of (node, key) pairs still missing at the limit.
+/// Polls until every node of `nodes` holds every `(owner, key, value)`; the Unix ms at the end
+/// of the polling round that found the last (an upper bound, by one round of `poll_key`
+/// calls), or the number of (node, key) pairs still missing at the limit.
 fn wait_keys(
     c: &Hosts,
     nodes: &[usize],
@@ -449,13 +450,12 @@ fn wait_keys(
         .collect();
     let deadline = Instant::now() + limit;
     loop {
-        let at = unix_ms();
         missing.retain(|&(i, k)| {
             let (owner, key, value) = &keys[k];
             !matches!(c.sys.poll_key(i, owner, key), Ok(Some(v)) if v == *value)
         });
         if missing.is_empty() {
-            return Ok(at);
+            return Ok(unix_ms());
         }
         if Instant::now() > deadline || check_interrupted().is_err() {
             return Err(missing.len());
