@@ -159,7 +159,9 @@ pub fn render(
          cut host answers nothing, not even ICMP, as every host has permanent neighbour \
          entries), or to the processes (SIGKILL, SIGSTOP). Times are from the fault to the \
          node's own status change (Chatter's `status_since_ms`) or, where the system does not \
-         say, the midpoint of the polls around it (Serf, 50 ms polls).\n",
+         say, the midpoint of the polls around it (Serf, 50 ms polls). Status changes count \
+         every change of a member's status in a node's view, polled every 100 ms; Serf's member \
+         table has no suspect state, so its changes are between alive, failed and left only.\n",
         opts.command_line,
         elapsed.as_secs_f64() / 60.0
     );
