@@ -1,4 +1,5 @@
-//! `chatter-bench`: figures from real `chatterd` processes on 127.0.0.1.
+//! `chatter-bench`: figures from real `chatterd` processes on 127.0.0.1, and (`hosts`) on hosts
+//! made of network namespaces.
 //!
 //! ```text
 //! cargo build --release -p chatterd -p chatter-bench
@@ -29,7 +30,7 @@ use clap::{Parser, Subcommand};
 use cluster::{cpu_seconds, find_number, rss_kib, unix_ms, Cluster};
 
 #[derive(Parser)]
-#[command(about = "Benchmarks of real chatterd processes on loopback")]
+#[command(about = "Benchmarks of real chatterd processes on loopback and on namespace hosts")]
 struct Args {
     /// Path of the chatterd binary [default: next to this executable].
     #[arg(long, global = true)]
