@@ -12,7 +12,8 @@
 //! sudo target/release/chatter-bench hosts --nodes 5               # real hosts (network namespaces)
 //! ```
 //!
-//! Every daemon is started by the harness, reached only on loopback, and killed by PID when a
+//! Every daemon is started by the harness, reached only on loopback or at the address of a
+//! namespace host the harness made, and killed by PID when a
 //! scenario ends (or the harness exits). Every wait has a deadline.
 
 mod cluster;
