@@ -1,4 +1,5 @@
-//! `chatter-bench`: figures from real `chatterd` processes on 127.0.0.1.
+//! `chatter-bench`: figures from real `chatterd` processes on 127.0.0.1, and (`hosts`) on hosts
+//! made of network namespaces.
 //!
 //! ```text
 //! cargo build --release -p chatterd -p chatter-bench
@@ -8,13 +9,16 @@
 //! target/release/chatter-bench compare --nodes 5,20,50 --runs 5   # against Serf and chitchat
 //! target/release/chatter-bench compare --quick                    # smoke test, N=5, ~2 min
 //! target/release/chatter-bench compare --encryption               # also sealed Chatter, Serf -encrypt
+//! sudo target/release/chatter-bench hosts --nodes 5               # real hosts (network namespaces)
 //! ```
 //!
-//! Every daemon is started by the harness, reached only on loopback, and killed by PID when a
+//! Every daemon is started by the harness, reached only on loopback or at the address of a
+//! namespace host the harness made, and killed by PID when a
 //! scenario ends (or the harness exits). Every wait has a deadline.
 
 mod cluster;
 mod compare;
+mod hosts;
 mod propagation;
 
 use std::path::PathBuf;
@@ -27,7 +31,7 @@ use clap::{Parser, Subcommand};
 use cluster::{cpu_seconds, find_number, rss_kib, unix_ms, Cluster};
 
 #[derive(Parser)]
-#[command(about = "Benchmarks of real chatterd processes on loopback")]
+#[command(about = "Benchmarks of real chatterd processes on loopback and on namespace hosts")]
 struct Args {
     /// Path of the chatterd binary [default: next to this executable].
     #[arg(long, global = true)]
@@ -142,6 +146,58 @@ enum Scenario {
         #[arg(long)]
         update_doc: Option<PathBuf>,
     },
+    /// Chatter and Serf on real hosts made of network namespaces (needs root): one daemon per
+    /// host at its own address, faults in the network between them (cut links, partitions,
+    /// one-way and flapping links, loss) and in the processes; Markdown tables side by side.
+    Hosts {
+        /// Hosts (one daemon each).
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Trials of `silent` and `crash` (the victim is restored between them).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Scenarios: silent, crash, pause, partition, asymmetric, flapping, loss, restart.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "silent,crash,pause,partition,asymmetric,flapping,loss,restart"
+        )]
+        scenarios: Vec<String>,
+        /// Systems: chatter, serf.
+        #[arg(long, value_delimiter = ',', default_value = "chatter,serf")]
+        systems: Vec<String>,
+        /// SIGSTOP lengths of `pause`, in seconds.
+        #[arg(long, value_delimiter = ',', default_value = "2,5,8,10")]
+        pauses: Vec<f64>,
+        /// Loss percentages of `loss`, each on every link between hosts.
+        #[arg(long, value_delimiter = ',', default_value = "5,20")]
+        losses: Vec<f64>,
+        /// Length of each `loss` window, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Length of the `asymmetric` and `flapping` windows, in seconds.
+        #[arg(long, default_value_t = 30)]
+        window_seconds: u64,
+        /// One-way delay added to every host's packets in `loss`, in ms (needs sch_netem in
+        /// the kernel; reported as not applied without it).
+        #[arg(long, default_value_t = 50)]
+        delay_ms: u64,
+        /// Jitter of that delay, in ms.
+        #[arg(long, default_value_t = 50)]
+        jitter_ms: u64,
+        /// Exit non-zero when Chatter breaks a rule of a scenario (Serf is never asserted).
+        #[arg(long)]
+        check: bool,
+        /// The serf binary.
+        #[arg(long, default_value = "serf")]
+        serf: PathBuf,
+        /// Also write the Markdown report to this file.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Only remove the namespaces and links left by runs that died, then exit.
+        #[arg(long)]
+        cleanup: bool,
+    },
     /// Idle CPU, RSS and traffic per daemon once the cluster has settled.
     Idle {
         /// Cluster sizes.
@@ -186,6 +242,9 @@ fn max(v: &[f64]) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Scenario::Hosts { cleanup: true, .. } = args.scenario {
+        return hosts::cleanup();
+    }
     let chatterd = match args.chatterd {
         Some(p) => p,
         None => std::env::current_exe()?
@@ -214,6 +273,39 @@ fn main() -> Result<()> {
         Scenario::Idle { nodes, seconds } => idle(&d, &nodes, seconds),
         Scenario::Broadcast { nodes, count } => propagation::broadcast(&d, &nodes, count),
         Scenario::Kv { nodes, count } => propagation::kv(&d, &nodes, count),
+        Scenario::Hosts {
+            nodes,
+            runs,
+            scenarios,
+            systems,
+            pauses,
+            losses,
+            seconds,
+            window_seconds,
+            delay_ms,
+            jitter_ms,
+            check,
+            serf,
+            markdown,
+            cleanup: _,
+        } => hosts::run(hosts::Options {
+            nodes,
+            runs,
+            scenarios,
+            systems,
+            pauses,
+            losses,
+            seconds,
+            window_seconds,
+            delay: Duration::from_millis(delay_ms),
+            jitter: Duration::from_millis(jitter_ms),
+            check,
+            chatterd,
+            chatter_args: args.daemon_args.clone(),
+            serf,
+            markdown,
+            command_line: shown_command(&["--chatterd", "--markdown"]),
+        }),
         Scenario::Compare {
             nodes,
             runs,
@@ -238,26 +330,8 @@ fn main() -> Result<()> {
                     .context("chatterd has no directory")?
                     .join("chatter-bench-chitchat"),
             };
-            // The command as printed in the report, without the options that only say where
-            // binaries and outputs are (they do not change the figures).
-            let mut shown = Vec::new();
-            let mut argv = std::env::args().skip(1);
-            while let Some(a) = argv.next() {
-                if ["--chatterd", "--markdown", "--update-doc", "--chitchat"].contains(&a.as_str())
-                {
-                    argv.next();
-                } else if !["--chatterd=", "--markdown=", "--update-doc=", "--chitchat="]
-                    .iter()
-                    .any(|p| a.starts_with(p))
-                {
-                    shown.push(a);
-                }
-            }
-            let command_line = std::iter::once("target/release/chatter-bench".to_owned())
-                .chain(shown)
-                .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
-                .collect::<Vec<_>>()
-                .join(" ");
+            let command_line =
+                shown_command(&["--chatterd", "--markdown", "--update-doc", "--chitchat"]);
             compare::run(compare::Options {
                 nodes,
                 runs,
@@ -282,6 +356,25 @@ fn main() -> Result<()> {
             })
         }
     }
+}
+
+/// The command as printed in a report, without the options `hidden` that only say where
+/// binaries and outputs are (they do not change the figures).
+fn shown_command(hidden: &[&str]) -> String {
+    let mut shown = Vec::new();
+    let mut argv = std::env::args().skip(1);
+    while let Some(a) = argv.next() {
+        if hidden.contains(&a.as_str()) {
+            argv.next();
+        } else if !hidden.iter().any(|h| a.starts_with(&format!("{h}="))) {
+            shown.push(a);
+        }
+    }
+    std::iter::once("target/release/chatter-bench".to_owned())
+        .chain(shown)
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Polls every survivor until all report `victim` failed; returns per-survivor detection

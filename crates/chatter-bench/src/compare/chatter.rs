@@ -1,7 +1,7 @@
 //! Chatter: `chatterd` processes, driven through their HTTP API and SSE streams.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
@@ -9,9 +9,14 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
 use super::system::{
-    kill_slot, leave_slot, node_name, slot, unix_ms, Arrival, KvMode, MemberView, NodeProc, Proc,
-    Seen, Status, System, Traffic,
+    kill_slot, leave_slot, node_name, slot, unix_ms, Arrival, KvMode, MemberView, NodeProc,
+    Placement, Proc, Seen, Status, System, Traffic,
 };
+
+/// chatterd's documented default gossip port, used on hosts of their own.
+const GOSSIP_PORT: u16 = 2428;
+/// chatterd's documented default HTTP port, used on hosts of their own.
+const HTTP_PORT: u16 = 8428;
 use crate::cluster::{find_number, follow_events};
 
 struct Node {
@@ -32,6 +37,13 @@ pub struct Chatter {
     extra: Vec<String>,
     /// Environment of every daemon (the gossip key of the sealed column).
     env: Vec<(String, String)>,
+    /// Where each slot runs (loopback unless [`Chatter::placed`] says otherwise).
+    placement: Placement,
+    /// `--http-token` of every daemon (through `CHATTERD_HTTP_TOKEN`), sent with every write:
+    /// an API bound to a host's address rather than loopback wants one.
+    http_token: Option<String>,
+    /// With a directory, slot `i` runs with `--data-dir DIR/n{i:02}` (kept across its lives).
+    data_dirs: Option<PathBuf>,
     nodes: Vec<Option<Node>>,
     /// Nodes asked to leave, kept until they exit or the system is dropped.
     leaving: Vec<Node>,
@@ -61,9 +73,34 @@ impl Chatter {
             chatterd,
             extra,
             env,
+            placement: Placement::loopback(),
+            http_token: None,
+            data_dirs: None,
             nodes: Vec::new(),
             leaving: Vec::new(),
             agent,
+        }
+    }
+
+    /// The same daemons placed by `placement`, with `http_token` as every daemon's
+    /// `--http-token` (and sent with every write).
+    pub fn placed(mut self, placement: Placement, http_token: Option<String>) -> Self {
+        self.placement = placement;
+        self.http_token = http_token;
+        self
+    }
+
+    /// Every slot with a data directory of its own under `dir` (`--data-dir dir/n{i:02}`).
+    pub fn with_data_dirs(mut self, dir: PathBuf) -> Self {
+        self.data_dirs = Some(dir);
+        self
+    }
+
+    /// `request` with the bearer token, when the daemons have one.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.http_token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
         }
     }
 
@@ -104,14 +141,24 @@ impl System for Chatter {
 
     fn spawn(&mut self, i: usize) -> Result<()> {
         let name = node_name(i);
-        let mut cmd = Command::new(&self.chatterd);
-        cmd.args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        let (listen, http) = if self.placement.on_hosts() {
+            let ip = self.placement.ip(i)?;
+            (format!("{ip}:{GOSSIP_PORT}"), format!("{ip}:{HTTP_PORT}"))
+        } else {
+            ("127.0.0.1:0".to_owned(), "127.0.0.1:0".to_owned())
+        };
+        let mut cmd = self.placement.command(i, &self.chatterd)?;
+        cmd.args(["--listen", &listen, "--http", &http])
             .args(["--node-name", &name])
             .args(&self.extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
+            .envs(self.http_token.iter().map(|t| ("CHATTERD_HTTP_TOKEN", t)))
             .stdin(Stdio::null())
             .stderr(Stdio::null());
+        if let Some(dir) = &self.data_dirs {
+            cmd.arg("--data-dir").arg(dir.join(&name));
+        }
         if i != 0 {
             cmd.args(["--seed", &self.node(0)?.gossip]);
         }
@@ -214,8 +261,7 @@ impl System for Chatter {
 
     fn broadcast(&self, origin: usize, seq: u64) -> Result<bool> {
         let url = format!("http://{}/v1/messages", self.node(origin)?.http);
-        self.agent
-            .post(&url)
+        self.authorized(self.agent.post(&url))
             .header("Content-Type", "application/json")
             .send(format!(r#"{{"tag":"bench","payload":{{"n":{seq}}}}}"#))
             .with_context(|| format!("POST {url}"))?;
@@ -224,10 +270,37 @@ impl System for Chatter {
 
     fn set_key(&self, origin: usize, key: &str, value: &str) -> Result<Option<KvMode>> {
         let url = format!("http://{}/v1/kv/{key}", self.node(origin)?.http);
-        self.agent
-            .put(&url)
+        self.authorized(self.agent.put(&url))
             .send(value)
             .with_context(|| format!("PUT {url}"))?;
         Ok(Some(KvMode::Events))
+    }
+
+    fn poll_key(&self, i: usize, owner: &str, key: &str) -> Result<Option<String>> {
+        let url = format!("http://{}/v1/kv", self.node(i)?.http);
+        let mut response = self
+            .agent
+            .get(&url)
+            .query("node", owner)
+            .query("prefix", key)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .with_context(|| format!("GET {url}?node={owner}"))?;
+        // 404: `owner` is not (yet) a member in this node's view.
+        if response.status() == 404 {
+            return Ok(None);
+        }
+        let body: Value = serde_json::from_str(&response.body_mut().read_to_string()?)
+            .with_context(|| format!("GET {url}?node={owner}: not JSON"))?;
+        Ok(body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|state| state["node"] == owner)
+            .flat_map(|state| state["entries"].as_array().into_iter().flatten())
+            .find(|entry| entry["key"] == key)
+            .and_then(|entry| entry["value"].as_str().map(str::to_owned)))
     }
 }

@@ -12,11 +12,11 @@
 //! every process of that system is killed (by PID, through the `Proc` drop guards) before the
 //! next system starts, so the systems never share the machine.
 
-mod chatter;
+pub(crate) mod chatter;
 mod chitchat;
 mod report;
-mod serf;
-mod system;
+pub(crate) mod serf;
+pub(crate) mod system;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
@@ -25,8 +25,13 @@ use rmpv::Value;
 
 use super::system::{
     free_port, kill_slot, leave_slot, node_name, slot, unix_ms, Arrival, KvMode, MemberView,
-    NodeProc, Proc, Seen, Status, System, Traffic,
+    NodeProc, Placement, Proc, Seen, Status, System, Traffic,
 };
+
+/// Serf's default gossip (bind) port, used on hosts of their own.
+const BIND_PORT: u16 = 7946;
+/// Serf's default RPC port, used on hosts of their own.
+const RPC_PORT: u16 = 7373;
 
 /// One RPC connection to an agent.
 struct Rpc {
@@ -144,8 +149,10 @@ impl NodeProc for Node {
 /// Per-slot resources that outlive a process: ports (a restarted agent binds the same address,
 /// as memberlist refuses a known name at a new address) and the statsd listener.
 struct SlotRes {
-    bind_port: u16,
-    rpc_port: u16,
+    /// The agent's gossip address (`-bind`).
+    bind: SocketAddr,
+    /// The agent's RPC address (`-rpc-addr`), reached by the harness.
+    rpc: SocketAddr,
     config: PathBuf,
     metrics: Arc<Mutex<Metrics>>,
 }
@@ -156,6 +163,8 @@ pub struct Serf {
     /// `-encrypt` key (base64) of the encrypted column.
     encrypt: Option<String>,
     dir: PathBuf,
+    /// Where each slot runs (loopback unless [`Serf::placed`] says otherwise).
+    placement: Placement,
     nodes: Vec<Option<Node>>,
     /// Nodes asked to leave, kept until they exit or the system is dropped.
     leaving: Vec<Node>,
@@ -176,12 +185,19 @@ impl Serf {
             binary,
             encrypt,
             dir,
+            placement: Placement::loopback(),
             nodes: Vec::new(),
             leaving: Vec::new(),
             res: Vec::new(),
             pending: BTreeMap::new(),
             stop: Arc::default(),
         })
+    }
+
+    /// The same agents placed by `placement`.
+    pub fn placed(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
     }
 
     fn node(&self, i: usize) -> Result<&Node> {
@@ -208,7 +224,8 @@ impl Serf {
     /// Ports, config file and statsd listener of slot `i`, made on first use.
     fn resources(&mut self, i: usize) -> Result<&SlotRes> {
         if slot(&mut self.res, i).is_none() {
-            let statsd = UdpSocket::bind("127.0.0.1:0").context("bind statsd listener")?;
+            let statsd = UdpSocket::bind((self.placement.harness_ip(), 0))
+                .context("bind statsd listener")?;
             statsd.set_read_timeout(Some(Duration::from_millis(500)))?;
             let statsd_addr = statsd.local_addr()?;
             let metrics = Arc::new(Mutex::new(Metrics::default()));
@@ -244,9 +261,15 @@ impl Serf {
             let config = self.dir.join(format!("{}.json", node_name(i)));
             std::fs::write(&config, format!("{{\"statsd_addr\": \"{statsd_addr}\"}}\n"))
                 .with_context(|| format!("write {}", config.display()))?;
+            let ip = self.placement.ip(i)?;
+            let (bind_port, rpc_port) = if self.placement.on_hosts() {
+                (BIND_PORT, RPC_PORT)
+            } else {
+                (free_port()?, free_port()?)
+            };
             *slot(&mut self.res, i) = Some(SlotRes {
-                bind_port: free_port()?,
-                rpc_port: free_port()?,
+                bind: SocketAddr::new(ip, bind_port),
+                rpc: SocketAddr::new(ip, rpc_port),
                 config,
                 metrics,
             });
@@ -282,23 +305,23 @@ impl System for Serf {
     }
 
     fn spawn(&mut self, i: usize) -> Result<()> {
-        let seed_port = if i == 0 {
+        let seed = if i == 0 {
             None
         } else {
-            Some(self.resources(0)?.bind_port)
+            Some(self.resources(0)?.bind)
         };
         let res = self.resources(i)?;
-        let (bind_port, rpc_port, config) = (res.bind_port, res.rpc_port, res.config.clone());
-        let mut cmd = Command::new(&self.binary);
+        let (bind, rpc, config) = (res.bind, res.rpc, res.config.clone());
+        let mut cmd = self.placement.command(i, &self.binary)?;
         cmd.arg("agent")
             .arg(format!("-node={}", node_name(i)))
-            .arg(format!("-bind=127.0.0.1:{bind_port}"))
-            .arg(format!("-rpc-addr=127.0.0.1:{rpc_port}"))
+            .arg(format!("-bind={bind}"))
+            .arg(format!("-rpc-addr={rpc}"))
             .arg(format!("-config-file={}", config.display()))
             .arg("-log-level=warn")
             .stdin(Stdio::null())
             .stderr(Stdio::null());
-        if let Some(port) = seed_port {
+        if let Some(seed) = seed {
             // `retry_join` rather than `-join`: an agent whose first join attempt fails
             // (the seed busy starting 50 agents on two cores) exits with `-join`, and the
             // run would measure that rather than Serf; with a 1 s retry it joins as an
@@ -306,7 +329,7 @@ impl System for Serf {
             let join = self.dir.join(format!("{}-join.json", node_name(i)));
             std::fs::write(
                 &join,
-                format!("{{\"retry_join\": [\"127.0.0.1:{port}\"], \"retry_interval\": \"1s\"}}\n"),
+                format!("{{\"retry_join\": [\"{seed}\"], \"retry_interval\": \"1s\"}}\n"),
             )
             .with_context(|| format!("write {}", join.display()))?;
             cmd.arg(format!("-config-file={}", join.display()));
@@ -327,11 +350,8 @@ impl System for Serf {
             .remove(&i)
             .ok_or_else(|| anyhow!("serf {} not started", node_name(i)))?;
         proc.wait_line("Serf agent running", limit)?;
-        let rpc_port = self.resources(i)?.rpc_port;
-        let rpc = Rpc::connect(
-            SocketAddr::from(([127, 0, 0, 1], rpc_port)),
-            Some(Duration::from_secs(2)),
-        )?;
+        let rpc_addr = self.resources(i)?.rpc;
+        let rpc = Rpc::connect(rpc_addr, Some(Duration::from_secs(2)))?;
         *slot(&mut self.nodes, i) = Some(Node {
             proc,
             rpc: Mutex::new(rpc),
@@ -385,8 +405,8 @@ impl System for Serf {
             if self.nodes[i].is_none() {
                 continue;
             }
-            let rpc_port = self.resources(i)?.rpc_port;
-            let mut rpc = Rpc::connect(SocketAddr::from(([127, 0, 0, 1], rpc_port)), None)?;
+            let rpc_addr = self.resources(i)?.rpc;
+            let mut rpc = Rpc::connect(rpc_addr, None)?;
             rpc.send("stream", Some(map(vec![("Type", Value::from("user"))])))?;
             rpc.read_header("stream")?;
             let tx = tx.clone();

@@ -1,7 +1,8 @@
 //! What `compare` needs from each system under test, and the process plumbing they share.
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 /// A member's status in one node's view, mapped onto Chatter's vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
     Alive,
     Suspect,
@@ -97,6 +98,79 @@ pub trait System {
     /// [`KvMode::Poll`] systems: the value of `owner`'s `key` in slot `i`'s view.
     fn poll_key(&self, _i: usize, _owner: &str, _key: &str) -> Result<Option<String>> {
         Ok(None)
+    }
+}
+
+/// Where the processes of a system run and which address each binds: every slot on
+/// 127.0.0.1 in the harness's own network namespace with ephemeral ports (`compare`), or slot
+/// `i` inside network namespace `hosts[i].netns` bound to `hosts[i].ip` (`hosts`), where every
+/// host has its own address, so each system's usual fixed ports serve and the harness reaches
+/// the HTTP API or RPC at the host's address from its own namespace through `harness`.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    hosts: Vec<Host>,
+    harness: Option<Ipv4Addr>,
+}
+
+/// One host of a [`Placement`]: a network namespace and its address.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The network namespace's name (`ip netns exec NETNS ...`).
+    pub netns: String,
+    /// The host's address, on which its processes listen.
+    pub ip: Ipv4Addr,
+}
+
+impl Placement {
+    /// Every slot on 127.0.0.1 in the harness's namespace, on ephemeral ports.
+    pub fn loopback() -> Self {
+        Self::default()
+    }
+
+    /// Slot `i` on `hosts[i]`; `harness` is the harness's own address on the hosts' network.
+    pub fn hosts(hosts: Vec<Host>, harness: Ipv4Addr) -> Self {
+        Self {
+            hosts,
+            harness: Some(harness),
+        }
+    }
+
+    /// Whether slots run on hosts of their own (fixed ports) rather than on loopback.
+    pub fn on_hosts(&self) -> bool {
+        self.harness.is_some()
+    }
+
+    /// The command that runs `program` in slot `i`'s place: the program itself on loopback,
+    /// `ip netns exec NETNS program` on a host (`ip` execs the program, so the child's PID is
+    /// the program's and signals reach it directly).
+    pub fn command(&self, i: usize, program: &Path) -> Result<Command> {
+        if !self.on_hosts() {
+            return Ok(Command::new(program));
+        }
+        let host = self.host(i)?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &host.netns]).arg(program);
+        Ok(cmd)
+    }
+
+    /// The address slot `i` binds.
+    pub fn ip(&self, i: usize) -> Result<IpAddr> {
+        if !self.on_hosts() {
+            return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        Ok(IpAddr::V4(self.host(i)?.ip))
+    }
+
+    /// The harness's address as the slots reach it (for listeners of the harness, such as
+    /// Serf's statsd sink).
+    pub fn harness_ip(&self) -> IpAddr {
+        IpAddr::V4(self.harness.unwrap_or(Ipv4Addr::LOCALHOST))
+    }
+
+    fn host(&self, i: usize) -> Result<&Host> {
+        self.hosts
+            .get(i)
+            .ok_or_else(|| anyhow!("slot {i} has no host ({} hosts)", self.hosts.len()))
     }
 }
 

@@ -1,0 +1,457 @@
+//! `chatter-bench hosts`: Chatter and Serf on real hosts made of network namespaces, one
+//! daemon per host at its own address, faults made in the network between them (links cut,
+//! partitions, one-way links, flapping links, random loss) and in the processes (SIGKILL,
+//! SIGSTOP, restarts), with Markdown tables side by side.
+//!
+//! ```text
+//! sudo target/release/chatter-bench hosts --nodes 5 --runs 3            # every scenario
+//! sudo target/release/chatter-bench hosts --scenarios silent,loss --check
+//! sudo target/release/chatter-bench hosts --cleanup                     # leftovers of dead runs
+//! ```
+//!
+//! The topology ([`topology`]) is made once per run and shared by the systems in turn: each
+//! system's cluster is started, taken through the scenarios, and killed (by PID) before the
+//! next one starts, with every fault undone between scenarios. `--check` fails the run when
+//! Chatter breaks a rule of a scenario (a missed detection, a false verdict, a 5 s pause
+//! declared failed, a key missing after a partition heals); Serf's results are reported, never
+//! asserted.
+
+mod report;
+mod scenarios;
+pub mod topology;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::compare::chatter::Chatter;
+use crate::compare::serf::Serf;
+use crate::compare::system::{node_name, unix_ms, MemberView, Status, System};
+use topology::{check_interrupted, Topology};
+
+/// The scenarios, in the order they run.
+pub const SCENARIOS: [&str; 8] = [
+    "silent",
+    "crash",
+    "pause",
+    "partition",
+    "asymmetric",
+    "flapping",
+    "loss",
+    "restart",
+];
+
+/// Label of Chatter with its defaults (and the `--daemon-arg`s).
+pub const CHATTER: &str = "Chatter";
+/// Label of Serf with its defaults.
+pub const SERF: &str = "Serf";
+
+/// Everything `hosts` is told on its command line.
+pub struct Options {
+    /// Hosts (one daemon each).
+    pub nodes: usize,
+    /// Trials of `silent` and `crash`.
+    pub runs: usize,
+    /// Scenarios to run, among [`SCENARIOS`].
+    pub scenarios: Vec<String>,
+    /// `chatter`, `serf`.
+    pub systems: Vec<String>,
+    /// SIGSTOP lengths of `pause`, in seconds.
+    pub pauses: Vec<f64>,
+    /// Loss percentages of `loss`.
+    pub losses: Vec<f64>,
+    /// Length of each `loss` window.
+    pub seconds: u64,
+    /// Length of the `asymmetric` and `flapping` windows.
+    pub window_seconds: u64,
+    /// One-way delay and jitter added to every host's packets in `loss` (when the kernel has
+    /// netem).
+    pub delay: Duration,
+    pub jitter: Duration,
+    /// Fail the run when Chatter breaks a scenario's rule.
+    pub check: bool,
+    pub chatterd: PathBuf,
+    /// Extra flags of every chatterd.
+    pub chatter_args: Vec<String>,
+    pub serf: PathBuf,
+    pub markdown: Option<PathBuf>,
+    pub command_line: String,
+}
+
+/// Polling period of the harness's member-table watches.
+const POLL: Duration = Duration::from_millis(100);
+
+/// A cluster of one system on the hosts: which slots run, which are cut off or frozen (not
+/// polled: they cannot answer).
+pub struct Hosts<'a> {
+    pub sys: &'a mut dyn System,
+    pub n: usize,
+    pub running: Vec<bool>,
+    pub cut: BTreeSet<usize>,
+}
+
+impl Hosts<'_> {
+    /// Running slots the harness can reach.
+    pub fn observers(&self) -> Vec<usize> {
+        (0..self.n)
+            .filter(|&i| self.running[i] && !self.cut.contains(&i))
+            .collect()
+    }
+
+    /// Starts the seed, then every other slot at once; waits until all see all alive.
+    pub fn start(&mut self) -> Result<f64> {
+        let label = self.sys.label();
+        self.sys.spawn(0)?;
+        self.sys
+            .wait_ready(0, Duration::from_secs(20))
+            .with_context(|| format!("{label}: seed did not start"))?;
+        self.running[0] = true;
+        let t0 = unix_ms();
+        for i in 1..self.n {
+            self.sys.spawn(i)?;
+        }
+        for i in 1..self.n {
+            self.sys
+                .wait_ready(i, Duration::from_secs(30 + self.n as u64))
+                .with_context(|| format!("{label}: {} did not start", node_name(i)))?;
+            self.running[i] = true;
+        }
+        let at = self.wait_converged(Duration::from_secs(60 + 2 * self.n as u64))?;
+        Ok((at - t0) / 1000.0)
+    }
+
+    /// Starts slot `i` again (a new life) and waits until it is ready.
+    pub fn respawn(&mut self, i: usize) -> Result<()> {
+        self.sys.spawn(i)?;
+        self.sys.wait_ready(i, Duration::from_secs(20))?;
+        self.running[i] = true;
+        Ok(())
+    }
+
+    /// Waits until every running node sees every running node alive; returns the Unix ms at
+    /// which the last of them was first seen so.
+    pub fn wait_converged(&self, limit: Duration) -> Result<f64> {
+        let up: Vec<usize> = (0..self.n).filter(|&i| self.running[i]).collect();
+        let names: Vec<String> = up.iter().map(|&i| node_name(i)).collect();
+        let at = self.wait_views(&up, limit, |view| {
+            names.iter().all(|name| {
+                view.iter()
+                    .any(|m| &m.name == name && m.status == Status::Alive)
+            })
+        });
+        match at.iter().copied().collect::<Option<Vec<f64>>>() {
+            Some(times) => Ok(times.into_iter().fold(0.0, f64::max)),
+            None => bail!(
+                "{}: {} of {} nodes did not see all {} alive within {limit:?}",
+                self.sys.label(),
+                at.iter().filter(|t| t.is_none()).count(),
+                up.len(),
+                up.len()
+            ),
+        }
+    }
+
+    /// Polls `nodes` until `done` holds for each one's member table; per node the Unix ms at
+    /// which it was first seen to hold (midpoint of the last miss and the first hit), `None`
+    /// if not within `limit` (or on SIGINT).
+    pub fn wait_views(
+        &self,
+        nodes: &[usize],
+        limit: Duration,
+        done: impl Fn(&[MemberView]) -> bool,
+    ) -> Vec<Option<f64>> {
+        let start = unix_ms();
+        let mut found: Vec<Option<f64>> = vec![None; nodes.len()];
+        let mut last_miss = vec![start; nodes.len()];
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline
+            && found.iter().any(Option::is_none)
+            && check_interrupted().is_ok()
+        {
+            for (k, &i) in nodes.iter().enumerate() {
+                if found[k].is_some() {
+                    continue;
+                }
+                let at = unix_ms();
+                match self.sys.view(i) {
+                    Ok(view) if done(&view) => found[k] = Some((last_miss[k] + at) / 2.0),
+                    _ => last_miss[k] = at,
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        found
+    }
+
+    /// Polls `observers` until each lists `member` with a status in `wanted`: per observer the
+    /// Unix ms of the change (the node's own `since_ms` when it gives one, else the polling
+    /// midpoint), `None` if not within `limit`.
+    pub fn wait_status(
+        &self,
+        observers: &[usize],
+        member: &str,
+        wanted: &[Status],
+        t0: f64,
+        limit: Duration,
+    ) -> Vec<Option<f64>> {
+        let mut found: Vec<Option<f64>> = vec![None; observers.len()];
+        let mut last_miss = vec![t0; observers.len()];
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline
+            && found.iter().any(Option::is_none)
+            && check_interrupted().is_ok()
+        {
+            for (k, &i) in observers.iter().enumerate() {
+                if found[k].is_some() {
+                    continue;
+                }
+                let at = unix_ms();
+                let Ok(view) = self.sys.view(i) else { continue };
+                match view.iter().find(|m| m.name == member) {
+                    Some(m) if wanted.contains(&m.status) => {
+                        found[k] = Some(match m.since_ms {
+                            Some(s) if s >= t0 - 1.0 && s <= at + 1.0 => s,
+                            _ => (last_miss[k] + at) / 2.0,
+                        });
+                    }
+                    _ => last_miss[k] = at,
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        found
+    }
+}
+
+/// Every status change each observer showed for each member while watched.
+#[derive(Default)]
+pub struct Watch {
+    last: BTreeMap<(usize, String), Status>,
+    /// Status changes per (observer, member).
+    pub changes: BTreeMap<(usize, String), usize>,
+    /// (observer, member, status) for every failed or left status ever seen.
+    pub verdicts: BTreeSet<(usize, String, Status)>,
+    /// Polls that got no answer.
+    pub unanswered: usize,
+    pub polls: usize,
+}
+
+impl Watch {
+    /// Reads every observer's member table once.
+    pub fn sample(&mut self, sys: &dyn System, observers: &[usize]) {
+        for &o in observers {
+            self.polls += 1;
+            let Ok(view) = sys.view(o) else {
+                self.unanswered += 1;
+                continue;
+            };
+            for m in view {
+                if matches!(m.status, Status::Failed | Status::Left) {
+                    self.verdicts.insert((o, m.name.clone(), m.status));
+                }
+                let key = (o, m.name);
+                match self.last.insert(key.clone(), m.status) {
+                    Some(before) if before != m.status => {
+                        *self.changes.entry(key).or_default() += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Samples `observers` every [`POLL`] for `length`, calling `at(elapsed)` before each
+    /// sample (to apply scheduled faults).
+    pub fn run(
+        &mut self,
+        sys: &dyn System,
+        observers: &[usize],
+        length: Duration,
+        mut at: impl FnMut(Duration) -> Result<()>,
+    ) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < length {
+            check_interrupted()?;
+            at(start.elapsed())?;
+            self.sample(sys, observers);
+            thread::sleep(POLL);
+        }
+        Ok(())
+    }
+
+    /// The failed or left verdicts seen, as `observer: member status`, except those `allowed`.
+    pub fn verdicts_except(&self, allowed: impl Fn(usize, &str) -> bool) -> Vec<String> {
+        self.verdicts
+            .iter()
+            .filter(|(o, m, _)| !allowed(*o, m))
+            .map(|(o, m, s)| format!("{} lists {m} {}", node_name(*o), status_word(*s)))
+            .collect()
+    }
+
+    /// The largest number of changes of one member in one observer's view.
+    pub fn max_changes(&self) -> usize {
+        self.changes.values().copied().max().unwrap_or(0)
+    }
+
+    pub fn total_changes(&self) -> usize {
+        self.changes.values().sum()
+    }
+}
+
+/// A status as the tables write it.
+pub fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Alive => "alive",
+        Status::Suspect => "suspect",
+        Status::Failed => "failed",
+        Status::Left => "left",
+        Status::Other => "other",
+    }
+}
+
+/// Whether this chatterd has `--data-dir` (the restart scenario needs it).
+fn has_data_dir(chatterd: &std::path::Path) -> bool {
+    std::process::Command::new(chatterd)
+        .arg("--help")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).contains("--data-dir"))
+        .unwrap_or(false)
+}
+
+/// A fresh bearer token for the daemons' HTTP APIs, which listen on the hosts' addresses.
+fn fresh_token() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("read a token from /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Only removes the leftovers of dead runs.
+pub fn cleanup() -> Result<()> {
+    topology::preflight()?;
+    let removed = topology::clean_stale()?;
+    if removed.is_empty() {
+        println!("no leftovers of dead runs");
+    } else {
+        println!("removed the leftovers of {}", removed.join(", "));
+    }
+    Ok(())
+}
+
+pub fn run(opts: Options) -> Result<()> {
+    if opts.nodes < 4 {
+        bail!("--nodes: at least 4 (a partition needs two sides of two)");
+    }
+    if opts.nodes > topology::MAX_HOSTS {
+        bail!("--nodes: at most {}", topology::MAX_HOSTS);
+    }
+    if opts.runs == 0 {
+        bail!("--runs: at least 1");
+    }
+    for s in &opts.scenarios {
+        if !SCENARIOS.contains(&s.as_str()) {
+            bail!("--scenarios: unknown {s} ({})", SCENARIOS.join(", "));
+        }
+    }
+    let mut labels = Vec::new();
+    for s in &opts.systems {
+        match s.as_str() {
+            "chatter" => labels.push(CHATTER),
+            "serf" => labels.push(SERF),
+            other => bail!("--systems: unknown {other} (chatter, serf)"),
+        }
+    }
+    if labels.contains(&SERF) && !serf_present(&opts.serf) {
+        bail!(
+            "Serf not found ({}): apt-get install -y serf, or --systems chatter",
+            opts.serf.display()
+        );
+    }
+    topology::preflight()?;
+    let removed = topology::clean_stale()?;
+    if !removed.is_empty() {
+        println!("removed the leftovers of dead runs: {}", removed.join(", "));
+    }
+    let data_dir = has_data_dir(&opts.chatterd);
+    let mut topo = Topology::create(opts.nodes).context("building the hosts")?;
+    println!(
+        "{} hosts on {} (namespaces chb{}-0..{})",
+        opts.nodes,
+        topo.subnet(),
+        std::process::id(),
+        opts.nodes - 1
+    );
+    let token = fresh_token()?;
+    let data_root =
+        std::env::temp_dir().join(format!("chatter-bench-hosts-{}", std::process::id()));
+    let restarts = data_dir && opts.scenarios.iter().any(|s| s == "restart");
+    if restarts {
+        for i in 0..opts.nodes {
+            let dir = data_root.join(node_name(i));
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+    }
+    let started = Instant::now();
+    let mut results: BTreeMap<&str, scenarios::Results> = BTreeMap::new();
+    for label in &labels {
+        println!("== {label}, {} hosts", opts.nodes);
+        let mut sys: Box<dyn System> = match *label {
+            CHATTER => {
+                let mut chatter =
+                    Chatter::new(CHATTER, opts.chatterd.clone(), opts.chatter_args.clone())
+                        .placed(topo.placement(), Some(token.clone()));
+                if restarts {
+                    chatter = chatter.with_data_dirs(data_root.clone());
+                }
+                Box::new(chatter)
+            }
+            _ => Box::new(Serf::new(SERF, opts.serf.clone(), None)?.placed(topo.placement())),
+        };
+        let mut res = scenarios::Results::default();
+        let outcome = scenarios::run_all(sys.as_mut(), &mut topo, &opts, data_dir, &mut res);
+        // The processes go before the next system starts (and before the topology).
+        drop(sys);
+        if let Err(e) = outcome {
+            println!("  FAILED: {e:#}");
+            res.fatal = Some(format!("{e:#}"));
+        }
+        topo.reset()?;
+        results.insert(*label, res);
+        check_interrupted()?;
+    }
+    let _ = std::fs::remove_dir_all(&data_root);
+    let markdown = report::render(&opts, &labels, &results, data_dir, started.elapsed());
+    println!("\n{markdown}");
+    if let Some(path) = &opts.markdown {
+        std::fs::write(path, &markdown).with_context(|| format!("write {}", path.display()))?;
+    }
+    drop(topo);
+    let broken: Vec<String> = results
+        .get(CHATTER)
+        .map(scenarios::Results::violations)
+        .unwrap_or_default();
+    if broken.is_empty() {
+        println!("Chatter kept every rule of the scenarios run");
+    } else {
+        println!("Chatter broke {} rule(s):", broken.len());
+        for b in &broken {
+            println!("  - {b}");
+        }
+        if opts.check {
+            bail!("--check: Chatter broke {} rule(s)", broken.len());
+        }
+    }
+    Ok(())
+}
+
+fn serf_present(serf: &std::path::Path) -> bool {
+    std::process::Command::new(serf)
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

@@ -1,0 +1,713 @@
+//! Hosts made of Linux network namespaces: `N` namespaces `chb<pid>-<i>`, each with one
+//! `eth0` on a bridge, and the harness on the same bridge through one veth of its own.
+//!
+//! ```text
+//!  root namespace (harness)           chb<pid>-sw (the switch)            chb<pid>-<i> (host i)
+//!  chb<pid>r 10.213.X.1/24  <-veth->  up0 ─┐
+//!                                          br0 ── h<i>  <-veth->  eth0 10.213.X.(10+i)/24
+//! ```
+//!
+//! Why a switch namespace of its own rather than a bridge in the root namespace: Docker loads
+//! `br_netfilter`, which sends bridged frames through the root namespace's iptables `FORWARD`
+//! chain, whose policy Docker sets to `DROP`. A fresh namespace has its own (empty) tables and
+//! its own `bridge-nf-call-*` switches, so the hosts' traffic never touches the machine's
+//! firewall, and deleting the namespaces removes every link, address and rule made here.
+//!
+//! Every fault is an nftables rule of the switch (`table bridge chb`), applied where the
+//! frames cross the bridge, so no host sees anything but missing packets:
+//! - `cut(i)`: every frame to or from host `i`'s port is dropped (the harness's included):
+//!   to the others the host is powered off. No ICMP of any kind and no TCP reset comes back,
+//!   as every host has a permanent neighbour entry for every other (no ARP failure, so no
+//!   "host unreachable" either).
+//! - `partition(a, b)`, `one_way(a, b)`: IPv4 packets between the two sets (or from `b` to
+//!   `a` only) are dropped; the harness still reaches every host.
+//! - `impair(loss, delay, jitter)`: a random `loss` of the packets between hosts
+//!   (`numgen random`), and, when the kernel has `sch_netem`, `tc netem delay` on every
+//!   host's `eth0`. Without netem (some VM kernels) the loss is applied and the delay is
+//!   reported as not applied.
+//!
+//! Every command is checked; the namespaces are removed on drop, on panic (a hook, as the
+//! release profile aborts rather than unwinds) and by [`clean_stale`] for runs that died
+//! without either (SIGKILL): a namespace `chb<pid>-...` whose `pid` no longer runs.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, Once};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::compare::system::{Host, Placement};
+
+/// Second octet of the hosts' subnet `10.213.X.0/24`: a private range that is rarely routed.
+/// `X` starts from the harness's PID and moves on while the root namespace already has an
+/// address or route that overlaps.
+const SUBNET_OCTET: u8 = 213;
+/// Host `i` gets `.(HOST_BASE + i)`; the harness `.1`.
+const HOST_BASE: usize = 10;
+/// Hosts a /24 can hold after the harness and [`HOST_BASE`].
+pub const MAX_HOSTS: usize = 254 - HOST_BASE;
+/// Bridge port of the harness's veth in the switch namespace.
+const HARNESS_PORT: &str = "up0";
+
+/// Name prefixes of the topologies this process has made and not yet removed, for the panic
+/// hook (bounded: one per live [`Topology`]).
+static LIVE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+/// Set by SIGINT or SIGTERM: the harness's waits end with an error, so the topology is
+/// dropped and removed rather than left behind.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static HOOKS: Once = Once::new();
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether SIGINT or SIGTERM arrived since the hooks were installed.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Fails once SIGINT or SIGTERM arrived.
+pub fn check_interrupted() -> Result<()> {
+    if interrupted() {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Installs, once, the SIGINT/SIGTERM handlers and a panic hook that removes every live
+/// topology before the (aborting) panic ends the process.
+fn install_hooks() {
+    HOOKS.call_once(|| {
+        let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(libc::SIGINT, handler);
+            libc::signal(libc::SIGTERM, handler);
+        }
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            let prefixes: Vec<String> = match LIVE.lock() {
+                Ok(live) => live.iter().cloned().collect(),
+                Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
+            };
+            for prefix in prefixes {
+                remove_prefix(&prefix);
+            }
+        }));
+    });
+}
+
+/// Runs `program args`, with `input` on its standard input; its standard output, or an error
+/// with the command line and its standard error.
+fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String> {
+    let line = format!("{program} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {line}"))?;
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().context("no stdin")?;
+        stdin
+            .write_all(input.as_bytes())
+            .with_context(|| format!("{line}: write standard input"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("{line}: wait"))?;
+    if !out.status.success() {
+        bail!(
+            "{line}: {} ({})",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            out.status
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run("ip", args, None).map(drop)
+}
+
+/// Runs an nft script in namespace `netns`.
+fn nft(netns: &str, script: &str) -> Result<()> {
+    run(
+        "ip",
+        &["netns", "exec", netns, "nft", "-f", "-"],
+        Some(script),
+    )
+    .map(drop)
+    .with_context(|| format!("nft script:\n{script}"))
+}
+
+/// Checks that this process can build the topology: root, `ip netns`, `nft`.
+pub fn preflight() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the hosts suite needs root (network namespaces, bridges, nftables)");
+    }
+    run("ip", &["netns", "list"], None).context("ip netns does not work here")?;
+    run("nft", &["--version"], None).context("nft is missing (apt-get install nftables)")?;
+    Ok(())
+}
+
+/// The PID in a name of this scheme (`chb<pid>-...` or `chb<pid>r`).
+fn owner_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix("chb")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let tail = &rest[digits.len()..];
+    if digits.is_empty() || !(tail.starts_with('-') || tail == "r") {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn pid_alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Names of the network namespaces (`ip netns list` prints `NAME (id: K)` or `NAME`).
+fn namespaces() -> Result<Vec<String>> {
+    Ok(run("ip", &["netns", "list"], None)?
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect())
+}
+
+/// SIGKILLs every process in namespace `netns` (only ever a namespace of this scheme: the
+/// daemons a harness started there).
+fn kill_inside(netns: &str) {
+    if let Ok(out) = run("ip", &["netns", "pids", netns], None) {
+        for pid in out.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: kill(2) on a process inside a namespace this harness scheme made.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Removes, best effort, everything of prefix `chb<pid>`: processes in its namespaces, the
+/// namespaces, the harness's veth.
+fn remove_prefix(prefix: &str) {
+    let mine = |name: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|t| t.starts_with('-') || t == "r")
+    };
+    for netns in namespaces().unwrap_or_default() {
+        if mine(&netns) {
+            kill_inside(&netns);
+            let _ = ip(&["netns", "del", &netns]);
+        }
+    }
+    let link = format!("{prefix}r");
+    if ip(&["link", "show", "dev", &link]).is_ok() {
+        let _ = ip(&["link", "del", "dev", &link]);
+    }
+}
+
+/// Removes the leftovers of runs whose process is gone (namespaces `chb<pid>-*` and links
+/// `chb<pid>r` of a `pid` that no longer runs); returns the prefixes removed.
+pub fn clean_stale() -> Result<Vec<String>> {
+    let me = std::process::id() as i32;
+    let mut names = namespaces()?;
+    names.extend(
+        run("ip", &["-o", "link", "show"], None)?
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_owned()),
+    );
+    let mut stale = BTreeSet::new();
+    for name in names {
+        if let Some(pid) = owner_pid(&name) {
+            if pid != me && !pid_alive(pid) {
+                stale.insert(format!("chb{pid}"));
+            }
+        }
+    }
+    for prefix in &stale {
+        remove_prefix(prefix);
+    }
+    Ok(stale.into_iter().collect())
+}
+
+/// IPv4 networks (address, prefix length) the root namespace has an address or a route in.
+fn root_networks() -> Result<Vec<(Ipv4Addr, u8)>> {
+    let parse = |s: &str| -> Option<(Ipv4Addr, u8)> {
+        let (a, len) = s.split_once('/').unwrap_or((s, "32"));
+        Some((a.parse().ok()?, len.parse().ok().filter(|l| *l <= 32)?))
+    };
+    let mut nets = Vec::new();
+    for line in run("ip", &["-4", "-o", "addr", "show"], None)?.lines() {
+        let mut words = line.split_whitespace();
+        if words.any(|w| w == "inet") {
+            nets.extend(words.next().and_then(parse));
+        }
+    }
+    const TYPES: [&str; 10] = [
+        "local",
+        "broadcast",
+        "unicast",
+        "multicast",
+        "anycast",
+        "blackhole",
+        "unreachable",
+        "prohibit",
+        "throw",
+        "nat",
+    ];
+    for line in run("ip", &["-4", "route", "show", "table", "all"], None)?.lines() {
+        let mut words = line.split_whitespace();
+        let Some(mut first) = words.next() else {
+            continue;
+        };
+        if TYPES.contains(&first) {
+            first = words.next().unwrap_or_default();
+        }
+        // The default route overlaps everything; it is a gateway, not a collision.
+        if first != "default" {
+            nets.extend(parse(first));
+        }
+    }
+    Ok(nets)
+}
+
+fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
+    let len = a.1.min(b.1);
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    };
+    u32::from(a.0) & mask == u32::from(b.0) & mask
+}
+
+/// A free `10.213.X.0/24`, starting from `X = pid % 256`.
+fn pick_subnet(pid: u32) -> Result<[u8; 3]> {
+    let used = root_networks()?;
+    for k in 0..256u32 {
+        let x = ((pid + k) % 256) as u8;
+        let net = (Ipv4Addr::new(10, SUBNET_OCTET, x, 0), 24);
+        if !used.iter().any(|&u| overlaps(u, net)) {
+            return Ok([10, SUBNET_OCTET, x]);
+        }
+    }
+    bail!("every 10.{SUBNET_OCTET}.X.0/24 overlaps an address or route of this machine")
+}
+
+/// One host: its namespace, its port on the bridge, its address and MAC address.
+struct HostNet {
+    netns: String,
+    port: String,
+    ip: Ipv4Addr,
+    mac: String,
+}
+
+/// What [`Topology::impair`] applied.
+#[derive(Debug, Clone, Copy)]
+pub struct Impairment {
+    /// Whether the delay and jitter were applied (the kernel has `sch_netem`).
+    pub delay_applied: bool,
+}
+
+/// The hosts, the switch and the harness's link to it; removed on drop.
+pub struct Topology {
+    prefix: String,
+    switch: String,
+    root_if: String,
+    subnet: [u8; 3],
+    harness: Ipv4Addr,
+    hosts: Vec<HostNet>,
+    /// Hosts whose `eth0` has a netem qdisc.
+    netem_on: BTreeSet<usize>,
+}
+
+impl Topology {
+    /// Builds `n` hosts. Fails (having removed what it made) when a command fails.
+    pub fn create(n: usize) -> Result<Topology> {
+        if n == 0 || n > MAX_HOSTS {
+            bail!("hosts: between 1 and {MAX_HOSTS} (one /24), not {n}");
+        }
+        install_hooks();
+        let pid = std::process::id();
+        let prefix = format!("chb{pid}");
+        let subnet = pick_subnet(pid)?;
+        let [a, b, c] = subnet;
+        if let Ok(mut live) = LIVE.lock() {
+            live.insert(prefix.clone());
+        }
+        let mut topo = Topology {
+            switch: format!("{prefix}-sw"),
+            root_if: format!("{prefix}r"),
+            harness: Ipv4Addr::new(a, b, c, 1),
+            prefix,
+            subnet,
+            hosts: Vec::new(),
+            netem_on: BTreeSet::new(),
+        };
+        topo.build(n)?;
+        Ok(topo)
+    }
+
+    fn build(&mut self, n: usize) -> Result<()> {
+        let sw = self.switch.clone();
+        let root_if = self.root_if.clone();
+        let [a, b, c] = self.subnet;
+        ip(&["netns", "add", &sw])?;
+        ip(&["-n", &sw, "link", "set", "lo", "up"])?;
+        // The switch's own bridge-netfilter switches: frames cross the bridge without the
+        // iptables of any namespace.
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &sw,
+                "sh",
+                "-c",
+                "for f in /proc/sys/net/bridge/bridge-nf-call-*; do \
+                 if [ -e \"$f\" ]; then echo 0 > \"$f\" || exit 1; fi; done",
+            ],
+            None,
+        )?;
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &sw, "link", "set", "br0", "up"])?;
+        ip(&[
+            "link",
+            "add",
+            &root_if,
+            "address",
+            "02:cb:00:01:00:01",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            HARNESS_PORT,
+            "netns",
+            &sw,
+        ])?;
+        ip(&[
+            "-n",
+            &sw,
+            "link",
+            "set",
+            HARNESS_PORT,
+            "master",
+            "br0",
+            "up",
+        ])?;
+        let harness = format!("{}/24", self.harness);
+        ip(&["addr", "add", &harness, "dev", &root_if])?;
+        ip(&["link", "set", &root_if, "up"])?;
+        for i in 0..n {
+            let host = HostNet {
+                netns: format!("{}-{i}", self.prefix),
+                port: format!("h{i}"),
+                ip: Ipv4Addr::new(a, b, c, (HOST_BASE + i) as u8),
+                mac: format!("02:cb:00:00:{:02x}:{:02x}", i >> 8, i & 0xff),
+            };
+            let ns = host.netns.clone();
+            ip(&["netns", "add", &ns])?;
+            self.hosts.push(host);
+            let host = &self.hosts[i];
+            ip(&[
+                "-n", &sw, "link", "add", &host.port, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ])?;
+            ip(&["-n", &sw, "link", "set", &host.port, "master", "br0", "up"])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "address", &host.mac])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", host.ip),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        // Permanent neighbour entries everywhere: a host whose link is cut is never an ARP
+        // failure, so nobody gets "host unreachable".
+        let harness_mac = run("ip", &["-o", "link", "show", "dev", &root_if], None)?
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no MAC address on {root_if}"))?;
+        for (i, host) in self.hosts.iter().enumerate() {
+            let mut batch = format!(
+                "neigh replace {} lladdr {harness_mac} dev eth0 nud permanent\n",
+                self.harness
+            );
+            for (j, other) in self.hosts.iter().enumerate() {
+                if i != j {
+                    batch.push_str(&format!(
+                        "neigh replace {} lladdr {} dev eth0 nud permanent\n",
+                        other.ip, other.mac
+                    ));
+                }
+            }
+            run("ip", &["-n", &host.netns, "-batch", "-"], Some(&batch))?;
+        }
+        let batch: String = self
+            .hosts
+            .iter()
+            .map(|h| {
+                format!(
+                    "neigh replace {} lladdr {} dev {root_if} nud permanent\n",
+                    h.ip, h.mac
+                )
+            })
+            .collect();
+        run("ip", &["-batch", "-"], Some(&batch))?;
+        nft(
+            &sw,
+            &format!(
+                "table bridge chb {{
+  set cut {{ type ifname; }}
+  set blocked {{ type ipv4_addr . ipv4_addr; }}
+  chain impair {{ }}
+  chain bridged {{
+    type filter hook forward priority 0; policy accept;
+    iifname @cut drop
+    oifname @cut drop
+    ip saddr . ip daddr @blocked drop
+    iifname != \"{HARNESS_PORT}\" oifname != \"{HARNESS_PORT}\" jump impair
+  }}
+}}
+"
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// Where the systems' slots run: slot `i` on host `i`.
+    pub fn placement(&self) -> Placement {
+        Placement::hosts(
+            self.hosts
+                .iter()
+                .map(|h| Host {
+                    netns: h.netns.clone(),
+                    ip: h.ip,
+                })
+                .collect(),
+            self.harness,
+        )
+    }
+
+    /// The switch's subnet, as `10.213.X.0/24`.
+    pub fn subnet(&self) -> String {
+        let [a, b, c] = self.subnet;
+        format!("{a}.{b}.{c}.0/24")
+    }
+
+    fn host(&self, i: usize) -> Result<&HostNet> {
+        self.hosts
+            .get(i)
+            .ok_or_else(|| anyhow!("no host {i} ({} hosts)", self.hosts.len()))
+    }
+
+    /// Host `i` vanishes: every frame to or from it is dropped at the bridge.
+    pub fn cut(&self, i: usize) -> Result<()> {
+        let port = &self.host(i)?.port;
+        nft(
+            &self.switch,
+            &format!("add element bridge chb cut {{ \"{port}\" }}\n"),
+        )
+        .with_context(|| format!("cut host {i}"))
+    }
+
+    /// Undoes [`Topology::cut`] of host `i` (nothing if it is not cut).
+    pub fn restore(&self, i: usize) -> Result<()> {
+        let port = &self.host(i)?.port;
+        // `destroy` would ignore a missing element but needs nft 1.0.8; flush-and-re-add
+        // would race with other cuts. Deleting an absent element fails, so check first.
+        let listed = run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.switch,
+                "nft",
+                "list",
+                "set",
+                "bridge",
+                "chb",
+                "cut",
+            ],
+            None,
+        )?;
+        if !listed.contains(&format!("\"{port}\"")) {
+            return Ok(());
+        }
+        nft(
+            &self.switch,
+            &format!("delete element bridge chb cut {{ \"{port}\" }}\n"),
+        )
+        .with_context(|| format!("restore host {i}"))
+    }
+
+    fn block(&self, pairs: &[(usize, usize)]) -> Result<()> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let mut elements = Vec::new();
+        for &(from, to) in pairs {
+            elements.push(format!("{} . {}", self.host(from)?.ip, self.host(to)?.ip));
+        }
+        nft(
+            &self.switch,
+            &format!(
+                "add element bridge chb blocked {{ {} }}\n",
+                elements.join(", ")
+            ),
+        )
+    }
+
+    /// No IPv4 packet between a host of `a` and a host of `b`, either way.
+    pub fn partition(&self, a: &[usize], b: &[usize]) -> Result<()> {
+        let mut pairs = Vec::new();
+        for &x in a {
+            for &y in b {
+                pairs.push((x, y));
+                pairs.push((y, x));
+            }
+        }
+        self.block(&pairs).context("partition")
+    }
+
+    /// Host `a` reaches `b`, `b` does not reach `a`: packets from `b` to `a` are dropped.
+    pub fn one_way(&self, a: usize, b: usize) -> Result<()> {
+        self.block(&[(b, a)]).context("one-way link")
+    }
+
+    /// Undoes every [`Topology::partition`] and [`Topology::one_way`].
+    pub fn heal(&self) -> Result<()> {
+        nft(&self.switch, "flush set bridge chb blocked\n").context("heal")
+    }
+
+    /// `loss_pct` % of the packets between hosts dropped at random (each way, independently),
+    /// and every host's outgoing packets delayed by `delay` ± `jitter` when the kernel has
+    /// netem.
+    pub fn impair(
+        &mut self,
+        loss_pct: f64,
+        delay: Duration,
+        jitter: Duration,
+    ) -> Result<Impairment> {
+        if !(0.0..=100.0).contains(&loss_pct) {
+            bail!("loss must be 0 to 100 %, not {loss_pct}");
+        }
+        self.clear_impairment()?;
+        let per_10k = (loss_pct * 100.0).round() as u32;
+        nft(
+            &self.switch,
+            &format!("add rule bridge chb impair numgen random mod 10000 < {per_10k} drop\n"),
+        )
+        .context("loss rule")?;
+        let mut delay_applied = false;
+        if !delay.is_zero() {
+            let d = format!("{}us", delay.as_micros());
+            let j = format!("{}us", jitter.as_micros());
+            for i in 0..self.hosts.len() {
+                let ns = self.hosts[i].netns.clone();
+                let mut args: Vec<&str> = vec![
+                    "-n",
+                    ns.as_str(),
+                    "qdisc",
+                    "replace",
+                    "dev",
+                    "eth0",
+                    "root",
+                    "netem",
+                    "delay",
+                    d.as_str(),
+                ];
+                if !jitter.is_zero() {
+                    args.push(j.as_str());
+                }
+                match run("tc", &args, None) {
+                    Ok(_) => {
+                        self.netem_on.insert(i);
+                        delay_applied = true;
+                    }
+                    // A kernel without sch_netem: loss only, and the report says so.
+                    Err(e) if format!("{e:#}").contains("unknown") => break,
+                    Err(e) => return Err(e.context("netem delay")),
+                }
+            }
+        }
+        Ok(Impairment { delay_applied })
+    }
+
+    /// Undoes [`Topology::impair`].
+    pub fn clear_impairment(&mut self) -> Result<()> {
+        nft(&self.switch, "flush chain bridge chb impair\n").context("clear loss")?;
+        for i in std::mem::take(&mut self.netem_on) {
+            let ns = &self.hosts[i].netns;
+            run(
+                "tc",
+                &["-n", ns, "qdisc", "del", "dev", "eth0", "root"],
+                None,
+            )
+            .context("clear netem")?;
+        }
+        Ok(())
+    }
+
+    /// Every host restored, every partition healed, no impairment.
+    pub fn reset(&mut self) -> Result<()> {
+        self.heal()?;
+        nft(&self.switch, "flush set bridge chb cut\n").context("restore all")?;
+        self.clear_impairment()
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        remove_prefix(&self.prefix);
+        if let Ok(mut live) = LIVE.lock() {
+            live.remove(&self.prefix);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_of_the_scheme_give_their_pid() {
+        assert_eq!(owner_pid("chb1234-0"), Some(1234));
+        assert_eq!(owner_pid("chb1234-sw"), Some(1234));
+        assert_eq!(owner_pid("chb77r"), Some(77));
+        assert_eq!(owner_pid("chb77"), None);
+        assert_eq!(owner_pid("chbr"), None);
+        assert_eq!(owner_pid("chb12x-0"), None);
+        assert_eq!(owner_pid("docker0"), None);
+    }
+
+    #[test]
+    fn overlapping_networks_are_found() {
+        let net = |a: [u8; 4], l| (Ipv4Addr::from(a), l);
+        assert!(overlaps(net([10, 213, 5, 0], 24), net([10, 213, 5, 7], 32)));
+        assert!(overlaps(net([10, 0, 0, 0], 8), net([10, 213, 5, 0], 24)));
+        assert!(!overlaps(
+            net([10, 213, 6, 0], 24),
+            net([10, 213, 5, 0], 24)
+        ));
+        assert!(!overlaps(net([192, 0, 2, 0], 24), net([10, 213, 5, 0], 24)));
+    }
+}
