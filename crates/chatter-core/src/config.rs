@@ -80,8 +80,9 @@ pub struct Config {
     /// its interrupt handler, within a millisecond even on a loaded host) and below the
     /// moment the intermediaries' nacks end the probe (`0.8 * probe_timeout` after the
     /// indirect probes start, when the check starts too), so the answer is in before the
-    /// verdict on the probe. Must not exceed `probe_timeout`; an answer that comes later is
-    /// still used while the suspicion runs.
+    /// verdict on the probe. A value above `probe_timeout` is used as `probe_timeout`, so
+    /// that checks never pile up; an answer that comes after the probe ended is still used
+    /// while the suspicion runs.
     pub host_check_timeout: Duration,
 
     /// Suspicion timeout used instead of the Lifeguard one when the direct and indirect probes
@@ -370,10 +371,8 @@ impl Config {
                 "probe_timeout must be positive and shorter than probe_interval",
             ));
         }
-        if self.host_check_timeout.is_zero() || self.host_check_timeout > self.probe_timeout {
-            return Err(ConfigError::Invalid(
-                "host_check_timeout must be positive and at most probe_timeout",
-            ));
+        if self.host_check_timeout.is_zero() {
+            return Err(ConfigError::Invalid("host_check_timeout must be positive"));
         }
         if self.silent_host_suspicion_timeout.is_zero()
             || self.host_check_trust_period < self.probe_interval

@@ -346,7 +346,10 @@ mod tests {
         assert!(checks.calibration_due(t, addr(1), PERIOD, SECOND), "aging");
         checks.note_distrusted(t, addr(2), PERIOD);
         let t = t + SECOND;
-        assert!(!checks.calibration_due(t, addr(2), PERIOD, SECOND), "distrusted");
+        assert!(
+            !checks.calibration_due(t, addr(2), PERIOD, SECOND),
+            "distrusted"
+        );
         let t = t + PERIOD;
         assert!(checks.calibration_due(t, addr(2), PERIOD, SECOND), "again");
     }

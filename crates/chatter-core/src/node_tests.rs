@@ -260,7 +260,11 @@ fn host_check_answers_not_in_flight_change_nothing() {
     let before = net.nodes[0].stats().host_checks_answered;
     let now = net.now;
     for id in [0, 12_345, u64::MAX] {
-        for answer in [HostAnswer::Answered, HostAnswer::Silent, HostAnswer::Inconclusive] {
+        for answer in [
+            HostAnswer::Answered,
+            HostAnswer::Silent,
+            HostAnswer::Inconclusive,
+        ] {
             net.nodes[0].handle_host_check(now, id, answer);
         }
     }

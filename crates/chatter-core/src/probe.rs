@@ -159,11 +159,9 @@ impl Node {
         self.host_checks.probe_failed(probe.target(), network_ok);
         let host_silent = probe.host_silent()
             && network_ok
-            && self.host_checks.is_trusted(
-                now,
-                probe.addr(),
-                self.config.host_check_trust_period,
-            );
+            && self
+                .host_checks
+                .is_trusted(now, probe.addr(), self.config.host_check_trust_period);
         if host_silent {
             self.stats.host_silent_suspicions += 1;
         }
@@ -354,10 +352,13 @@ impl Node {
         addr: SocketAddr,
         purpose: Purpose,
     ) -> Option<u64> {
-        let timeout = self.config.host_check_timeout;
-        let (id, forgotten) =
-            self.host_checks
-                .start(now, name, generation, addr, purpose, timeout);
+        let timeout = self
+            .config
+            .host_check_timeout
+            .min(self.config.probe_timeout);
+        let (id, forgotten) = self
+            .host_checks
+            .start(now, name, generation, addr, purpose, timeout);
         self.stats.host_checks_dropped += forgotten;
         match id {
             Some(_) => self.stats.host_checks_started += 1,

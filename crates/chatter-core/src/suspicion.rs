@@ -116,7 +116,11 @@ mod tests {
         s.make_strong(secs(1));
         assert_eq!(s.timeout(), secs(1));
         s.make_strong(secs(3));
-        assert_eq!(s.timeout(), secs(1), "a longer cap never lengthens the timeout");
+        assert_eq!(
+            s.timeout(),
+            secs(1),
+            "a longer cap never lengthens the timeout"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 use crate::event::Event;
 use crate::member::{MemberStatus, ProbeRecord};
 use crate::membership::{
-    AfterProbe, Findings, AliveOutcome, FailedOutcome, Membership, Raise, SelfClaim, SuspectOutcome,
+    AfterProbe, AliveOutcome, FailedOutcome, Findings, Membership, Raise, SelfClaim, SuspectOutcome,
 };
 use crate::node::Node;
 use crate::wire::{self, Message};

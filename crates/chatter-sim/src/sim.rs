@@ -1172,7 +1172,11 @@ impl Sim {
             };
             let sent = check.timeout * attempt / HOST_CHECK_ATTEMPTS;
             let at = sent + there + back;
-            if host_up && !syn_lost && !answer_lost && at < check.timeout && answered_after.is_none()
+            if host_up
+                && !syn_lost
+                && !answer_lost
+                && at < check.timeout
+                && answered_after.is_none()
             {
                 answered_after = Some(at);
             }

@@ -43,14 +43,24 @@ fn calibrated(t: &SimTest, config: Config, n: usize, firewalled: bool) -> Sim {
         sim.join(i, &[0]);
         sim.run_for(Duration::from_millis(10));
     }
-    t.wait(&mut sim, 60 * SECOND, "the cluster to converge", Sim::all_agree_alive);
+    t.wait(
+        &mut sim,
+        60 * SECOND,
+        "the cluster to converge",
+        Sim::all_agree_alive,
+    );
     if host_checks {
         let want = n as u64 - 1;
         t.wait(
             &mut sim,
             (n as u32 * 4 + 30) * SECOND,
             "every node to calibrate every path",
-            |s| (0..n).all(|i| s.node_stats(i).is_some_and(|st| st.host_checks_calibration >= want)),
+            |s| {
+                (0..n).all(|i| {
+                    s.node_stats(i)
+                        .is_some_and(|st| st.host_checks_calibration >= want)
+                })
+            },
         );
     }
     sim
@@ -70,12 +80,17 @@ fn lose_host(t: &SimTest, sim: &mut Sim, victim: usize, cut_link: bool) -> (Dura
     } else {
         sim.crash_host(victim);
     }
-    let took = t.wait(sim, 120 * SECOND, "every survivor to fail the lost host", |s| {
-        s.up_nodes()
-            .into_iter()
-            .filter(|&i| i != victim)
-            .all(|i| s.status_of(i, victim) == Some(MemberStatus::Failed))
-    });
+    let took = t.wait(
+        sim,
+        120 * SECOND,
+        "every survivor to fail the lost host",
+        |s| {
+            s.up_nodes()
+                .into_iter()
+                .filter(|&i| i != victim)
+                .all(|i| s.status_of(i, victim) == Some(MemberStatus::Failed))
+        },
+    );
     let suspected = sim
         .first_event_about(victim, at, |e| matches!(e, Event::Suspect(_)))
         .map(|e| e.at - at)
@@ -107,9 +122,8 @@ fn silent_host_loss_is_failed_within_the_silent_host_timeout_of_its_first_failed
                 let mut sim = calibrated(&trial_t, config.clone(), n, false);
                 let (suspected, took) = lose_host(&trial_t, &mut sim, victim, cut_link);
                 if host_checks {
-                    let bound = suspected
-                        + config.silent_host_suspicion_timeout
-                        + spread(&config, n);
+                    let bound =
+                        suspected + config.silent_host_suspicion_timeout + spread(&config, n);
                     trial_t.check(took <= bound, || {
                         format!(
                             "n={n} trial {trial}: failed everywhere {:.2}s after the loss, \
@@ -146,9 +160,14 @@ fn silent_host_loss_is_failed_within_the_silent_host_timeout_of_its_first_failed
         println!(
             "n={n}: silent host failed everywhere after {:?} s with host checks (median \
              {:.2}s), {:?} s without (median {:.2}s)",
-            with.iter().map(|d| (secs(*d) * 100.0).round() / 100.0).collect::<Vec<_>>(),
+            with.iter()
+                .map(|d| (secs(*d) * 100.0).round() / 100.0)
+                .collect::<Vec<_>>(),
             secs(m_with),
-            without.iter().map(|d| (secs(*d) * 100.0).round() / 100.0).collect::<Vec<_>>(),
+            without
+                .iter()
+                .map(|d| (secs(*d) * 100.0).round() / 100.0)
+                .collect::<Vec<_>>(),
             secs(m_without),
         );
         t.check(m_with * 2 <= m_without, || {
@@ -176,16 +195,22 @@ fn a_five_second_pause_on_a_live_host_is_never_failed() {
             sim.pause(victim);
             sim.run_for(5 * SECOND);
             sim.resume(victim);
-            t.wait(&mut sim, 30 * SECOND, "the paused node to be alive everywhere", |s| {
-                s.all_see_status(victim, MemberStatus::Alive)
-            });
+            t.wait(
+                &mut sim,
+                30 * SECOND,
+                "the paused node to be alive everywhere",
+                |s| s.all_see_status(victim, MemberStatus::Alive),
+            );
             sim.run_for(10 * SECOND);
             let answered_after: u64 = (0..n)
                 .filter_map(|i| sim.node_stats(i))
                 .map(|s| s.host_checks_answered)
                 .sum();
             t.check(answered_after > answered_before, || {
-                format!("n={n}: no host check ran during the pause of {}", sim.name(victim))
+                format!(
+                    "n={n}: no host check ran during the pause of {}",
+                    sim.name(victim)
+                )
             });
         }
         t.check_no_failed_except(&sim, &[]);
@@ -213,9 +238,12 @@ fn on_firewalled_paths_nothing_changes() {
     sim.pause(2);
     sim.run_for(5 * SECOND);
     sim.resume(2);
-    t.wait(&mut sim, 30 * SECOND, "the paused node to be alive everywhere", |s| {
-        s.all_see_status(2, MemberStatus::Alive)
-    });
+    t.wait(
+        &mut sim,
+        30 * SECOND,
+        "the paused node to be alive everywhere",
+        |s| s.all_see_status(2, MemberStatus::Alive),
+    );
     t.check_no_failed_except(&sim, &[]);
     let (suspected, took) = lose_host(&t, &mut sim, 4, false);
     t.check(took >= suspected + config.suspicion_min_timeout(n), || {
@@ -230,7 +258,9 @@ fn on_firewalled_paths_nothing_changes() {
         .filter_map(|i| sim.node_stats(i))
         .map(|s| s.host_silent_suspicions)
         .sum();
-    t.check(shortened == 0, || format!("{shortened} suspicions used silence on an untrusted path"));
+    t.check(shortened == 0, || {
+        format!("{shortened} suspicions used silence on an untrusted path")
+    });
     t.check_no_failed_except(&sim, &[4]);
     t.check_invariants(&sim);
     println!(
@@ -259,13 +289,23 @@ fn host_check_answers_not_asked_for_change_nothing() {
             });
         }
         let after = sim.node_stats(i).unwrap();
-        t.check(after.host_checks_unexpected == before.host_checks_unexpected + 10, || {
-            format!("{}: {} unexpected answers counted, not 10", sim.name(i), after.host_checks_unexpected - before.host_checks_unexpected)
+        t.check(
+            after.host_checks_unexpected == before.host_checks_unexpected + 10,
+            || {
+                format!(
+                    "{}: {} unexpected answers counted, not 10",
+                    sim.name(i),
+                    after.host_checks_unexpected - before.host_checks_unexpected
+                )
+            },
+        );
+        t.check(
+            after.host_checks_silent == before.host_checks_silent,
+            || "an unexpected silence was taken".into(),
+        );
+        t.check(sim.node(i).unwrap().num_suspicions() == 0, || {
+            "a suspicion started".into()
         });
-        t.check(after.host_checks_silent == before.host_checks_silent, || {
-            "an unexpected silence was taken".into()
-        });
-        t.check(sim.node(i).unwrap().num_suspicions() == 0, || "a suspicion started".into());
     }
     sim.run_for(30 * SECOND);
     t.check(sim.all_agree_alive(), || "someone is not alive".into());
@@ -273,6 +313,8 @@ fn host_check_answers_not_asked_for_change_nothing() {
         .iter()
         .filter(|e| e.is_suspect())
         .count();
-    t.check(suspicions == 0, || format!("{suspicions} suspicions after the answers"));
+    t.check(suspicions == 0, || {
+        format!("{suspicions} suspicions after the answers")
+    });
     t.check_no_failed_except(&sim, &[]);
 }

@@ -35,7 +35,11 @@ pub(crate) const MAX_RUNNING: usize = 2 * chatter_core::MAX_HOST_CHECKS_IN_FLIGH
 /// Checks whether the host at `addr` answers within `timeout`, connecting from `local` (the
 /// gossip socket's address, so the SYNs take the gossip datagrams' route and source) when
 /// given.
-pub(crate) async fn check(addr: SocketAddr, local: Option<IpAddr>, timeout: Duration) -> HostAnswer {
+pub(crate) async fn check(
+    addr: SocketAddr,
+    local: Option<IpAddr>,
+    timeout: Duration,
+) -> HostAnswer {
     let start = Instant::now();
     let deadline = start + timeout;
     let mut attempts = JoinSet::new();
@@ -83,8 +87,9 @@ async fn attempt(addr: SocketAddr, local: Option<IpAddr>) -> HostAnswer {
     }
     match socket.connect(addr).await {
         Ok(stream) => {
-            // A reset on close: no FIN exchange, no TIME_WAIT, nothing sent.
-            let _ = stream.set_linger(Some(Duration::ZERO));
+            // A reset on close: no FIN exchange, no TIME_WAIT, nothing sent. A zero linger
+            // never blocks the close.
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             drop(stream);
             HostAnswer::Answered
         }
@@ -166,11 +171,11 @@ mod tests {
         let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
             return;
         };
-        let Ok(addr) = listener.local_addr() else { return };
-        let (answer, accepted) = tokio::join!(
-            check(addr, None, Duration::from_secs(2)),
-            listener.accept()
-        );
+        let Ok(addr) = listener.local_addr() else {
+            return;
+        };
+        let (answer, accepted) =
+            tokio::join!(check(addr, None, Duration::from_secs(2)), listener.accept());
         assert_eq!(answer, HostAnswer::Answered);
         let Ok((mut stream, _)) = accepted else {
             panic!("the check's connection was not accepted");

@@ -375,8 +375,8 @@ pub struct Timings {
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub host_checks: Option<bool>,
 
-    /// How long a host check waits for the host's answer before calling it silent; at most
-    /// --probe-timeout [lan: 300ms, wan: 2s, local: 60ms].
+    /// How long a host check waits for the host's answer before calling it silent (never
+    /// longer than --probe-timeout) [lan: 300ms, wan: 2s, local: 60ms].
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub host_check_timeout: Option<Duration>,
 

@@ -19,6 +19,7 @@
 //! | `chatter_dropped_total{reason}` | counter | datagrams and items dropped, by reason (`sealed_*`: sealed datagrams that did not open, e.g. `sealed_unknown_key`, `sealed_bad_tag`, `sealed_replayed`; `not_sealed`: plain datagrams refused by a sealed node; `key_message`: key rotation commands or acks not sealed or not from a live member at its address) |
 //! | `chatter_messages_{broadcast,sent,delivered,duplicate,injected}_total` | counter | user messages (Plumtree) |
 //! | `chatter_state_updates_applied_total` | counter | key/value writes applied to replicas |
+//! | `chatter_host_checks_{started,calibration,answered,silent,inconclusive,dropped,unexpected}_total`, `chatter_host_silent_suspicions_total` | counter | host checks of members' hosts and the suspicions a silent host shortened |
 //! | `chatter_pending_broadcasts`, `chatter_active_suspicions`, `chatter_health_score` | gauge | queue depths and Lifeguard local health |
 //! | `chatter_io_*_total` | counter | the runtime's socket and seed-resolution errors |
 //! | `chatter_build_info{version,cluster,node}`, `chatter_uptime_seconds`, `chatter_incarnation` | gauge | identity |

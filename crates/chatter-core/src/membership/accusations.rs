@@ -210,16 +210,15 @@ impl Membership {
                         e.timeout = timeout;
                     }
                 });
-                let gossip =
-                    snapshot
-                        .filter(|_| independent || newly_unreachable)
-                        .map(|m| wire::Suspect {
-                            name: m.name.clone(),
-                            generation: m.generation,
-                            incarnation: m.incarnation,
-                            from: me.to_owned(),
-                            unreachable: m.evidence.as_ref().is_some_and(|e| e.unreachable),
-                        });
+                let gossip = snapshot
+                    .filter(|_| independent || newly_unreachable)
+                    .map(|m| wire::Suspect {
+                        name: m.name.clone(),
+                        generation: m.generation,
+                        incarnation: m.incarnation,
+                        from: me.to_owned(),
+                        unreachable: m.evidence.as_ref().is_some_and(|e| e.unreachable),
+                    });
                 AfterProbe::Confirmed(gossip)
             }
             MemberStatus::Failed | MemberStatus::Left => AfterProbe::Ignored,
@@ -334,12 +333,7 @@ impl Membership {
     /// back silent on a trusted path after the probe had ended: caps the running suspicion
     /// at `Config::silent_host_suspicion_timeout`. Returns whether a suspicion was capped
     /// (false if the member is no longer suspect in that life).
-    pub(crate) fn host_silent(
-        &mut self,
-        name: &str,
-        generation: u64,
-        config: &Config,
-    ) -> bool {
+    pub(crate) fn host_silent(&mut self, name: &str, generation: u64, config: &Config) -> bool {
         let suspect = self
             .table
             .get(name)
