@@ -88,11 +88,16 @@ pub struct Config {
     /// Suspicion timeout used instead of the Lifeguard one when the direct and indirect probes
     /// failed *and* the member's host was silent to a host check on a trusted path (see
     /// `host_check_trust_period`): the host is gone or cut off, not a stalled process, whose
-    /// kernel still answers. Default 1 s, as `unreachable_suspicion_timeout`: one more probe
-    /// period for contrary evidence (an ack, a refutation) before the verdict. A member whose
-    /// host answered keeps the full Lifeguard timeout, so pause tolerance is unchanged; a
-    /// frozen VM or a host whose kernel hangs looks like a dead host and is failed after this
-    /// timeout.
+    /// kernel still answers. Default 500 ms, half a probe interval: the contrary evidence it
+    /// waits for is a refutation from a member that others still reach (this node and its
+    /// intermediaries do not), and news is gossiped at once, so a refutation crosses a LAN
+    /// cluster in a few network hops, milliseconds; longer only delays the verdict on a host
+    /// that is gone (at 1 s, the median detection of a silent host at 5 nodes in the
+    /// simulator was 3.7 s; at 500 ms, 3.2 s; HashiCorp Serf's is 6 to 7 s). It also sets
+    /// how soon other members take this node's verdict: half the shortest honest suspicion
+    /// (`Membership::failed`), 250 ms here. A member whose host answered keeps the full
+    /// Lifeguard timeout, so pause tolerance is unchanged; a frozen VM or a host whose kernel
+    /// hangs looks like a dead host and is failed after this timeout.
     pub silent_host_suspicion_timeout: Duration,
 
     /// A member's host-check path is trusted for this long after a host check of it was
@@ -277,7 +282,7 @@ impl Config {
             unreachable_suspicion_timeout: Duration::from_secs(1),
             host_checks: true,
             host_check_timeout: Duration::from_millis(300),
-            silent_host_suspicion_timeout: Duration::from_secs(1),
+            silent_host_suspicion_timeout: Duration::from_millis(500),
             host_check_trust_period: Duration::from_secs(600),
             suspicion_confirmations: 3,
             awareness_max: 8,
@@ -325,7 +330,7 @@ impl Config {
             suspicion_mult: 6,
             unreachable_suspicion_timeout: Duration::from_secs(5),
             host_check_timeout: Duration::from_secs(2),
-            silent_host_suspicion_timeout: Duration::from_secs(5),
+            silent_host_suspicion_timeout: Duration::from_millis(2500),
             gossip_interval: Duration::from_millis(500),
             gossip_fanout: 4,
             sync_interval: Duration::from_secs(30),
@@ -342,7 +347,7 @@ impl Config {
             probe_timeout: Duration::from_millis(100),
             unreachable_suspicion_timeout: Duration::from_millis(200),
             host_check_timeout: Duration::from_millis(60),
-            silent_host_suspicion_timeout: Duration::from_millis(200),
+            silent_host_suspicion_timeout: Duration::from_millis(100),
             gossip_interval: Duration::from_millis(50),
             sync_interval: Duration::from_secs(2),
             reconnect_interval: Duration::from_secs(2),

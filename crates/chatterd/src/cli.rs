@@ -383,7 +383,7 @@ pub struct Timings {
     /// Suspicion timeout when the direct and indirect probes failed and the member's host was
     /// silent to a host check on a path that answered such checks before; a host that
     /// answers keeps the Lifeguard timeout, so stalled processes are not failed sooner
-    /// [lan: 1s, wan: 5s, local: 200ms].
+    /// [lan: 500ms, wan: 2.5s, local: 100ms].
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub silent_host_suspicion_timeout: Option<Duration>,
 
