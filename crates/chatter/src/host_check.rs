@@ -164,6 +164,106 @@ mod tests {
         assert_eq!(answer, HostAnswer::Answered);
     }
 
+    /// Runs `ip` with `args`; `Err` with its output if it fails or cannot start.
+    #[cfg(target_os = "linux")]
+    fn ip(args: &[&str]) -> Result<(), String> {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Deletes the namespace (and with it both ends of its veth pair) on every path out.
+    #[cfg(target_os = "linux")]
+    struct Netns(String);
+
+    #[cfg(target_os = "linux")]
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = ip(&["netns", "del", &self.0]);
+        }
+    }
+
+    /// A host in a network namespace of its own, behind a veth pair: it answers while its
+    /// link is up (its kernel refuses the connection), and is silent once the link is cut
+    /// with a static neighbour entry on this side (no ARP failure, no ICMP: nothing comes
+    /// back). Needs root for the namespace; skipped (with a note) without it.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_host_whose_link_is_cut_is_silent() {
+        let pid = std::process::id();
+        let ns = format!("hc{pid}");
+        let (outer, inner) = (format!("hc{pid}a"), format!("hc{pid}b"));
+        let net = format!("10.254.{}", pid % 64 * 4);
+        let (here, there) = (format!("{net}.1"), format!("{net}.2"));
+        if let Err(why) = ip(&["netns", "add", &ns]) {
+            eprintln!("skipped: no network namespace ({why})");
+            return;
+        }
+        let _guard = Netns(ns.clone());
+        let mac = "02:00:00:00:ce:02";
+        let (here_net, there_net) = (format!("{here}/30"), format!("{there}/30"));
+        let setup = [
+            vec![
+                "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+            ],
+            vec!["link", "set", &inner, "netns", &ns, "address", mac],
+            vec!["addr", "add", &here_net, "dev", &outer],
+            vec!["link", "set", &outer, "up"],
+            vec!["-n", &ns, "addr", "add", &there_net, "dev", &inner],
+            vec!["-n", &ns, "link", "set", &inner, "up"],
+            vec![
+                "neigh",
+                "replace",
+                &there,
+                "lladdr",
+                mac,
+                "dev",
+                &outer,
+                "nud",
+                "permanent",
+            ],
+        ];
+        for args in &setup {
+            let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+            if let Err(why) = ip(&args) {
+                panic!("ip {args:?}: {why}");
+            }
+        }
+        let addr: SocketAddr = match format!("{there}:7946").parse() {
+            Ok(addr) => addr,
+            Err(e) => panic!("{e}"),
+        };
+        let local = here.parse().ok();
+        let timeout = Duration::from_millis(300);
+        let answer = check(addr, local, timeout).await;
+        assert_eq!(
+            answer,
+            HostAnswer::Answered,
+            "the live host's kernel refuses"
+        );
+        if let Err(why) = ip(&["-n", &ns, "link", "set", &inner, "down"]) {
+            panic!("cutting the link: {why}");
+        }
+        let started = std::time::Instant::now();
+        let answer = check(addr, local, timeout).await;
+        assert_eq!(
+            answer,
+            HostAnswer::Silent,
+            "the cut-off host answers nothing"
+        );
+        assert!(started.elapsed() >= timeout, "silence before the timeout");
+        assert!(
+            started.elapsed() < timeout * 3,
+            "the check outlived its timeout"
+        );
+    }
+
     /// A listener accepts: answered too, and the connection is closed at once without a byte.
     #[tokio::test]
     async fn a_host_with_a_listener_answers_and_receives_nothing() {
