@@ -21,28 +21,6 @@ fn push_bounded<T>(list: &mut Vec<T>, item: T) {
     list.push(item);
 }
 
-/// What this node's own failed probe found besides the silence of the member's process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Findings {
-    /// ICMP port-unreachable came back from the member's host: the process is gone.
-    pub(crate) unreachable: bool,
-    /// The member's host was silent to a host check on a trusted path, and this node's own
-    /// network worked: the host is gone or cut off.
-    pub(crate) host_silent: bool,
-}
-
-impl Findings {
-    /// Caps the suspicion `s` as the findings allow.
-    fn apply(self, s: &mut Suspicion, config: &Config) {
-        if self.unreachable {
-            s.make_strong(config.unreachable_suspicion_timeout);
-        }
-        if self.host_silent {
-            s.make_strong(config.silent_host_suspicion_timeout);
-        }
-    }
-}
-
 /// What an accusation (`Suspect`, or a `Failed` taken as one) about another member did.
 // Returned by one call and matched at once, never stored: boxing would only cost an
 // allocation per accusation.
@@ -114,10 +92,7 @@ impl Membership {
                 &suspect.name,
                 suspect.incarnation,
                 &suspect.from,
-                Findings {
-                    unreachable: suspect.unreachable,
-                    host_silent: false,
-                },
+                suspect.unreachable,
                 Vec::new(),
                 config,
             )),
@@ -127,10 +102,7 @@ impl Membership {
                     &suspect.name,
                     suspect.incarnation,
                     &suspect.from,
-                    Findings {
-                        unreachable: suspect.unreachable,
-                        host_silent: false,
-                    },
+                    suspect.unreachable,
                     Vec::new(),
                     config,
                 ))
@@ -155,7 +127,7 @@ impl Membership {
         me: &str,
         name: &str,
         generation: u64,
-        findings: Findings,
+        unreachable: bool,
         records: Vec<ProbeRecord>,
         config: &Config,
     ) -> AfterProbe {
@@ -173,7 +145,7 @@ impl Membership {
                     name,
                     incarnation,
                     me,
-                    findings,
+                    unreachable,
                     records,
                     config,
                 ))
@@ -185,14 +157,13 @@ impl Membership {
                     return AfterProbe::Ignored;
                 };
                 let independent = s.confirm(me);
-                findings.apply(s, config);
+                let newly_strong = unreachable && !s.is_strong();
+                if newly_strong {
+                    s.make_strong(config.unreachable_suspicion_timeout);
+                }
                 let timeout = s.timeout();
-                // ICMP evidence new to this suspicion is gossiped; a silent host is this
-                // node's own finding and stays local.
-                let mut newly_unreachable = false;
                 let snapshot = self.table.update_member(name, |m| {
                     if let Some(e) = m.evidence_mut() {
-                        newly_unreachable = findings.unreachable && !e.unreachable;
                         for r in records {
                             push_bounded(&mut e.probes, r);
                         }
@@ -205,20 +176,20 @@ impl Membership {
                                 },
                             );
                         }
-                        e.unreachable |= findings.unreachable;
-                        e.host_silent |= findings.host_silent;
+                        e.unreachable |= unreachable;
                         e.timeout = timeout;
                     }
                 });
-                let gossip = snapshot
-                    .filter(|_| independent || newly_unreachable)
-                    .map(|m| wire::Suspect {
-                        name: m.name.clone(),
-                        generation: m.generation,
-                        incarnation: m.incarnation,
-                        from: me.to_owned(),
-                        unreachable: m.evidence.as_ref().is_some_and(|e| e.unreachable),
-                    });
+                let gossip =
+                    snapshot
+                        .filter(|_| independent || newly_strong)
+                        .map(|m| wire::Suspect {
+                            name: m.name.clone(),
+                            generation: m.generation,
+                            incarnation: m.incarnation,
+                            from: me.to_owned(),
+                            unreachable: m.evidence.as_ref().is_some_and(|e| e.unreachable),
+                        });
                 AfterProbe::Confirmed(gossip)
             }
             MemberStatus::Failed | MemberStatus::Left => AfterProbe::Ignored,
@@ -232,11 +203,10 @@ impl Membership {
         name: &str,
         incarnation: u64,
         accuser: &str,
-        findings: Findings,
+        unreachable: bool,
         records: Vec<ProbeRecord>,
         config: &Config,
     ) -> Option<(Member, wire::Suspect)> {
-        let unreachable = findings.unreachable;
         let n = self.table.live() + 1;
         let expected = config
             .suspicion_confirmations
@@ -248,7 +218,9 @@ impl Membership {
             config.suspicion_max_timeout(n),
             expected,
         );
-        findings.apply(&mut suspicion, config);
+        if unreachable {
+            suspicion.make_strong(config.unreachable_suspicion_timeout);
+        }
         let timeout = suspicion.timeout();
         self.suspicions.insert(name.to_owned(), suspicion);
         let evidence = Evidence {
@@ -257,7 +229,6 @@ impl Membership {
             confirmations: Vec::new(),
             probes: records,
             unreachable,
-            host_silent: findings.host_silent,
             timeout,
             declared_by: None,
             failed_at: None,
@@ -272,8 +243,7 @@ impl Membership {
             m.last_update = at;
             m.set_evidence(Some(evidence));
         })?;
-        let host_silent = findings.host_silent;
-        info!(member = %name, accuser, unreachable, host_silent, timeout_ms = timeout.as_millis() as u64, "member suspect");
+        info!(member = %name, accuser, unreachable, timeout_ms = timeout.as_millis() as u64, "member suspect");
         let gossip = wire::Suspect {
             name: name.to_owned(),
             generation: member.generation,
@@ -297,12 +267,7 @@ impl Membership {
             return false;
         };
         let independent = suspect.from != me && s.confirm(&suspect.from);
-        let known_unreachable = self
-            .table
-            .get(&suspect.name)
-            .and_then(|m| m.evidence())
-            .is_some_and(|e| e.unreachable);
-        let newly_strong = suspect.unreachable && !known_unreachable;
+        let newly_strong = suspect.unreachable && !s.is_strong();
         if newly_strong {
             s.make_strong(config.unreachable_suspicion_timeout);
         }
@@ -326,30 +291,6 @@ impl Membership {
             }
         });
         debug!(member = %suspect.name, from = %suspect.from, "suspicion confirmed");
-        true
-    }
-
-    /// A host check started by this node's failed probe of `name`'s life `generation` came
-    /// back silent on a trusted path after the probe had ended: caps the running suspicion
-    /// at `Config::silent_host_suspicion_timeout`. Returns whether a suspicion was capped
-    /// (false if the member is no longer suspect in that life).
-    pub(crate) fn host_silent(&mut self, name: &str, generation: u64, config: &Config) -> bool {
-        let suspect = self
-            .table
-            .get(name)
-            .is_some_and(|m| m.generation == generation && m.status == MemberStatus::Suspect);
-        let Some(s) = self.suspicions.get_mut(name).filter(|_| suspect) else {
-            return false;
-        };
-        s.make_strong(config.silent_host_suspicion_timeout);
-        let timeout = s.timeout();
-        self.table.update(name, |m| {
-            if let Some(e) = m.evidence_mut() {
-                e.host_silent = true;
-                e.timeout = timeout;
-            }
-        });
-        debug!(member = %name, timeout_ms = timeout.as_millis() as u64, "host silent");
         true
     }
 
@@ -413,7 +354,6 @@ impl Membership {
         let n = self.table.live() + 1;
         let shortest = config
             .unreachable_suspicion_timeout
-            .min(config.silent_host_suspicion_timeout)
             .min(config.suspicion_min_timeout(n));
         let held = self
             .suspicions
@@ -453,7 +393,6 @@ impl Membership {
                 confirmations: Vec::new(),
                 probes: Vec::new(),
                 unreachable: false,
-                host_silent: false,
                 timeout: Default::default(),
                 declared_by: None,
                 failed_at: None,
@@ -563,7 +502,7 @@ mod tests {
         let config = Config::lan();
         let mut m = membership(now);
         assert!(matches!(
-            m.probe_failed(now, "me", "c", 1, Findings::default(), Vec::new(), &config),
+            m.probe_failed(now, "me", "c", 1, false, Vec::new(), &config),
             AfterProbe::Raised(Some(_))
         ));
         let Some(deadline) = m.next_suspicion_deadline() else {
