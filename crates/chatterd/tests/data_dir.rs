@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use chatter_api::{NodeStateView, SelfView, Status};
+use chatter_api::{SelfView, Status};
 use common::{http_send, loopback_args, run_to_exit, wait_until, Daemon, TempFile};
 
 /// How long gossip may take on loopback with the `local` profile (generous for a loaded CI).
@@ -35,22 +35,6 @@ impl Drop for TempDir {
     }
 }
 
-fn kv_of(node: &Daemon, of: &str) -> Result<NodeStateView, String> {
-    let (code, body) = node.get(&format!("/v1/kv?node={of}"))?;
-    if code != 200 {
-        return Err(format!(
-            "{}: /v1/kv?node={of} answered {code}: {body}",
-            node.name
-        ));
-    }
-    let mut states: Vec<NodeStateView> =
-        serde_json::from_str(&body).map_err(|e| format!("bad JSON ({e}): {body}"))?;
-    match states.len() {
-        1 => Ok(states.remove(0)),
-        _ => Err(format!("{}: expected one node: {body}", node.name)),
-    }
-}
-
 /// Whether `observer` sees `name` with `status` (and a generation above `above`).
 fn sees(observer: &Daemon, name: &str, status: Status, above: u64) -> Result<u64, String> {
     let members = observer.members()?;
@@ -63,7 +47,7 @@ fn sees(observer: &Daemon, name: &str, status: Status, above: u64) -> Result<u64
 /// `role` set to `db`, and exactly the keys `keys`, in `observer`'s copy of `owner`'s state
 /// (of a life above `above`).
 fn has_keys(observer: &Daemon, owner: &str, above: u64, keys: &[&str]) -> Result<(), String> {
-    let state = kv_of(observer, owner)?;
+    let state = observer.kv_of(owner)?;
     let found: Vec<&str> = state.entries.iter().map(|e| e.key.as_str()).collect();
     let role = state.entries.iter().find(|e| e.key == "role");
     if state.generation > above && found == keys && role.is_some_and(|e| e.value == "db") {

@@ -11,22 +11,6 @@ use serde_json::json;
 
 const DELIVERY: Duration = Duration::from_secs(10);
 
-fn kv_of(node: &Daemon, of: &str) -> Result<NodeStateView, String> {
-    let (code, body) = node.get(&format!("/v1/kv?node={of}"))?;
-    if code != 200 {
-        return Err(format!(
-            "{}: /v1/kv?node={of} answered {code}: {body}",
-            node.name
-        ));
-    }
-    let mut states: Vec<NodeStateView> =
-        serde_json::from_str(&body).map_err(|e| format!("bad JSON ({e}): {body}"))?;
-    if states.len() != 1 {
-        return Err(format!("{}: expected one node: {body}", node.name));
-    }
-    Ok(states.remove(0))
-}
-
 fn error_of(code: u16, body: &str, want: u16) -> String {
     assert_eq!(code, want, "{body}");
     serde_json::from_str::<ErrorBody>(body)
@@ -103,7 +87,7 @@ fn key_values_messages_and_events_reach_every_node() {
     assert_eq!(code, 200, "{body}");
     for node in &cluster.nodes {
         wait_until(&format!("{} sees st-3's keys", node.name), DELIVERY, || {
-            let state = kv_of(node, "st-3")?;
+            let state = node.kv_of("st-3")?;
             let role = state.entries.iter().find(|e| e.key == "role");
             let disk = state.entries.iter().find(|e| e.key == "checks/disk");
             match (role, disk) {
@@ -156,7 +140,7 @@ fn key_values_messages_and_events_reach_every_node() {
             &format!("{} sees role deleted", node.name),
             DELIVERY,
             || {
-                let state = kv_of(node, "st-3")?;
+                let state = node.kv_of("st-3")?;
                 if state.entries.iter().any(|e| e.key == "role") {
                     Err(format!("{state:?}"))
                 } else {

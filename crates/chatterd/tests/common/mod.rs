@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chatter_api::{MemberView, MembersResponse, Status};
+use chatter_api::{MemberView, MembersResponse, NodeStateView, Status};
 
 /// The binary under test.
 pub const CHATTERD: &str = env!("CARGO_BIN_EXE_chatterd");
@@ -201,6 +201,23 @@ impl Daemon {
         serde_json::from_str::<MembersResponse>(&body)
             .map(|r| r.members)
             .map_err(|e| format!("{}: bad JSON ({e}): {body}", self.name))
+    }
+
+    /// The key/values of node `of` as this daemon holds them (`GET /v1/kv?node=OF`).
+    pub fn kv_of(&self, of: &str) -> Result<NodeStateView, String> {
+        let (code, body) = self.get(&format!("/v1/kv?node={of}"))?;
+        if code != 200 {
+            return Err(format!(
+                "{}: /v1/kv?node={of} answered {code}: {body}",
+                self.name
+            ));
+        }
+        let mut states: Vec<NodeStateView> =
+            serde_json::from_str(&body).map_err(|e| format!("bad JSON ({e}): {body}"))?;
+        match states.len() {
+            1 => Ok(states.remove(0)),
+            _ => Err(format!("{}: expected one node: {body}", self.name)),
+        }
     }
 }
 
