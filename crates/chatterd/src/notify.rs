@@ -43,8 +43,13 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Shortest watchdog period honoured: pings go out every half period, and a period below
 /// 100 ms would wake the daemon more often than its own protocol timers. Shorter values are
-/// raised to it (with a warning at start).
+/// raised to it.
 pub const MIN_WATCHDOG: Duration = Duration::from_millis(100);
+
+/// Longest watchdog period honoured: the pings' timer adds the period to the clock, and a
+/// period of the order of `u64::MAX` microseconds would overflow it; a watchdog that waits
+/// more than a day watches nothing anyway. Longer values are lowered to it.
+pub const MAX_WATCHDOG: Duration = Duration::from_secs(24 * 3600);
 
 /// What is wrong with the notification variables, or why a notification was not delivered.
 /// None of these stops the daemon: it runs on without notifying.
@@ -219,9 +224,11 @@ impl Notifier {
         self.target.is_some()
     }
 
-    /// The watchdog period the service manager asked for, raised to [`MIN_WATCHDOG`].
+    /// The watchdog period the service manager asked for, within [`MIN_WATCHDOG`] and
+    /// [`MAX_WATCHDOG`].
     pub fn watchdog(&self) -> Option<Duration> {
-        self.watchdog.map(|period| period.max(MIN_WATCHDOG))
+        self.watchdog
+            .map(|period| period.clamp(MIN_WATCHDOG, MAX_WATCHDOG))
     }
 
     /// Sends `READY=1` and `STATUS=status`.
@@ -363,6 +370,8 @@ mod tests {
         }
         let (notifier, _) = values(Some("/run/n"), Some("10"), None);
         assert_eq!(notifier.watchdog(), Some(MIN_WATCHDOG));
+        let (notifier, _) = values(Some("/run/n"), Some(&u64::MAX.to_string()), None);
+        assert_eq!(notifier.watchdog(), Some(MAX_WATCHDOG));
     }
 
     #[test]
