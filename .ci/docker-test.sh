@@ -14,7 +14,9 @@
 # 3. The compose cluster: deploy/compose.yaml under a private project name, with a fresh gossip
 #    key and HTTP token; waits (deadline) until chatter-1's /v1/members lists 5 alive members,
 #    checks that the key and the token are in force, that a key/value written on chatter-1 is
-#    read on chatter-5 with the image's CLI, and that `stop` of a node is a graceful leave.
+#    read on chatter-5 with the image's CLI, that a container frozen for 5 s (`docker pause`)
+#    is never failed, that one taken off the network is failed and welcomed back when it
+#    returns, and that `stop` of a node is a graceful leave.
 #
 # CHATTER_DOCKER_IMAGE_TEST=0 stops after the static checks (seconds instead of minutes: the
 # image's build dominates). Skips with exit 0 when Docker is not usable (no client, no daemon, no permission). Removes
@@ -38,6 +40,10 @@ fail() {
 HEALTH_DEADLINE=60
 CONVERGE_DEADLINE=60
 LEAVE_DEADLINE=20
+# How long a container is frozen (the pause every node must tolerate), and the bound on
+# detecting, and on welcoming back, a container taken off the network.
+PAUSE_SECONDS=5
+CUT_DEADLINE=60
 
 DEBIAN_RELEASE=bookworm
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -58,6 +64,8 @@ cleanup() {
         echo "docker-test: logs of the cluster:" >&2
         compose logs --no-color --tail 30 >&2 2>&1
     fi
+    # A container left frozen by a failed check would not stop.
+    [[ -n ${paused:-} ]] && docker unpause "$paused" >/dev/null 2>&1
     [[ -n ${CLUSTER_UP:-} ]] && compose down -v --remove-orphans >/dev/null 2>&1
     if [[ -n ${DOCKER_USED:-} ]]; then
         docker rm -f "$SINGLE" >/dev/null 2>&1
@@ -458,6 +466,75 @@ until [[ $(compose exec -T chatter-5 chatter kv get chatter-1 ci-check 2>/dev/nu
     sleep 0.2
 done
 log "key and token in force; chatter-1's key/value read on chatter-5 with the image's CLI"
+
+# Faults made with Docker itself, watched from chatter-1: a frozen container (`docker pause`,
+# the cgroup freezer: the process stops, its kernel stays up) must never be failed; a container
+# taken off the network (`docker network disconnect`: to the others a host that is gone) must be
+# failed, and listed alive again after it is put back.
+
+# `status_of NAME`: NAME's status in chatter-1's member list ("absent" when it is not listed).
+status_of() {
+    http_get "$api/v1/members"
+    python3 -c '
+import json, sys
+try:
+    members = json.load(open(sys.argv[1]))["members"]
+except Exception:
+    print("unreadable"); sys.exit()
+print(next((m["status"] for m in members if m["name"] == sys.argv[2]), "absent"))' "$TMP/body" "$1"
+}
+# `elapsed_below START SECONDS`: whether less than SECONDS have passed since START (from `now`).
+elapsed_below() {
+    python3 -c "import sys, time; sys.exit(0 if time.time() - float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$1" "$2"
+}
+# `wait_status NAME STATUS DEADLINE WHAT`: polls until NAME is STATUS; fails after DEADLINE s.
+wait_status() {
+    local deadline=$((SECONDS + $3))
+    until [[ $(status_of "$1") == "$2" ]]; do
+        ((SECONDS < deadline)) || fail "$4: $1 is not $2 on chatter-1 within $3 s: $(cat "$TMP/body")"
+        sleep 0.2
+    done
+}
+
+paused=$(compose ps -q chatter-4)
+[[ -n $paused ]] || fail "no container for chatter-4"
+log "docker pause chatter-4 for ${PAUSE_SECONDS} s (a frozen container must not be failed)"
+docker pause "$paused" >/dev/null
+started=$(now)
+unpaused=0
+worst=alive
+# Watched for 3 s after the unpause too: a verdict reached during the pause spreads by then.
+while elapsed_below "$started" $((PAUSE_SECONDS + 3)); do
+    status=$(status_of chatter-4)
+    if [[ $status == failed ]]; then
+        ((unpaused)) || docker unpause "$paused" >/dev/null 2>&1
+        fail "chatter-4, frozen for ${PAUSE_SECONDS} s, was declared failed"
+    fi
+    [[ $status == suspect ]] && worst=suspect
+    if ((!unpaused)) && ! elapsed_below "$started" "$PAUSE_SECONDS"; then
+        docker unpause "$paused" >/dev/null
+        unpaused=1
+    fi
+    sleep 0.2
+done
+((unpaused)) || docker unpause "$paused" >/dev/null
+wait_status chatter-4 alive 20 "after docker unpause"
+figure "frozen container: chatter-4 paused ${PAUSE_SECONDS} s, never failed on chatter-1 (at worst $worst)"
+
+cut=$(compose ps -q chatter-3)
+[[ -n $cut ]] || fail "no container for chatter-3"
+network=$(docker inspect --format '{{range $k, $_ := .NetworkSettings.Networks}}{{$k}} {{end}}' "$cut")
+network=${network%% *}
+[[ -n $network ]] || fail "chatter-3 is on no network"
+log "docker network disconnect $network chatter-3 (a host that is gone)"
+started=$(now)
+docker network disconnect "$network" "$cut"
+wait_status chatter-3 failed "$CUT_DEADLINE" "after the disconnect"
+figure "container off the network: chatter-3 failed on chatter-1 $(since "$started") s after the disconnect"
+started=$(now)
+docker network connect --alias chatter-3 "$network" "$cut"
+wait_status chatter-3 alive "$CUT_DEADLINE" "after the reconnect"
+figure "container back on the network: chatter-3 alive on chatter-1 $(since "$started") s after the reconnect"
 
 started=$(now)
 compose stop -t 10 chatter-5 >/dev/null 2>&1 &
