@@ -21,6 +21,7 @@
 //! | `chatter_state_updates_applied_total` | counter | key/value writes applied to replicas |
 //! | `chatter_pending_broadcasts`, `chatter_active_suspicions`, `chatter_health_score` | gauge | queue depths and Lifeguard local health |
 //! | `chatter_io_*_total` | counter | the runtime's socket and seed-resolution errors |
+//! | `chatter_discovery_*_total`, `chatter_discovery_interfaces` | counter, gauge | LAN discovery (`--discover`): announcements sent, heard, contacts, drops by reason, rate-limited; interfaces joined |
 //! | `chatter_build_info{version,cluster,node}`, `chatter_uptime_seconds`, `chatter_incarnation` | gauge | identity |
 
 use std::collections::HashMap;
@@ -357,6 +358,8 @@ fn io_counters(s: &IoStats) -> Vec<Counter> {
         seed_resolution_failures,
         state_writes,
         state_write_failures,
+        // Exported by `discovery_counters`.
+        discovery: _,
     } = *s;
     vec![
         (
@@ -390,6 +393,42 @@ fn io_counters(s: &IoStats) -> Vec<Counter> {
             state_write_failures,
         ),
     ]
+}
+
+/// LAN discovery's counters (`--discover`), `interfaces` aside (a gauge).
+fn discovery_counters(s: &IoStats) -> Vec<Counter> {
+    let Some(d) = s.discovery else {
+        return Vec::new();
+    };
+    d.by_name()
+        .into_iter()
+        .filter(|(name, _)| *name != "interfaces")
+        .map(|(name, value)| {
+            (
+                discovery_metric(name),
+                crate::discover::counter_help(name),
+                value,
+            )
+        })
+        .collect()
+}
+
+/// `discovery_NAME` for each counter of `DiscoveryStats::by_name` (metric names are static).
+fn discovery_metric(name: &str) -> &'static str {
+    match name {
+        "sent" => "discovery_sent",
+        "send_errors" => "discovery_send_errors",
+        "received" => "discovery_received",
+        "heard" => "discovery_heard",
+        "contacts" => "discovery_contacts",
+        "dropped_oversize" => "discovery_dropped_oversize",
+        "dropped_malformed" => "discovery_dropped_malformed",
+        "dropped_wrong_cluster" => "discovery_dropped_wrong_cluster",
+        "dropped_unauthenticated" => "discovery_dropped_unauthenticated",
+        "dropped_bad_address" => "discovery_dropped_bad_address",
+        "rate_limited" => "discovery_rate_limited",
+        _ => "discovery_other",
+    }
 }
 
 /// Members by status, this node included.
@@ -525,7 +564,20 @@ impl Collector for SnapshotCollector {
         }
 
         // Counters.
-        for (name, help, value) in counters(&s.stats).into_iter().chain(io_counters(&s.io)) {
+        if let Some(d) = s.io.discovery {
+            gauge(
+                &mut encoder,
+                "discovery_interfaces",
+                crate::discover::counter_help("interfaces"),
+                None,
+                d.interfaces,
+            )?;
+        }
+        let all = counters(&s.stats)
+            .into_iter()
+            .chain(io_counters(&s.io))
+            .chain(discovery_counters(&s.io));
+        for (name, help, value) in all {
             let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             m.encode_counter::<NoLabelSet, _, f64>(&value, None)?;
         }
