@@ -48,7 +48,9 @@ struct Spec {
     bind: SocketAddr,
     cluster: &'static str,
     key: Option<u8>,
-    discovery: Discovery,
+    /// `None`: no discovery (a node reached through seeds only).
+    discovery: Option<Discovery>,
+    seeds: Vec<String>,
     /// The names it must list alive.
     expect: &'static [&'static str],
 }
@@ -86,7 +88,10 @@ fn run(spec: Spec, barrier: Arc<Barrier>) -> thread::JoinHandle<Result<Seen, Str
             let mut builder = Chatter::builder(spec.name)
                 .bind(spec.bind)
                 .config(config)
-                .discover(spec.discovery.clone());
+                .seeds(spec.seeds.clone());
+            if let Some(discovery) = spec.discovery.clone() {
+                builder = builder.discover(discovery);
+            }
             if let Some(byte) = spec.key {
                 builder = builder.keyring(Keyring::new(Key::from_bytes([byte; 32])));
             }
@@ -187,16 +192,21 @@ fn nodes_find_their_cluster_by_multicast_and_nothing_else() {
         ipv4_group: None,
         ..Discovery::default()
     };
+    // A fixed port is free in a namespace of the test's own.
+    let seeded: SocketAddr = format!("{ip_b}:42100").parse().unwrap();
     let specs = vec![
         // Plaintext, both families; `other` is another cluster on the same port and link.
+        // p1 has a seed too: `seeded`, which does not discover. p1 must find p2 by discovery
+        // and `seeded` through its seed; p2 learns of `seeded` only through p1.
         Spec {
             name: "p1",
             netns: a.clone(),
             bind: on(&ip_a),
             cluster: "disc",
             key: None,
-            discovery: v4_and_v6(42_001),
-            expect: &["p2"],
+            discovery: Some(v4_and_v6(42_001)),
+            seeds: vec![seeded.to_string()],
+            expect: &["p2", "seeded"],
         },
         Spec {
             name: "p2",
@@ -204,8 +214,19 @@ fn nodes_find_their_cluster_by_multicast_and_nothing_else() {
             bind: on(&ip_b),
             cluster: "disc",
             key: None,
-            discovery: v4_and_v6(42_001),
-            expect: &["p1"],
+            discovery: Some(v4_and_v6(42_001)),
+            seeds: Vec::new(),
+            expect: &["p1", "seeded"],
+        },
+        Spec {
+            name: "seeded",
+            netns: b.clone(),
+            bind: seeded,
+            cluster: "disc",
+            key: None,
+            discovery: None,
+            seeds: Vec::new(),
+            expect: &["p1", "p2"],
         },
         Spec {
             name: "other",
@@ -213,7 +234,8 @@ fn nodes_find_their_cluster_by_multicast_and_nothing_else() {
             bind: on(&ip_b),
             cluster: "another",
             key: None,
-            discovery: v4_and_v6(42_001),
+            discovery: Some(v4_and_v6(42_001)),
+            seeds: Vec::new(),
             expect: &[],
         },
         // Sealed with key 1; `forger` seals with key 2 under the same cluster name.
@@ -223,7 +245,8 @@ fn nodes_find_their_cluster_by_multicast_and_nothing_else() {
             bind: on(&ip_a),
             cluster: "sealed",
             key: Some(1),
-            discovery: v4_and_v6(42_002),
+            discovery: Some(v4_and_v6(42_002)),
+            seeds: Vec::new(),
             expect: &["k2"],
         },
         Spec {
@@ -232,7 +255,8 @@ fn nodes_find_their_cluster_by_multicast_and_nothing_else() {
             bind: on(&ip_b),
             cluster: "sealed",
             key: Some(1),
-            discovery: v4_and_v6(42_002),
+            discovery: Some(v4_and_v6(42_002)),
+            seeds: Vec::new(),
             expect: &["k1"],
         },
         Spec {
@@ -241,7 +265,8 @@ fn nodes_find_their_cluster_by_multicast_and_nothing_else() {
             bind: on(&ip_b),
             cluster: "sealed",
             key: Some(2),
-            discovery: v4_and_v6(42_002),
+            discovery: Some(v4_and_v6(42_002)),
+            seeds: Vec::new(),
             expect: &[],
         },
         // IPv6 link-local multicast only.
@@ -251,7 +276,8 @@ fn nodes_find_their_cluster_by_multicast_and_nothing_else() {
             bind: on(&ip_a),
             cluster: "six",
             key: None,
-            discovery: v6_only.clone(),
+            discovery: Some(v6_only.clone()),
+            seeds: Vec::new(),
             expect: &["s2"],
         },
         Spec {
@@ -260,7 +286,8 @@ fn nodes_find_their_cluster_by_multicast_and_nothing_else() {
             bind: on(&ip_b),
             cluster: "six",
             key: None,
-            discovery: v6_only,
+            discovery: Some(v6_only),
+            seeds: Vec::new(),
             expect: &["s1"],
         },
     ];
@@ -290,18 +317,24 @@ fn nodes_find_their_cluster_by_multicast_and_nothing_else() {
     let report = report.join("\n");
     eprintln!("{report}");
 
-    for (name, partner) in [("p1", "p2"), ("p2", "p1"), ("k1", "k2"), ("k2", "k1")] {
+    let set =
+        |names: &[&str]| -> BTreeSet<String> { names.iter().map(|n| n.to_string()).collect() };
+    for (name, others) in [
+        ("p1", &["p2", "seeded"][..]),
+        ("p2", &["p1", "seeded"]),
+        ("seeded", &["p1", "p2"]),
+        ("k1", &["k2"]),
+        ("k2", &["k1"]),
+    ] {
         let s = of(name);
         assert!(
             s.converged.is_some(),
-            "{name} never saw {partner}:\n{report}"
+            "{name} never saw {others:?}:\n{report}"
         );
-        assert_eq!(
-            s.listed,
-            BTreeSet::from([partner.to_owned()]),
-            "{name} listed a stranger:\n{report}"
-        );
-        assert!(s.discovery.interfaces >= 2, "{name}: {report}");
+        assert_eq!(s.listed, set(others), "{name} listed a stranger:\n{report}");
+    }
+    for name in ["p1", "p2", "k1", "k2"] {
+        assert!(of(name).discovery.interfaces >= 2, "{name}: {report}");
     }
     for (name, partner) in [("s1", "s2"), ("s2", "s1")] {
         let s = of(name);
@@ -327,7 +360,9 @@ fn nodes_find_their_cluster_by_multicast_and_nothing_else() {
         of("k1").discovery.dropped_unauthenticated > 0,
         "k1 never heard the forger:\n{report}"
     );
-    for s in &seen {
+    // `seeded` runs no discovery; everyone else announced.
+    for s in seen.iter().filter(|s| s.name != "seeded") {
         assert!(s.discovery.sent > 0, "{}: {report}", s.name);
     }
+    assert_eq!(of("seeded").discovery, DiscoveryStats::default());
 }
