@@ -320,6 +320,7 @@ mod tests {
     use crate::{Config, Identity, MemberStatus, Node};
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // one base instant for virtual time
     fn a_contacted_address_joins_without_becoming_a_seed() {
         // Two nodes that know nothing of each other: no seeds at all.
         let now = Instant::now();
