@@ -684,4 +684,40 @@ mod tests {
         }
         handle.shutdown().await.unwrap();
     }
+
+    #[tokio::test]
+    async fn discovery_counters_appear_with_discovery_only() {
+        let (handle, snapshot) = snapshot().await;
+        let info = || NodeInfo {
+            cluster: "c".into(),
+            started: snapshot.taken_at,
+        };
+        let text = render(snapshot.clone(), info()).unwrap();
+        assert!(!text.contains("chatter_discovery"), "{text}");
+        let mut snap = (*snapshot).clone();
+        snap.io.discovery = Some(chatter::DiscoveryStats {
+            interfaces: 2,
+            heard: 5,
+            dropped_unauthenticated: 3,
+            rate_limited: 1,
+            ..chatter::DiscoveryStats::default()
+        });
+        let text = render(Arc::new(snap), info()).unwrap();
+        assert_eq!(value(&text, "chatter_discovery_interfaces"), Some(2.0));
+        assert_eq!(value(&text, "chatter_discovery_heard_total"), Some(5.0));
+        assert_eq!(
+            value(&text, "chatter_discovery_dropped_unauthenticated_total"),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(&text, "chatter_discovery_rate_limited_total"),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, "chatter_discovery_sent_total"), Some(0.0));
+        assert!(
+            !text.contains("discovery_other"),
+            "every counter has its name"
+        );
+        handle.shutdown().await.unwrap();
+    }
 }
