@@ -75,6 +75,8 @@ const MAX_RECENT_CONTACTS: usize = 256;
 /// Interfaces announced on per family; a host with more (containers' veths) announces on the
 /// first 64 in the system's order. Each costs one datagram per announcement.
 const MAX_INTERFACES: usize = 64;
+/// Addresses of the host remembered (to tell its own announcements' sources).
+const MAX_LOCAL_ADDRESSES: usize = 256;
 /// Datagrams read per wake-up before timers and commands get a turn.
 const MAX_BATCH: usize = 64;
 /// Jitter of every announcement interval: ±10 %.
@@ -255,12 +257,19 @@ struct Receiver<'a> {
     max_name_len: usize,
     /// Whether the gossip socket reaches IPv6 members.
     ipv6_gossip: bool,
+    /// This host's own addresses: a loopback gossip address is believed only from them.
+    local: &'a [IpAddr],
 }
 
 impl Receiver<'_> {
-    /// The announcer's name and gossip address, if `datagram` is a valid announcement of
-    /// another member of this cluster.
-    fn judge(&self, opener: &mut Opener, datagram: &[u8]) -> Result<(String, SocketAddr), Refused> {
+    /// The announcer's name and gossip address, if `datagram`, from `source`, is a valid
+    /// announcement of another member of this cluster.
+    fn judge(
+        &self,
+        opener: &mut Opener,
+        source: IpAddr,
+        datagram: &[u8],
+    ) -> Result<(String, SocketAddr), Refused> {
         if datagram.len() > MAX_ANNOUNCEMENT {
             return Err(Refused::Oversize);
         }
@@ -309,6 +318,12 @@ impl Receiver<'_> {
             return Err(Refused::BadAddress);
         }
         if addr == self.own_addr {
+            return Err(Refused::BadAddress);
+        }
+        // A loopback address reaches the announcer only from its own host (nodes of one host
+        // bound to 127.0.0.1 hear each other through the multicast loop); from another host it
+        // would make this node contact itself.
+        if addr.ip().is_loopback() && !source.is_loopback() && !self.local.contains(&source) {
             return Err(Refused::BadAddress);
         }
         Ok((name, addr))
@@ -421,6 +436,8 @@ struct Interfaces {
     v4: Vec<(String, Ipv4Addr)>,
     /// Name and index of each with an IPv6 address.
     v6: Vec<(String, u32)>,
+    /// Every address of the host, loopback included (at most [`MAX_LOCAL_ADDRESSES`]).
+    local: Vec<IpAddr>,
 }
 
 /// The multicast-capable interfaces that are up (not loopback unless named), or the one named.
@@ -431,6 +448,16 @@ fn interfaces(only: Option<&str>) -> io::Result<Interfaces> {
     let mut found = Interfaces::default();
     for ifa in nix::ifaddrs::getifaddrs()? {
         let name = ifa.interface_name;
+        let ip = ifa.address.as_ref().and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        });
+        if let Some(ip) = ip {
+            if found.local.len() < MAX_LOCAL_ADDRESSES {
+                found.local.push(ip);
+            }
+        }
         if only.is_some_and(|o| o != name) {
             continue;
         }
@@ -627,7 +654,10 @@ impl Discoverer {
         if found == self.joined {
             return;
         }
-        let mut now_joined = Interfaces::default();
+        let mut now_joined = Interfaces {
+            local: found.local.clone(),
+            ..Interfaces::default()
+        };
         if let (Some(socket), Some(group)) = (&self.v4, self.config.ipv4_group) {
             for (name, ip) in &found.v4 {
                 let known = self.joined.v4.iter().any(|(n, a)| n == name && a == ip);
@@ -685,6 +715,7 @@ impl Discoverer {
             own_addr: me.addr,
             max_name_len: node.config().max_name_len,
             ipv6_gossip: self.ipv6_gossip,
+            local: &self.joined.local,
         };
         let mut found = Vec::new();
         for _ in 0..MAX_BATCH {
@@ -701,7 +732,8 @@ impl Discoverer {
             let Some(datagram) = self.buf.get(..len) else {
                 continue;
             };
-            match receiver.judge(&mut self.opener, datagram) {
+            let source = crate::socket::normalize(from).ip();
+            match receiver.judge(&mut self.opener, source, datagram) {
                 Ok(announcer) => {
                     self.stats.heard += 1;
                     found.push(announcer);

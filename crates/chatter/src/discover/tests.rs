@@ -1,6 +1,6 @@
 //! Announcements as attacker input, the contact budget and the schedule, without sockets.
 
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use chatter_core::wire::{self, Alive, Message, Ping};
@@ -44,12 +44,24 @@ fn receiver<'a>(mode: Mode, keyring: Option<&'a Keyring>) -> Receiver<'a> {
         own_addr: "10.0.0.1:2428".parse().unwrap(),
         max_name_len: 128,
         ipv6_gossip: false,
+        local: &LOCAL,
     }
+}
+
+/// This host's addresses in the tests.
+const LOCAL: [IpAddr; 2] = [
+    IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)),
+    IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+];
+
+/// Where announcements come from: the announcer's host.
+fn source() -> IpAddr {
+    "10.0.0.2".parse().unwrap()
 }
 
 #[test]
 fn an_announcement_of_the_cluster_names_the_announcer() {
-    let got = receiver(Mode::Plaintext, None).judge(&mut Opener::new(), &announcement());
+    let got = receiver(Mode::Plaintext, None).judge(&mut Opener::new(), source(), &announcement());
     assert_eq!(got, Ok(("b".into(), "10.0.0.2:2428".parse().unwrap())));
 }
 
@@ -59,21 +71,27 @@ fn what_is_not_a_lone_alive_of_this_cluster_is_refused() {
     let mut opener = Opener::new();
     let other_cluster = plain("other", &[Message::Alive(announcer())]);
     assert_eq!(
-        r.judge(&mut opener, &other_cluster),
+        r.judge(&mut opener, source(), &other_cluster),
         Err(Refused::WrongCluster)
     );
     let two = plain(
         CLUSTER,
         &[Message::Alive(announcer()), Message::Alive(announcer())],
     );
-    assert_eq!(r.judge(&mut opener, &two), Err(Refused::Malformed));
+    assert_eq!(
+        r.judge(&mut opener, source(), &two),
+        Err(Refused::Malformed)
+    );
     let ping = plain(CLUSTER, &[Message::Ping(Ping::new(1, "a", 0))]);
-    assert_eq!(r.judge(&mut opener, &ping), Err(Refused::Malformed));
+    assert_eq!(
+        r.judge(&mut opener, source(), &ping),
+        Err(Refused::Malformed)
+    );
     let mut own = announcer();
     own.name = "a".into();
     let own = plain(CLUSTER, &[Message::Alive(own)]);
-    assert_eq!(r.judge(&mut opener, &own), Err(Refused::Own));
-    assert_eq!(r.judge(&mut opener, b""), Err(Refused::Malformed));
+    assert_eq!(r.judge(&mut opener, source(), &own), Err(Refused::Own));
+    assert_eq!(r.judge(&mut opener, source(), b""), Err(Refused::Malformed));
 }
 
 #[test]
@@ -81,11 +99,17 @@ fn an_oversized_announcement_is_refused_before_it_is_read() {
     let r = receiver(Mode::Plaintext, None);
     let mut big = announcement();
     big.resize(MAX_ANNOUNCEMENT + 1, 0);
-    assert_eq!(r.judge(&mut Opener::new(), &big), Err(Refused::Oversize));
+    assert_eq!(
+        r.judge(&mut Opener::new(), source(), &big),
+        Err(Refused::Oversize)
+    );
     let mut long_name = announcer();
     long_name.name = "x".repeat(MAX_ANNOUNCEMENT);
     let long = plain(CLUSTER, &[Message::Alive(long_name)]);
-    assert_eq!(r.judge(&mut Opener::new(), &long), Err(Refused::Oversize));
+    assert_eq!(
+        r.judge(&mut Opener::new(), source(), &long),
+        Err(Refused::Oversize)
+    );
 }
 
 #[test]
@@ -106,7 +130,7 @@ fn an_address_no_member_can_have_is_refused() {
         alive.addr = addr.parse().unwrap();
         let datagram = plain(CLUSTER, &[Message::Alive(alive)]);
         assert_eq!(
-            r.judge(&mut opener, &datagram),
+            r.judge(&mut opener, source(), &datagram),
             Err(Refused::BadAddress),
             "{addr}"
         );
@@ -114,7 +138,10 @@ fn an_address_no_member_can_have_is_refused() {
     let mut empty = announcer();
     empty.name = String::new();
     let datagram = plain(CLUSTER, &[Message::Alive(empty)]);
-    assert_eq!(r.judge(&mut opener, &datagram), Err(Refused::BadAddress));
+    assert_eq!(
+        r.judge(&mut opener, source(), &datagram),
+        Err(Refused::BadAddress)
+    );
     let mut v6 = announcer();
     v6.addr = "[fd00::2]:2428".parse().unwrap();
     let datagram = plain(CLUSTER, &[Message::Alive(v6.clone())]);
@@ -123,7 +150,7 @@ fn an_address_no_member_can_have_is_refused() {
         ..receiver(Mode::Plaintext, None)
     };
     assert_eq!(
-        dual_stack.judge(&mut opener, &datagram),
+        dual_stack.judge(&mut opener, source(), &datagram),
         Ok(("b".into(), v6.addr))
     );
 }
@@ -147,23 +174,23 @@ fn with_a_key_only_announcements_sealed_under_it_are_heard() {
 
     let keyed = receiver(Mode::Sealed, Some(&ring));
     let mut opener = Opener::new();
-    assert!(keyed.judge(&mut opener, &sealed).is_ok());
+    assert!(keyed.judge(&mut opener, source(), &sealed).is_ok());
     assert_eq!(
-        keyed.judge(&mut opener, &sealed),
+        keyed.judge(&mut opener, source(), &sealed),
         Err(Refused::Unauthenticated),
         "a replay"
     );
     assert_eq!(
-        keyed.judge(&mut opener, &foreign),
+        keyed.judge(&mut opener, source(), &foreign),
         Err(Refused::Unauthenticated),
         "another key"
     );
     assert_eq!(
-        keyed.judge(&mut opener, &other_cluster),
+        keyed.judge(&mut opener, source(), &other_cluster),
         Err(Refused::WrongCluster)
     );
     assert_eq!(
-        keyed.judge(&mut opener, &announcement()),
+        keyed.judge(&mut opener, source(), &announcement()),
         Err(Refused::Unauthenticated),
         "plain, to a node that accepts only sealed datagrams"
     );
@@ -171,19 +198,21 @@ fn with_a_key_only_announcements_sealed_under_it_are_heard() {
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     assert_eq!(
-        keyed.judge(&mut opener, &tampered),
+        keyed.judge(&mut opener, source(), &tampered),
         Err(Refused::Unauthenticated)
     );
 
     // Migration steps: a node that still accepts plain datagrams hears both.
     let migrating = receiver(Mode::AcceptSealed, Some(&ring));
     let fresh = sealer.seal(&ring, CLUSTER, &announcement()).unwrap();
-    assert!(migrating.judge(&mut opener, &fresh).is_ok());
-    assert!(migrating.judge(&mut opener, &announcement()).is_ok());
+    assert!(migrating.judge(&mut opener, source(), &fresh).is_ok());
+    assert!(migrating
+        .judge(&mut opener, source(), &announcement())
+        .is_ok());
     // Without a key, a sealed announcement means nothing.
     let fresh = sealer.seal(&ring, CLUSTER, &announcement()).unwrap();
     assert_eq!(
-        receiver(Mode::Plaintext, None).judge(&mut opener, &fresh),
+        receiver(Mode::Plaintext, None).judge(&mut opener, source(), &fresh),
         Err(Refused::Unauthenticated)
     );
 }
@@ -208,16 +237,16 @@ fn garbage_and_mangled_announcements_are_refused_without_panic() {
             // A valid envelope before the junk reaches the message decoder.
             junk[..8].copy_from_slice(&announcement()[..8]);
         }
-        let _ = plain_r.judge(&mut opener, &junk);
+        let _ = plain_r.judge(&mut opener, source(), &junk);
         assert!(
-            sealed_r.judge(&mut opener, &junk).is_err(),
+            sealed_r.judge(&mut opener, source(), &junk).is_err(),
             "seed {seed}: junk opened"
         );
 
         let valid = announcement();
         let cut = rng.random_range(0..valid.len());
         assert!(
-            plain_r.judge(&mut opener, &valid[..cut]).is_err(),
+            plain_r.judge(&mut opener, source(), &valid[..cut]).is_err(),
             "seed {seed}: a truncated announcement was read"
         );
         let sealed = sealer.seal(&ring, CLUSTER, &valid).unwrap();
@@ -225,10 +254,13 @@ fn garbage_and_mangled_announcements_are_refused_without_panic() {
         let at = rng.random_range(0..flipped.len());
         flipped[at] ^= 1 << rng.random_range(0..8);
         assert!(
-            sealed_r.judge(&mut opener, &flipped).is_err(),
+            sealed_r.judge(&mut opener, source(), &flipped).is_err(),
             "seed {seed}: a flipped sealed announcement opened"
         );
-        assert!(sealed_r.judge(&mut opener, &sealed).is_ok(), "seed {seed}");
+        assert!(
+            sealed_r.judge(&mut opener, source(), &sealed).is_ok(),
+            "seed {seed}"
+        );
     }
 }
 
@@ -373,4 +405,23 @@ fn settings_that_cannot_work_are_refused() {
     for settings in bad {
         assert!(settings.validate().is_err(), "{settings:?}");
     }
+}
+
+#[test]
+fn a_loopback_address_is_believed_from_this_host_only() {
+    let r = receiver(Mode::Plaintext, None);
+    let mut opener = Opener::new();
+    let mut alive = announcer();
+    alive.addr = "127.0.0.1:4000".parse().unwrap();
+    let datagram = plain(CLUSTER, &[Message::Alive(alive)]);
+    assert_eq!(
+        r.judge(&mut opener, source(), &datagram),
+        Err(Refused::BadAddress),
+        "from another host, 127.0.0.1 is this node itself"
+    );
+    let here: IpAddr = "10.0.0.1".parse().unwrap();
+    assert_eq!(
+        r.judge(&mut opener, here, &datagram),
+        Ok(("b".into(), "127.0.0.1:4000".parse().unwrap()))
+    );
 }
