@@ -223,7 +223,9 @@ fn run_one(
     let names: Vec<String> = members.iter().map(|d| d.name.clone()).collect();
     let intruder_names: Vec<&str> = strangers.iter().map(|d| d.name.as_str()).collect();
     let mut done: Vec<Option<f64>> = vec![None; members.len()];
-    let mut last_miss = vec![t0; members.len()];
+    // Nobody can list every other node before the last one started: the first miss is the
+    // moment the last one said it was ready.
+    let mut last_miss = vec![unix_ms(); members.len()];
     let mut intrusions = Vec::new();
     let started = Instant::now();
     let mut converged_at: Option<Instant> = None;
