@@ -96,4 +96,7 @@ log "Chatter alone: crash, asymmetric and flapping links, rolling restart"
 hosts --nodes 5 --systems chatter --runs 1 \
     --scenarios crash,asymmetric,flapping,restart --window-seconds 20 --check
 
+log "Chatter alone: LAN discovery without seeds (IPv4 sealed, IPv6 link-local on [::]), intruders refused"
+hosts --nodes 5 --systems chatter --runs 1 --scenarios discover --check
+
 log "passed"

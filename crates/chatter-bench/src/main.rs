@@ -156,7 +156,8 @@ enum Scenario {
         /// Trials of `silent` and `crash` (the victim is restored between them).
         #[arg(long, default_value_t = 3)]
         runs: usize,
-        /// Scenarios: silent, crash, pause, partition, asymmetric, flapping, loss, restart.
+        /// Scenarios: silent, crash, pause, partition, asymmetric, flapping, loss, restart;
+        /// discover (Chatter only, not in the default list).
         #[arg(
             long,
             value_delimiter = ',',

@@ -49,6 +49,22 @@ impl Node {
         }
     }
 
+    /// Sends one join request to `addr` and returns `true`, unless `addr` is this node's own
+    /// address or a live member's, or this node is leaving (then `false`, nothing sent).
+    ///
+    /// Unlike a seed ([`Node::join`]), the address is neither retried nor remembered: it is for
+    /// addresses found by LAN discovery (`chatter::discover`), whose members announce
+    /// themselves again, so a lost request is repeated by the next announcement heard rather
+    /// than by a retry schedule that a stranger's announcements could fill.
+    pub fn contact(&mut self, now: Instant, addr: SocketAddr) -> bool {
+        if self.leaving || addr == self.me.addr || self.membership.live_at(addr).is_some() {
+            return false;
+        }
+        debug!(%addr, "contacting a discovered member");
+        self.send_sync_request(now, addr);
+        true
+    }
+
     /// Retries unanswered seeds with exponential backoff while no live member is known.
     pub(crate) fn join_timers(&mut self, now: Instant) {
         if self.leaving || self.membership.live() > 0 {
@@ -293,5 +309,50 @@ impl Node {
             let payload = wire::encode_packet(self.cluster, &[msg]);
             self.push_transmit(dst, payload);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::testkit::{addr, Net};
+    use crate::{Config, Identity, MemberStatus, Node};
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // one base instant for virtual time
+    fn a_contacted_address_joins_without_becoming_a_seed() {
+        // Two nodes that know nothing of each other: no seeds at all.
+        let now = Instant::now();
+        let nodes = (0..2)
+            .map(|i| {
+                let id = Identity::new(format!("n{i}"), addr(i), 1);
+                Node::new(id, Config::local(), i as u64, now).unwrap()
+            })
+            .collect();
+        let mut net = Net {
+            now,
+            nodes,
+            crashed: vec![false; 2],
+            silent: vec![false; 2],
+            events: Vec::new(),
+            tap: None,
+        };
+        net.run_for(Duration::from_secs(2));
+        assert_eq!(net.status(0, 1), None, "strangers before the contact");
+        let now = net.now;
+        assert!(!net.nodes[0].contact(now, addr(0)), "never itself");
+        assert!(net.nodes[0].contact(now, addr(1)));
+        net.run_until(Duration::from_secs(10), |net| net.all_see_alive());
+        assert_eq!(net.status(1, 0), Some(MemberStatus::Alive));
+        let now = net.now;
+        assert!(
+            !net.nodes[0].contact(now, addr(1)),
+            "a live member is not contacted again"
+        );
+        assert_eq!(net.nodes[0].anti_entropy.seed_addrs().count(), 0);
+        assert!(net.nodes[0].contact(now, addr(5)), "an unknown address");
+        net.nodes[0].leave(now);
+        assert!(!net.nodes[0].contact(now, addr(5)), "not while leaving");
     }
 }

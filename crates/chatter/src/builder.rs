@@ -9,6 +9,7 @@ use chatter_core::{Config, Identity, Keyring, Mode, Node, Tags};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
 
+use crate::discover::{Discoverer, Discovery};
 use crate::driver::Driver;
 use crate::handle::{Handle, IoStats};
 use crate::persist::{self, DataDir, Persister, SavedState, StartedFrom};
@@ -44,6 +45,7 @@ impl Chatter {
             keyring: None,
             encryption_mode: None,
             data_dir: None,
+            discovery: None,
         }
     }
 }
@@ -63,6 +65,7 @@ pub struct Builder {
     keyring: Option<Keyring>,
     encryption_mode: Option<Mode>,
     data_dir: Option<PathBuf>,
+    discovery: Option<Discovery>,
 }
 
 impl Builder {
@@ -169,6 +172,17 @@ impl Builder {
         self
     }
 
+    /// Finds the other members of the cluster on the local network segment by multicast,
+    /// without seeds or next to them (see the [`discover`](crate::discover) module):
+    /// `.discover(Discovery::default())` announces on every multicast-capable interface, by
+    /// IPv4 (`239.255.67.72`) and IPv6 (`ff02::4348:2428`), on UDP port 2429. Announcements
+    /// carry the cluster name, and are sealed under the keyring when datagrams are, so nodes of
+    /// another cluster, or without the key, never join. Default: off.
+    pub fn discover(mut self, settings: Discovery) -> Self {
+        self.discovery = Some(settings);
+        self
+    }
+
     /// Binds the socket, resolves the seeds, and starts the node's driver task on the current
     /// Tokio runtime. The node starts contacting its seeds at once; `spawn` does not wait for
     /// them to answer.
@@ -176,8 +190,9 @@ impl Builder {
     /// Fails, with nothing left running, on an invalid configuration or seed
     /// ([`Error::Config`], [`Error::InvalidSeed`]), tags over the size limit ([`Error::Tags`]),
     /// a socket that cannot be bound ([`Error::Bind`]), no address to advertise
-    /// ([`Error::Advertise`]), or a data directory that cannot be created or written
-    /// ([`Error::DataDir`]). Seeds that do not resolve are not an error: they are logged and
+    /// ([`Error::Advertise`]), a data directory that cannot be created or written
+    /// ([`Error::DataDir`]), or discovery settings that are invalid ([`Error::Discovery`]) or
+    /// whose port cannot be opened ([`Error::DiscoverySocket`]). Seeds that do not resolve are not an error: they are logged and
     /// retried.
     pub async fn spawn(self) -> Result<Handle, Error> {
         let Builder {
@@ -191,9 +206,13 @@ impl Builder {
             keyring,
             encryption_mode,
             data_dir,
+            discovery,
         } = self;
         let mut tags = tags;
         config.validate()?;
+        if let Some(discovery) = &discovery {
+            discovery.validate().map_err(Error::Discovery)?;
+        }
         for seed in &seed_list {
             seeds::validate(seed)?;
         }
@@ -324,6 +343,10 @@ impl Builder {
             node.join(now, addrs);
         }
 
+        let discoverer = discovery
+            .map(|settings| Discoverer::new(settings, local_addr.is_ipv6(), now))
+            .transpose()?;
+
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events_tx, _) = broadcast::channel(EVENT_QUEUE);
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Driver::snapshot_of(&node, io)));
@@ -348,7 +371,8 @@ impl Builder {
             next_resolve,
             io,
             persister,
-        );
+        )
+        .with_discovery(discoverer);
         tracing::info!(node = %name, bind = %local_addr, %advertise, "chatter node started");
         tokio::spawn(
             driver

@@ -23,6 +23,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::discover::{self, Discoverer};
 use crate::handle::{Command, IoStats, LiveMembers, Snapshot};
 use crate::persist::{self, Persister};
 use crate::seeds::{self, Seeds};
@@ -54,6 +55,7 @@ enum Wake {
     LeaveTimeout,
     SaveDue,
     Saved(Result<io::Result<()>, tokio::task::JoinError>),
+    Discovery(discover::Wake),
 }
 
 /// Everything the driver task owns.
@@ -87,6 +89,8 @@ pub(crate) struct Driver {
     persister: Option<Persister>,
     /// The snapshot write running on the blocking pool (one at a time).
     saving: Option<tokio::task::JoinHandle<io::Result<()>>>,
+    /// LAN discovery, with `Builder::discover`.
+    discovery: Option<Discoverer>,
 }
 
 impl Driver {
@@ -126,7 +130,15 @@ impl Driver {
             unreachable: Vec::new(),
             persister,
             saving: None,
+            discovery: None,
         }
+    }
+
+    /// Adds LAN discovery; its first announcement goes out at once.
+    pub(crate) fn with_discovery(mut self, discovery: Option<Discoverer>) -> Self {
+        self.io.discovery = discovery.as_ref().map(Discoverer::stats);
+        self.discovery = discovery;
+        self
     }
 
     /// A snapshot of `node` now.
@@ -181,6 +193,7 @@ impl Driver {
                 () = sleep_until(self.leave_deadline) => Wake::LeaveTimeout,
                 () = sleep_until(save_at) => Wake::SaveDue,
                 saved = join_if_some(&mut self.saving) => Wake::Saved(saved),
+                wake = discovery_wake(&self.discovery) => Wake::Discovery(wake),
             };
             let mut publish = false;
             match wake {
@@ -220,6 +233,13 @@ impl Driver {
                 Wake::Saved(result) => {
                     self.saving = None;
                     self.saved(result);
+                }
+                Wake::Discovery(wake) => {
+                    if let Some(discovery) = self.discovery.as_mut() {
+                        discovery.wake(wake, &mut self.node, Instant::now());
+                        self.io.discovery = Some(discovery.stats());
+                        self.dirty = true;
+                    }
                 }
             }
             self.flush(publish);
@@ -631,6 +651,13 @@ async fn recv_if_some<T>(
 ) -> Result<T, oneshot::error::RecvError> {
     match receiver {
         Some(receiver) => receiver.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn discovery_wake(discovery: &Option<Discoverer>) -> discover::Wake {
+    match discovery {
+        Some(discovery) => discovery.wait().await,
         None => std::future::pending().await,
     }
 }

@@ -70,6 +70,23 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The discovery settings ([`Builder::discover`](crate::Builder::discover)) break a rule
+    /// (see [`Discovery::validate`](crate::Discovery::validate)). Nothing was started.
+    #[error("invalid discovery settings: {0}")]
+    Discovery(&'static str),
+
+    /// No discovery socket could be opened on the discovery port (for either family: another
+    /// program holds the port without sharing it, or the system has no multicast). Nothing
+    /// was started.
+    #[error("cannot open a discovery socket on UDP port {port}: {source}")]
+    DiscoverySocket {
+        /// The discovery port.
+        port: u16,
+        /// What the operating system said (for the last family tried).
+        #[source]
+        source: io::Error,
+    },
+
     /// The protocol configuration breaks a rule. Nothing was started.
     #[error(transparent)]
     Config(#[from] ConfigError),

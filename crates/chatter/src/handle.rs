@@ -105,6 +105,8 @@ pub struct IoStats {
     /// Snapshots that could not be written to the data directory (disk full, permissions);
     /// each is retried after the next change, and the node runs on.
     pub state_write_failures: u64,
+    /// LAN discovery's counters, with [`Builder::discover`](crate::Builder::discover).
+    pub discovery: Option<crate::DiscoveryStats>,
 }
 
 /// The state of a node as its driver last published it.

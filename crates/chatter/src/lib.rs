@@ -142,12 +142,21 @@
 //! the remembered members even when every seed is down. A corrupt file is set aside with a
 //! warning and the node starts clean. See the [`persist`] module.
 //!
+//! # Finding each other without seeds
+//!
+//! With [`Builder::discover`], a node announces itself by IPv4 and IPv6 link-local multicast
+//! on its network segment and joins through the members of its cluster it hears, next to its
+//! seeds if it has any. Announcements carry the cluster name, and are sealed under the
+//! cluster's key when it has one, so only members of the same cluster (with the key) join
+//! each other. See the [`discover`] module.
+//!
 //! Complete programs: `examples/cluster.rs` starts three nodes and watches one leave;
 //! `examples/messages.rs` shares state and typed messages between three nodes.
 
 #![deny(missing_docs)]
 
 mod builder;
+pub mod discover;
 mod driver;
 mod error;
 mod handle;
@@ -173,6 +182,7 @@ pub use chatter_core::{
 pub use chatter_core::{
     KeyAnswer, KeyOp, KeyOpError, KeyOpKind, KeyRefusal, KeyReport, MAX_KEY_OPS_IN_FLIGHT,
 };
+pub use discover::{Discovery, DiscoveryStats};
 pub use error::Error;
 pub use handle::{EventStream, Handle, IoStats, Snapshot};
 pub use message::{DecodeError, DeliveredExt, Tagged};

@@ -216,6 +216,10 @@ pub struct Args {
     /// Protocol timings that override the profile's.
     #[command(flatten)]
     pub timings: Timings,
+
+    /// LAN discovery (`--discover`).
+    #[command(flatten)]
+    pub discover: crate::discover::DiscoverOptions,
 }
 
 /// Bounds, timeouts, allowed host names and TLS of the HTTP API; `crate::server` serves
@@ -610,6 +614,7 @@ impl Args {
     /// above the event stream's keep-alive, TLS certificate and key together, and the
     /// protocol timings on top of the profile ([`Args::protocol_config`]).
     pub fn validate(&self) -> Result<(), String> {
+        self.discover.validate()?;
         let mut names: Vec<&str> = self.checks.iter().map(|c| c.name.as_str()).collect();
         names.sort_unstable();
         if let Some(dup) = names.windows(2).find(|w| w[0] == w[1]) {

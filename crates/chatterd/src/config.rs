@@ -22,6 +22,7 @@
 //! http-tls-key = "/etc/chatterd/tls/key.pem"
 //! status-interval = "30s"
 //! event-handler-timeout = "30s"
+//! discover = true                # LAN discovery by multicast (the --discover-* flags too)
 //!
 //! # protocol timings on top of the profile (the flags of the same names)
 //! probe-interval = "1s"
@@ -120,6 +121,16 @@ pub struct FileConfig {
     pub data_dir: Option<String>,
     /// `--event-handler-timeout`, e.g. `"30s"`.
     pub event_handler_timeout: Option<String>,
+    /// `--discover`.
+    pub discover: Option<bool>,
+    /// `--discover-interface`.
+    pub discover_interface: Option<String>,
+    /// `--discover-port`.
+    pub discover_port: Option<i64>,
+    /// `--discover-ipv4-group`, an address or `"off"`.
+    pub discover_ipv4_group: Option<String>,
+    /// `--discover-ipv6-group`, an address or `"off"`.
+    pub discover_ipv6_group: Option<String>,
     /// `--check`, as `[[check]]` tables.
     #[serde(default)]
     pub check: Vec<FileCheck>,
@@ -403,6 +414,14 @@ pub fn merge(args: &mut Args, matches: &ArgMatches, file: FileConfig) -> Result<
     }
     handlers.append(&mut args.event_handlers);
     args.event_handlers = handlers;
+    let discover = crate::discover::FileDiscover {
+        discover: file.discover,
+        discover_interface: file.discover_interface,
+        discover_port: file.discover_port,
+        discover_ipv4_group: file.discover_ipv4_group,
+        discover_ipv6_group: file.discover_ipv6_group,
+    };
+    crate::discover::merge(&mut args.discover, matches, discover)?;
     args.validate().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
@@ -659,6 +678,31 @@ mod tests {
         let text = include_str!("../../../docs/chatterd.example.toml")
             .replace("/etc/chatterd/internal-ca.pem", &ca.display().to_string());
         (text, TempPath(ca))
+    }
+
+    #[test]
+    fn discovery_keys_merge_under_the_flags() {
+        let toml = "discover = true\ndiscover-interface = \"eth1\"\ndiscover-port = 3000\n\
+                    discover-ipv4-group = \"off\"\n";
+        let args = merged(&["chatterd"], toml).unwrap();
+        let settings = args.discover.settings().unwrap();
+        assert_eq!(settings.interface.as_deref(), Some("eth1"));
+        assert_eq!(settings.port, 3000);
+        assert_eq!(settings.ipv4_group, None);
+        assert!(settings.ipv6_group.is_some());
+        let args = merged(&["chatterd", "--discover-port", "4000"], toml).unwrap();
+        assert_eq!(args.discover.discover_port, 4000);
+        for bad in [
+            "discover-port = 0\n",
+            "discover-port = 70000\n",
+            "discover-ipv4-group = \"10.0.0.1\"\n",
+            "discover-ipv6-group = \"ff05::1\"\n",
+            "discover-interface = \"a/b\"\n",
+            "discover = true\ndiscover-ipv4-group = \"off\"\ndiscover-ipv6-group = \"off\"\n",
+        ] {
+            assert!(merged(&["chatterd"], bad).is_err(), "{bad}");
+        }
+        assert_eq!(merged(&["chatterd"], "").unwrap().discover.settings(), None);
     }
 
     #[test]

@@ -235,6 +235,7 @@ pub fn io_stats_map(s: &IoStats) -> BTreeMap<String, u64> {
     ]
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))
+    .chain(s.discovery.iter().flat_map(crate::discover::stats_map))
     .collect()
 }
 

@@ -118,6 +118,10 @@ impl Daemon {
             builder = builder.data_dir(dir.clone());
         }
         builder = builder.encryption_mode(encryption_mode);
+        let discovery = args.discover.settings();
+        if let Some(settings) = &discovery {
+            builder = builder.discover(settings.clone());
+        }
         let handle = builder
             .spawn()
             .await
@@ -134,6 +138,7 @@ impl Daemon {
             timings = %timings_text(&args.timings),
             cluster = %args.cluster,
             seeds = ?args.seeds,
+            discover = ?discovery.map(|d| (d.ipv4_group, d.ipv6_group, d.port)),
             encryption = %encryption_mode,
             keys = ?fingerprints,
             "chatterd started"

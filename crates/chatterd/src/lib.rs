@@ -13,6 +13,7 @@ pub mod convert;
 pub mod daemon;
 pub mod dashboard;
 pub mod demo;
+pub mod discover;
 pub mod events;
 pub mod handlers;
 pub mod http;

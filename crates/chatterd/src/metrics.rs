@@ -21,6 +21,7 @@
 //! | `chatter_state_updates_applied_total` | counter | key/value writes applied to replicas |
 //! | `chatter_pending_broadcasts`, `chatter_active_suspicions`, `chatter_health_score` | gauge | queue depths and Lifeguard local health |
 //! | `chatter_io_*_total` | counter | the runtime's socket and seed-resolution errors |
+//! | `chatter_discovery_*_total`, `chatter_discovery_interfaces` | counter, gauge | LAN discovery (`--discover`): announcements sent, heard, contacts, drops by reason, rate-limited; interfaces joined |
 //! | `chatter_build_info{version,cluster,node}`, `chatter_uptime_seconds`, `chatter_incarnation` | gauge | identity |
 
 use std::collections::HashMap;
@@ -357,6 +358,8 @@ fn io_counters(s: &IoStats) -> Vec<Counter> {
         seed_resolution_failures,
         state_writes,
         state_write_failures,
+        // Exported by `discovery_counters`.
+        discovery: _,
     } = *s;
     vec![
         (
@@ -390,6 +393,42 @@ fn io_counters(s: &IoStats) -> Vec<Counter> {
             state_write_failures,
         ),
     ]
+}
+
+/// LAN discovery's counters (`--discover`), `interfaces` aside (a gauge).
+fn discovery_counters(s: &IoStats) -> Vec<Counter> {
+    let Some(d) = s.discovery else {
+        return Vec::new();
+    };
+    d.by_name()
+        .into_iter()
+        .filter(|(name, _)| *name != "interfaces")
+        .map(|(name, value)| {
+            (
+                discovery_metric(name),
+                crate::discover::counter_help(name),
+                value,
+            )
+        })
+        .collect()
+}
+
+/// `discovery_NAME` for each counter of `DiscoveryStats::by_name` (metric names are static).
+fn discovery_metric(name: &str) -> &'static str {
+    match name {
+        "sent" => "discovery_sent",
+        "send_errors" => "discovery_send_errors",
+        "received" => "discovery_received",
+        "heard" => "discovery_heard",
+        "contacts" => "discovery_contacts",
+        "dropped_oversize" => "discovery_dropped_oversize",
+        "dropped_malformed" => "discovery_dropped_malformed",
+        "dropped_wrong_cluster" => "discovery_dropped_wrong_cluster",
+        "dropped_unauthenticated" => "discovery_dropped_unauthenticated",
+        "dropped_bad_address" => "discovery_dropped_bad_address",
+        "rate_limited" => "discovery_rate_limited",
+        _ => "discovery_other",
+    }
 }
 
 /// Members by status, this node included.
@@ -525,7 +564,20 @@ impl Collector for SnapshotCollector {
         }
 
         // Counters.
-        for (name, help, value) in counters(&s.stats).into_iter().chain(io_counters(&s.io)) {
+        if let Some(d) = s.io.discovery {
+            gauge(
+                &mut encoder,
+                "discovery_interfaces",
+                crate::discover::counter_help("interfaces"),
+                None,
+                d.interfaces,
+            )?;
+        }
+        let all = counters(&s.stats)
+            .into_iter()
+            .chain(io_counters(&s.io))
+            .chain(discovery_counters(&s.io));
+        for (name, help, value) in all {
             let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             m.encode_counter::<NoLabelSet, _, f64>(&value, None)?;
         }
@@ -630,6 +682,42 @@ mod tests {
             let (_, v) = line.rsplit_once(' ').unwrap();
             assert!(v.parse::<f64>().is_ok(), "{line}");
         }
+        handle.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn discovery_counters_appear_with_discovery_only() {
+        let (handle, snapshot) = snapshot().await;
+        let info = || NodeInfo {
+            cluster: "c".into(),
+            started: snapshot.taken_at,
+        };
+        let text = render(snapshot.clone(), info()).unwrap();
+        assert!(!text.contains("chatter_discovery"), "{text}");
+        let mut snap = (*snapshot).clone();
+        snap.io.discovery = Some(chatter::DiscoveryStats {
+            interfaces: 2,
+            heard: 5,
+            dropped_unauthenticated: 3,
+            rate_limited: 1,
+            ..chatter::DiscoveryStats::default()
+        });
+        let text = render(Arc::new(snap), info()).unwrap();
+        assert_eq!(value(&text, "chatter_discovery_interfaces"), Some(2.0));
+        assert_eq!(value(&text, "chatter_discovery_heard_total"), Some(5.0));
+        assert_eq!(
+            value(&text, "chatter_discovery_dropped_unauthenticated_total"),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(&text, "chatter_discovery_rate_limited_total"),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, "chatter_discovery_sent_total"), Some(0.0));
+        assert!(
+            !text.contains("discovery_other"),
+            "every counter has its name"
+        );
         handle.shutdown().await.unwrap();
     }
 }

@@ -66,7 +66,7 @@ const SERF_ENCRYPT: &str = "Serf -encrypt";
 
 /// A fresh 32-byte gossip key from the OS, base64 (what `CHATTER_GOSSIP_KEY` and
 /// `serf agent -encrypt` take; Serf uses a 32-byte key for AES-256-GCM).
-fn fresh_key() -> Result<String> {
+pub(crate) fn fresh_key() -> Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; chatter_seal::KEY_LEN];
     std::fs::File::open("/dev/urandom")

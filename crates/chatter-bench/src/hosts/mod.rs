@@ -16,6 +16,7 @@
 //! declared failed, a key missing after a partition heals); Serf's results are reported, never
 //! asserted.
 
+mod discover;
 mod report;
 mod scenarios;
 pub mod topology;
@@ -33,7 +34,7 @@ use crate::compare::system::{node_name, unix_ms, MemberView, Status, System};
 use topology::{check_interrupted, Topology};
 
 /// The scenarios, in the order they run.
-pub const SCENARIOS: [&str; 8] = [
+pub const SCENARIOS: [&str; 9] = [
     "silent",
     "crash",
     "pause",
@@ -42,6 +43,7 @@ pub const SCENARIOS: [&str; 8] = [
     "flapping",
     "loss",
     "restart",
+    "discover",
 ];
 
 /// Label of Chatter with its defaults (and the `--daemon-arg`s).

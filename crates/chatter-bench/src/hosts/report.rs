@@ -389,6 +389,12 @@ pub fn render(
             table(&mut out, "restart", labels, rows);
         }
     }
+    if let Some(d) = results
+        .get(super::CHATTER)
+        .and_then(|r| r.discover.as_ref())
+    {
+        d.markdown(&mut out);
+    }
     for label in labels {
         let Some(r) = results.get(label) else {
             continue;

@@ -134,6 +134,8 @@ pub struct Results {
     pub loss: Vec<Loss>,
     pub restart: Option<Restart>,
     pub restart_skipped: Option<String>,
+    /// LAN discovery (Chatter only; `hosts/discover.rs`).
+    pub discover: Option<super::discover::Report>,
     /// (scenario, error) of scenarios that could not finish.
     pub errors: Vec<(String, String)>,
     /// The cluster could not be started or brought back: later scenarios did not run.
@@ -208,6 +210,9 @@ impl Results {
                 ));
             }
         }
+        if let Some(d) = &self.discover {
+            v.extend(d.violations());
+        }
         if let Some(r) = &self.restart {
             if !r.false_verdicts.is_empty() {
                 v.push(format!("restart: {}", r.false_verdicts.join(", ")));
@@ -268,6 +273,11 @@ pub fn run_all(
                 } else {
                     restart(&mut c).map(|r| res.restart = Some(r))
                 }
+            }
+            // Serf has no multicast discovery: Chatter only.
+            "discover" if label != CHATTER => Ok(()),
+            "discover" => {
+                super::discover::run(&topo.placement(), opts).map(|d| res.discover = Some(d))
             }
             other => bail!("unknown scenario {other}"),
         };
