@@ -45,6 +45,9 @@ impl Node {
                 let name = alive.name.clone();
                 self.enqueue_broadcast(now, &name, &Message::Alive(alive));
                 if let Some(member) = member {
+                    if previous == MemberStatus::Failed {
+                        self.greet_recovered(member.addr);
+                    }
                     if previous != MemberStatus::Alive {
                         info!(member = %name, was = %previous, "member alive again");
                         self.emit(Event::Recovered(member));
