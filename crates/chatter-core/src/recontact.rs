@@ -174,12 +174,16 @@ impl Node {
         self.send(addr, &[alive]);
     }
 
-    /// An `Alive` from a member's own address that cannot revive it here: this node lists
-    /// that life failed at the same or a higher incarnation. The member is evidently running
-    /// and does not know of the verdict (a node cut off fails everybody, and nobody else
-    /// passes a cut-off node's verdicts on), so it is told, in one `Suspect` no larger than
-    /// what it sent, and refutes; its refutation then reaches this node by gossip, or at once
-    /// if it lists this node alive.
+    /// An `Alive` from a member's own address that cannot clear the verdict here: this node
+    /// lists that life failed or suspect at the same or a higher incarnation. The member is
+    /// evidently running and has not heard of the verdict (a node cut off suspects and fails
+    /// everybody, its gossip went nowhere meanwhile, and nobody else passes a cut-off node's
+    /// verdicts on), so it is told at once, in one `Suspect` (Lifeguard's buddy system, which
+    /// otherwise waits for this node's next probe of it), and refutes; its refutation then
+    /// reaches this node by gossip.
+    ///
+    /// Bounds: one small datagram per such `Alive`, only to the member's own listed address;
+    /// to a failed member (a stranger here) no larger than the datagram that brought it.
     pub(crate) fn answer_stale_alive(&mut self, from: SocketAddr, alive: &wire::Alive) {
         if self.leaving || alive.name == self.me.name || alive.addr != from {
             return;
@@ -187,7 +191,7 @@ impl Node {
         let Some(known) = self.membership.get(&alive.name) else {
             return;
         };
-        if known.status != MemberStatus::Failed
+        if !matches!(known.status, MemberStatus::Failed | MemberStatus::Suspect)
             || known.generation != alive.generation
             || known.addr() != from
             || alive.incarnation > known.incarnation
