@@ -158,18 +158,25 @@ impl Node {
         });
     }
 
-    /// A member this node listed failed is alive again (it refuted, and answered the check):
-    /// it was cut off from this node's gossip, so this node's own refutation of a verdict the
-    /// member holds against it (a cut-off node fails everybody) may have passed it by. One
-    /// datagram with this node's `Alive` goes to it; stale there unless it lists this node
-    /// failed at a lower incarnation, in which case it checks and lists this node at once.
-    /// A failed member is listed alive again only once it has answered a check at its address
-    /// (`Membership::alive`), so the greeting is not limited like an answer to a stranger.
-    pub(crate) fn greet_recovered(&mut self, addr: SocketAddr) {
+    /// A member this node listed failed is alive again, or a member came back in a new life:
+    /// one datagram with this node's `Alive` goes to it. A member back from a cut was cut off
+    /// from this node's gossip, so this node's own refutation of a verdict the member holds
+    /// against it (a cut-off node fails everybody) may have passed it by: the greeting is
+    /// stale there unless it lists this node failed at a lower incarnation, when it checks
+    /// and lists this node at once, or at the same one, when it says so
+    /// ([`Node::answer_stale_alive`]). A new life started without seeds or saved members
+    /// knows nobody: it checks and lists this node, and learns the rest of the cluster from
+    /// it. `proven`: the member has just answered a check at `addr` (a failed member comes
+    /// back only that way, `Membership::alive`), so the greeting is not limited like an answer
+    /// to a stranger. Cost: one small datagram per member per comeback, next to the
+    /// `mult * log(N)` datagrams that carry the news of it.
+    pub(crate) fn greet_member(&mut self, addr: SocketAddr, proven: bool) {
         if self.leaving {
             return;
         }
-        self.lift_answer_limit(addr);
+        if proven {
+            self.lift_answer_limit(addr);
+        }
         let alive = Message::Alive(self.self_alive());
         self.send(addr, &[alive]);
     }

@@ -35,7 +35,11 @@ impl Node {
             AliveOutcome::Stale => {}
             AliveOutcome::TableFull => self.stats.dropped_table_full += 1,
             AliveOutcome::Check(known) => self.check_new_life(now, alive, known),
-            AliveOutcome::Restarted(member) => self.announce_admitted(now, alive, member),
+            AliveOutcome::Restarted(member) => {
+                let addr = member.addr;
+                self.announce_admitted(now, alive, member);
+                self.greet_member(addr, false);
+            }
             AliveOutcome::AddressChanged => self.stats.dropped_invalid += 1,
             AliveOutcome::Refreshed {
                 member,
@@ -46,7 +50,7 @@ impl Node {
                 self.enqueue_broadcast(now, &name, &Message::Alive(alive));
                 if let Some(member) = member {
                     if previous == MemberStatus::Failed {
-                        self.greet_recovered(member.addr);
+                        self.greet_member(member.addr, true);
                     }
                     if previous != MemberStatus::Alive {
                         info!(member = %name, was = %previous, "member alive again");
