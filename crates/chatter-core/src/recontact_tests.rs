@@ -69,6 +69,19 @@ fn a_dead_host_costs_about_one_ping_per_period_spread_over_the_cluster() {
     // Expected: 16 in the first 16 s (one a second), then 16 * ln(120 / 16), about 32, in
     // the rest; the ticks are random, so the bounds are loose.
     assert!((20..=90).contains(&pings), "{pings} re-contacts in 120 s");
+    let datagram = wire::encode_packet(
+        wire::cluster_hash("chatter"),
+        &[
+            Message::Ping(wire::Ping::new(u64::from(u32::MAX), "n9", 1)),
+            Message::Alive(net.nodes[0].self_alive()),
+        ],
+    )
+    .len();
+    println!(
+        "one dead host among 10: {pings} re-contacts of {datagram} bytes in its first 2 min \
+         after the verdict ({:.2} bytes/s for the whole cluster)",
+        (pings as usize * datagram) as f64 / 120.0
+    );
     let senders = net
         .nodes
         .iter()
