@@ -250,7 +250,7 @@ impl Node {
                 self.admit_life(now, check.alive);
                 self.pay_owed_state(now, addr);
                 // A new life may know nobody (restarted without seeds or saved members).
-                self.greet_member(addr, true);
+                self.greet_member(addr);
             }
             None => {
                 if self.membership.len() >= self.config.max_members {

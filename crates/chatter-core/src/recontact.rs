@@ -166,17 +166,16 @@ impl Node {
     /// and lists this node at once, or at the same one, when it says so
     /// ([`Node::answer_stale_alive`]). A new life started without seeds or saved members
     /// knows nobody: it checks and lists this node, and learns the rest of the cluster from
-    /// it. `proven`: the member has just answered a check at `addr` (a failed member comes
-    /// back only that way, `Membership::alive`), so the greeting is not limited like an answer
-    /// to a stranger. Cost: one small datagram per member per comeback, next to the
-    /// `mult * log(N)` datagrams that carry the news of it.
-    pub(crate) fn greet_member(&mut self, addr: SocketAddr, proven: bool) {
+    /// it. Only a member that has just answered a check at `addr` is greeted (a failed member
+    /// comes back only that way, `Membership::alive`, and so does a new life of a live one),
+    /// so no forged announcement makes every node send to an address of the forger's choice,
+    /// and the greeting is not limited like an answer to a stranger. Cost: one small datagram
+    /// per member per comeback, next to the `mult * log(N)` datagrams that carry the news.
+    pub(crate) fn greet_member(&mut self, addr: SocketAddr) {
         if self.leaving {
             return;
         }
-        if proven {
-            self.lift_answer_limit(addr);
-        }
+        self.lift_answer_limit(addr);
         let alive = Message::Alive(self.self_alive());
         self.send(addr, &[alive]);
     }
