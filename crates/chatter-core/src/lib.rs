@@ -68,6 +68,7 @@ mod node;
 mod plumtree;
 mod probe;
 mod prober;
+mod recontact;
 mod state;
 mod state_tree;
 mod stats;
@@ -103,6 +104,8 @@ mod attack_tests;
 mod encryption_tests;
 #[cfg(test)]
 mod node_tests;
+#[cfg(test)]
+mod recontact_tests;
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // one base instant for virtual time
 mod testkit;

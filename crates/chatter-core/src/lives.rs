@@ -249,6 +249,8 @@ impl Node {
                 let addr = check.alive.addr;
                 self.admit_life(now, check.alive);
                 self.pay_owed_state(now, addr);
+                // A new life may know nobody (restarted without seeds or saved members).
+                self.greet_member(addr);
             }
             None => {
                 if self.membership.len() >= self.config.max_members {

@@ -23,6 +23,7 @@ use crate::member::{Member, MemberBrief, MemberStatus, Tags};
 use crate::membership::Membership;
 use crate::plumtree::Plumtree;
 use crate::prober::Prober;
+use crate::recontact::Recontact;
 use crate::stats::Stats;
 use crate::table::row_hash;
 use crate::wire::{self, DecodeError, Message};
@@ -98,6 +99,9 @@ pub struct Node {
     pub(crate) prober: Prober,
     /// Seeds, exchange timers and the per-peer answer memos (`anti_entropy.rs`).
     pub(crate) anti_entropy: AntiEntropy,
+    /// The re-contact of failed members: its tick and the ping awaiting an ack
+    /// (`recontact.rs`).
+    pub(crate) recontact: Recontact,
     pub(crate) next_reap: Instant,
     pub(crate) leaving: bool,
     pub(crate) plumtree: Plumtree,
@@ -157,6 +161,7 @@ impl Node {
         };
         let next_probe = now + jitter(&mut rng, config.probe_interval);
         let anti_entropy = AntiEntropy::new(now, &config, &mut rng);
+        let recontact = Recontact::new(now, &config, &mut rng);
         let kv = KvStore::new(&me.name, me.generation);
         let mut node = Self {
             plumtree: Plumtree::new(config.sync_interval),
@@ -170,6 +175,7 @@ impl Node {
             dissemination: Dissemination::default(),
             prober: Prober::new(next_probe),
             anti_entropy,
+            recontact,
             leaving: false,
             life_checks: LifeChecks::default(),
             answer_allowance: None,
@@ -481,8 +487,14 @@ impl Node {
             Message::Ack(ack) => self.on_ack(now, from, ack),
             Message::Nack(nack) => self.on_nack(now, from, nack),
             Message::PingReq(req) => self.on_ping_req(now, from, req),
-            Message::Alive(alive) => self.on_alive(now, alive),
-            Message::Suspect(suspect) => self.on_suspect(now, suspect),
+            Message::Alive(alive) => {
+                self.answer_stale_alive(from, &alive);
+                self.on_alive(now, alive);
+            }
+            Message::Suspect(suspect) => {
+                self.answer_suspicion_of_previous_life(from, &suspect);
+                self.on_suspect(now, suspect);
+            }
             Message::Failed(failed) => self.on_failed(now, failed),
             Message::Left(left) => self.on_left(now, left),
             Message::SyncRequest(req) => self.on_sync_request(now, from, req),
@@ -524,6 +536,9 @@ impl Node {
         if self.anti_entropy.reconnect_due(now) {
             self.reconnect_round(now);
         }
+        if self.recontact.is_due(now) {
+            self.recontact_round(now);
+        }
         if now >= self.next_reap {
             self.reap(now);
         }
@@ -544,6 +559,7 @@ impl Node {
         let mut next = [
             Some(self.anti_entropy.next_deadline(self.membership.live() == 0)),
             Some(self.next_reap),
+            Some(self.recontact.next_deadline()),
             self.dissemination.next_deadline(),
             self.prober.next_deadline(self.leaving),
             self.next_graft(),

@@ -167,7 +167,7 @@ impl Node {
     /// intermediaries asked, and a relay's from the target it pinged. Anything else is dropped
     /// and counted: a forger would otherwise keep a dead member looking alive.
     pub(crate) fn on_ack(&mut self, now: Instant, from: SocketAddr, ack: wire::Ack) {
-        if self.on_life_check_ack(now, from, ack.seq) {
+        if self.on_life_check_ack(now, from, ack.seq) || self.on_recontact_ack(now, from, ack.seq) {
             return;
         }
         match self.prober.match_ack(from, ack.seq) {

@@ -113,6 +113,10 @@ pub struct Stats {
     pub failures_declared: u64,
     /// Gossip updates sent (one count per update per datagram).
     pub gossip_sent: u64,
+    /// Pings sent to failed members to find out whether they are back (`recontact.rs`).
+    pub recontacts_sent: u64,
+    /// Re-contact pings a failed member acked; each opens an anti-entropy exchange with it.
+    pub recontacts_answered: u64,
     /// Anti-entropy exchanges started.
     pub syncs_started: u64,
     /// Anti-entropy exchanges skipped because the fingerprints matched.

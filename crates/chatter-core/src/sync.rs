@@ -77,7 +77,7 @@ impl Node {
         }
     }
 
-    fn send_sync_request(&mut self, now: Instant, dst: SocketAddr) {
+    pub(crate) fn send_sync_request(&mut self, now: Instant, dst: SocketAddr) {
         self.stats.syncs_started += 1;
         let mut req = wire::SyncRequest {
             from: self.me.name.clone(),
@@ -122,8 +122,9 @@ impl Node {
         }
     }
 
-    /// Contacts a seed that is not a live member, or a random failed member: after a partition
-    /// heals, this is how the two halves find each other again.
+    /// Contacts a seed that is not a live member: a node started with seeds it never listed as
+    /// members reaches them this way. Failed members are re-contacted on their own, faster
+    /// schedule (`recontact.rs`).
     pub(crate) fn reconnect_round(&mut self, now: Instant) {
         self.anti_entropy.schedule_reconnect(now, &self.config);
         if self.leaving {
@@ -135,19 +136,11 @@ impl Node {
             .filter(|m| m.status.is_live())
             .map(|m| m.addr())
             .collect();
-        let mut candidates: Vec<SocketAddr> = self
+        let candidates: Vec<SocketAddr> = self
             .anti_entropy
             .seed_addrs()
             .filter(|a| !live_addrs.contains(a))
             .collect();
-        if let Some(failed) = self
-            .membership
-            .table()
-            .random_members(1, &mut self.rng, |m| m.status == MemberStatus::Failed)
-            .first()
-        {
-            candidates.push(failed.addr());
-        }
         if candidates.is_empty() {
             return;
         }

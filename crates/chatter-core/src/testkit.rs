@@ -12,6 +12,9 @@ pub(crate) struct Net {
     pub(crate) crashed: Vec<bool>,
     /// Crashed hosts that answer nothing (no ICMP either).
     pub(crate) silent: Vec<bool>,
+    /// Nodes whose link is cut: they keep running, but every datagram to or from them
+    /// vanishes (no ICMP).
+    pub(crate) cut: Vec<bool>,
     pub(crate) events: Vec<(usize, Event)>,
     /// When set, every datagram handed to a live node is recorded: (sender, destination,
     /// payload as sent).
@@ -56,11 +59,17 @@ impl Net {
             nodes,
             crashed: vec![false; n],
             silent: vec![false; n],
+            cut: vec![false; n],
             events: Vec::new(),
             tap: None,
         };
         net.flush();
         net
+    }
+
+    /// Whether node `i`'s link is cut (nodes pushed by a test after `new` never are).
+    fn is_cut(&self, i: usize) -> bool {
+        self.cut.get(i).copied().unwrap_or(false)
     }
 
     fn index_of(&self, a: SocketAddr) -> Option<usize> {
@@ -82,7 +91,7 @@ impl Net {
                 while let Some(t) = self.nodes[i].poll_transmit() {
                     moved = true;
                     match self.index_of(t.dst) {
-                        Some(j) if self.silent[j] => {}
+                        Some(j) if self.silent[j] || self.is_cut(i) || self.is_cut(j) => {}
                         Some(j) if self.crashed[j] => {
                             let now = self.now;
                             self.nodes[i].handle_unreachable(now, t.dst)

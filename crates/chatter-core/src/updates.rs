@@ -35,6 +35,8 @@ impl Node {
             AliveOutcome::Stale => {}
             AliveOutcome::TableFull => self.stats.dropped_table_full += 1,
             AliveOutcome::Check(known) => self.check_new_life(now, alive, known),
+            // No greeting here: this life was admitted on the word of a datagram, unchecked,
+            // and a greeting from every node to an address a forger chose would amplify it.
             AliveOutcome::Restarted(member) => self.announce_admitted(now, alive, member),
             AliveOutcome::AddressChanged => self.stats.dropped_invalid += 1,
             AliveOutcome::Refreshed {
@@ -45,6 +47,9 @@ impl Node {
                 let name = alive.name.clone();
                 self.enqueue_broadcast(now, &name, &Message::Alive(alive));
                 if let Some(member) = member {
+                    if previous == MemberStatus::Failed {
+                        self.greet_member(member.addr);
+                    }
                     if previous != MemberStatus::Alive {
                         info!(member = %name, was = %previous, "member alive again");
                         self.emit(Event::Recovered(member));

@@ -288,6 +288,8 @@ pub fn add_stats(a: &mut Stats, b: &Stats) {
     a.suspicions_refuted += b.suspicions_refuted;
     a.failures_declared += b.failures_declared;
     a.gossip_sent += b.gossip_sent;
+    a.recontacts_sent += b.recontacts_sent;
+    a.recontacts_answered += b.recontacts_answered;
     a.syncs_started += b.syncs_started;
     a.syncs_in_sync += b.syncs_in_sync;
     a.sync_states_sent += b.sync_states_sent;

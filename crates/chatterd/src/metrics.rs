@@ -171,6 +171,8 @@ fn counters(s: &Stats) -> Vec<Counter> {
         suspicions_refuted,
         failures_declared,
         gossip_sent,
+        recontacts_sent,
+        recontacts_answered,
         syncs_started,
         syncs_in_sync,
         sync_states_sent,
@@ -274,6 +276,16 @@ fn counters(s: &Stats) -> Vec<Counter> {
             "gossip_updates_sent",
             "Piggybacked gossip updates sent (one per update per datagram).",
             gossip_sent,
+        ),
+        (
+            "recontacts_sent",
+            "Pings sent to failed members to find out whether they are back.",
+            recontacts_sent,
+        ),
+        (
+            "recontacts_answered",
+            "Re-contact pings a failed member acked (each opens an anti-entropy exchange).",
+            recontacts_answered,
         ),
         (
             "syncs_started",

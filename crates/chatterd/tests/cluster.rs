@@ -171,3 +171,84 @@ fn paused_node_is_not_declared_failed_and_recovers() {
         suspected.get()
     );
 }
+
+/// The generation of `name` in `observer`'s view, if it lists it alive.
+fn alive_generation(cluster: &Cluster, observer: usize, name: &str) -> Result<u64, String> {
+    let members = cluster.nodes[observer].members()?;
+    members
+        .iter()
+        .find(|m| m.name == name && m.status == Status::Alive)
+        .map(|m| m.generation)
+        .ok_or_else(|| common::table(&members))
+}
+
+/// Starts the seed again at its gossip address, with no seeds and no data dir: it knows
+/// nobody, and only the others' re-contact of its previous life (or their probes of it) can
+/// bring them together.
+fn restart_bare(cluster: &mut Cluster, seed: usize) {
+    let (name, gossip) = (cluster.nodes[seed].name.clone(), cluster.nodes[seed].gossip);
+    let mut args = common::loopback_args(&name);
+    args[1] = gossip.to_string();
+    args.extend(["--profile".to_owned(), "local".to_owned()]);
+    cluster.nodes[seed] = common::Daemon::start_with(&args);
+}
+
+/// Waits until every other node lists `seed` alive at a generation above `previous`; returns
+/// that generation.
+fn wait_new_life(cluster: &Cluster, seed: usize, previous: u64, within: Duration) -> u64 {
+    let name = cluster.nodes[seed].name.clone();
+    let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != seed).collect();
+    let started = Instant::now();
+    let generation = wait_until(
+        &format!("every node lists the new life of {name} alive"),
+        within,
+        || {
+            let mut seen = Vec::new();
+            for &i in &others {
+                let generation = alive_generation(cluster, i, &name)?;
+                if generation <= previous {
+                    return Err(cluster.views(&others));
+                }
+                seen.push(generation);
+            }
+            Ok(seen[0])
+        },
+    );
+    eprintln!(
+        "{name}'s new life alive everywhere {:.2} s after its restart",
+        started.elapsed().as_secs_f64()
+    );
+    generation
+}
+
+/// A seed SIGKILLed and started again with no seeds and no data dir (it knows nobody) is
+/// listed alive again everywhere within seconds: once failed, through the others' re-contact
+/// of its previous life; restarted before anyone noticed, through its answer to the probes
+/// of that life.
+#[test]
+fn a_seed_restarted_bare_is_alive_everywhere_again_within_seconds() {
+    let _serial = serial();
+    let mut cluster = Cluster::start("reseed", 4, "local");
+    cluster.wait_all_alive(Duration::from_secs(20));
+    let seed = 0;
+    let name = cluster.nodes[seed].name.clone();
+    let others: Vec<usize> = (1..cluster.nodes.len()).collect();
+    let first = alive_generation(&cluster, 1, &name).unwrap();
+
+    // Restarted after every other node has failed it.
+    cluster.nodes[seed].kill();
+    wait_until(
+        &format!("every other node lists {name} failed"),
+        Duration::from_secs(20),
+        || cluster.all_see(&others, &name, Status::Failed),
+    );
+    restart_bare(&mut cluster, seed);
+    let second = wait_new_life(&cluster, seed, first, Duration::from_secs(3));
+
+    // Restarted at once, before the others could notice.
+    cluster.nodes[seed].kill();
+    restart_bare(&mut cluster, seed);
+    wait_new_life(&cluster, seed, second, Duration::from_secs(5));
+    // And the seed lists the others again.
+    cluster.wait_all_alive(Duration::from_secs(5));
+}
