@@ -99,11 +99,12 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
-    /// Starts dnsmasq on `addr` (an address of the switch) with the records of `dir/hosts`.
-    fn start(netns: &str, addr: Ipv4Addr, dir: &Path) -> Result<Dnsmasq> {
+    /// Starts dnsmasq on `addr` (an address of the switch), the name pointing to `first`
+    /// (written before dnsmasq starts: a SIGHUP before it has set its handler would end it).
+    fn start(netns: &str, addr: Ipv4Addr, dir: &Path, first: &[Ipv4Addr]) -> Result<Dnsmasq> {
         let hosts_file = dir.join("hosts");
         let log = dir.join("dnsmasq.log");
-        std::fs::write(&hosts_file, "").context("write the hosts file")?;
+        std::fs::write(&hosts_file, records(first)).context("write the hosts file")?;
         let log_file = std::fs::File::create(&log).context("create the dnsmasq log")?;
         let child = Command::new("ip")
             .args(["netns", "exec", netns, "dnsmasq", "--keep-in-foreground"])
@@ -136,9 +137,8 @@ impl Dnsmasq {
     /// The name resolves to `addrs` from now on: the hosts file rewritten (a new file renamed
     /// over the old, so dnsmasq never reads half of it), then SIGHUP.
     fn point(&mut self, addrs: &[Ipv4Addr]) -> Result<()> {
-        let text: String = addrs.iter().map(|a| format!("{a} {SEED_NAME}\n")).collect();
         let tmp = self.hosts_file.with_extension("new");
-        std::fs::write(&tmp, text).context("write the hosts file")?;
+        std::fs::write(&tmp, records(addrs)).context("write the hosts file")?;
         std::fs::rename(&tmp, &self.hosts_file).context("replace the hosts file")?;
         if let Some(status) = self.child.try_wait()? {
             bail!("dnsmasq exited ({status}): {}", self.log_tail());
@@ -156,6 +156,11 @@ impl Dnsmasq {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(5)..].join(" / ")
     }
+}
+
+/// A hosts file giving [`SEED_NAME`] the addresses `addrs`.
+fn records(addrs: &[Ipv4Addr]) -> String {
+    addrs.iter().map(|a| format!("{a} {SEED_NAME}\n")).collect()
 }
 
 impl Drop for Dnsmasq {
@@ -213,9 +218,8 @@ fn steps(topo: &Topology, opts: &Options, token: &str, out: &mut Dns) -> Result<
 fn steps_in(topo: &Topology, opts: &Options, token: &str, out: &mut Dns, dir: &Path) -> Result<()> {
     let server = topo.switch_address()?;
     topo.set_resolver(server)?;
-    let mut dns = Dnsmasq::start(topo.switch_netns(), server, dir)?;
     let ip = |i: usize| topo.host_ip(i);
-    dns.point(&[ip(0)?, ip(1)?])?;
+    let mut dns = Dnsmasq::start(topo.switch_netns(), server, dir, &[ip(0)?, ip(1)?])?;
     wait_records(topo, &mut dns, 2, &[ip(0)?, ip(1)?])?;
     println!("  dns: dnsmasq on {server} answers {SEED_NAME} with hosts 0 and 1");
 
