@@ -347,7 +347,7 @@ pub fn render(
             ));
             if delay {
                 rows.push(row(
-                    &format!("{pct} %: n00 → n01 median RTT by ping, measured / configured (ms)"),
+                    &format!("{pct} %: n00 → n01 mean RTT by ping, measured / configured (ms)"),
                     labels,
                     results,
                     |r| {

@@ -715,7 +715,7 @@ fn loss(c: &mut Hosts, topo: &mut Topology, opts: &Options, out: &mut Vec<Loss>)
 }
 
 /// Why the delay line did not do its job at a loss level, if it did not: no `ping` reply
-/// through it, or a median RTT under half the configured one (a line that does not delay;
+/// through it, or a mean RTT under half the configured one (a line that does not delay;
 /// a loaded machine only makes the RTT longer, so only the lower side is a rule).
 fn delay_line_broken(l: &Loss) -> Option<String> {
     let i = &l.impairment;
@@ -725,7 +725,7 @@ fn delay_line_broken(l: &Loss) -> Option<String> {
     match i.rtt_with_ms {
         None => Some("delay line check: no ping reply through it".to_owned()),
         Some(m) if m < i.rtt_expected_ms / 2.0 => Some(format!(
-            "delay line check: median RTT {m:.1} ms, configured {:.1} ms",
+            "delay line check: mean RTT {m:.1} ms, configured {:.1} ms",
             i.rtt_expected_ms
         )),
         Some(_) => None,
@@ -736,7 +736,7 @@ fn delay_line_broken(l: &Loss) -> Option<String> {
 pub fn delay_line_check(imp: &Impairment) -> String {
     let ms = |x: Option<f64>| x.map_or("no reply".to_owned(), |v| format!("{v:.1} ms"));
     format!(
-        "delay line (seed {:#x}): measured median RTT {} for a configured median of {:.1} ms \
+        "delay line (seed {:#x}): measured mean RTT {} for a configured mean of {:.1} ms \
          ({} without the delay line)",
         imp.seed,
         ms(imp.rtt_with_ms),

@@ -207,13 +207,9 @@ fn ping_times(out: &str) -> Vec<f64> {
         .collect()
 }
 
-/// The median of `xs` (`None` when empty).
-fn median_of(mut xs: Vec<f64>) -> Option<f64> {
-    if xs.is_empty() {
-        return None;
-    }
-    xs.sort_by(f64::total_cmp);
-    Some(xs[xs.len() / 2])
+/// The mean of `xs` (`None` when empty).
+fn mean_of(xs: &[f64]) -> Option<f64> {
+    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
 /// The PID in a name of this scheme (`chb<pid>-...` or `chb<pid>r`).
@@ -379,20 +375,21 @@ struct HostNet {
 pub struct Impairment {
     /// Whether a delay line runs (some delay, jitter or RTT matrix was asked for).
     pub delay_applied: bool,
-    /// Median RTT from host 0 to host 1 measured with `ping` before the delay line, in ms.
+    /// Mean RTT from host 0 to host 1 measured with `ping` before the delay line, in ms.
     pub rtt_before_ms: Option<f64>,
     /// The same with the delay line (before the loss is applied), in ms.
     pub rtt_with_ms: Option<f64>,
-    /// The median RTT the configured delay and jitter give that pair, in ms.
+    /// The mean RTT the configured delay and jitter give that pair, in ms.
     pub rtt_expected_ms: f64,
     /// Seed of the delay line's jitter.
     pub seed: u64,
 }
 
-/// Pings sent to check the delay line: enough for a median, about a second.
-const PINGS: &str = "20";
+/// Pings sent to check the delay line, about a second's worth: with 50 ms of jitter each way
+/// an RTT's standard deviation is about 30 ms, so the mean of 50 is within ±13 ms (3 sigma).
+const PINGS: &str = "50";
 /// Interval between them (root may go below ping's 0.2 s floor).
-const PING_INTERVAL: &str = "0.05";
+const PING_INTERVAL: &str = "0.02";
 
 /// The hosts, the switch and the harness's link to it; removed on drop.
 pub struct Topology {
@@ -762,7 +759,7 @@ impl Topology {
         self.matrix = matrix;
     }
 
-    /// Median `ping` RTT from host `from` to host `to`, in ms (`None`: no reply).
+    /// Mean `ping` RTT from host `from` to host `to`, in ms (`None`: no reply).
     pub fn ping(&self, from: usize, to: usize, count: &str) -> Result<Option<f64>> {
         let (ns, ip) = (&self.host(from)?.netns, self.host(to)?.ip.to_string());
         // Not `run`: ping fails when a reply is missing, and the replies that came still count.
@@ -773,7 +770,7 @@ impl Topology {
             .stderr(Stdio::null())
             .output()
             .context("ping (apt-get install iputils-ping)")?;
-        Ok(median_of(ping_times(&String::from_utf8_lossy(&out.stdout))))
+        Ok(mean_of(&ping_times(&String::from_utf8_lossy(&out.stdout))))
     }
 
     /// Starts the delay line with `spec` (or changes the spec of the running one): the
@@ -864,7 +861,7 @@ impl Topology {
         let mut imp = Impairment::default();
         if !spec.is_zero() && self.hosts.len() >= 2 {
             imp.rtt_before_ms = self.ping(0, 1, "5")?;
-            imp.rtt_expected_ms = spec.median_rtt(0, 1, 10_001).as_secs_f64() * 1000.0;
+            imp.rtt_expected_ms = spec.mean_rtt(0, 1, 10_000).as_secs_f64() * 1000.0;
             self.start_delay(spec)?;
             imp.seed = (u64::from(std::process::id()) << 32) | self.delay_lines;
             imp.delay_applied = true;
@@ -939,8 +936,8 @@ mod tests {
 rtt min/avg/max/mdev = 0.051/28.7/45.0/20.3 ms
 ";
         assert_eq!(ping_times(out), [41.2, 0.051, 45.0]);
-        assert_eq!(median_of(ping_times(out)), Some(41.2));
-        assert_eq!(median_of(Vec::new()), None);
+        assert_eq!(mean_of(&[40.0, 0.5, 45.0]), Some(28.5));
+        assert_eq!(mean_of(&[]), None);
     }
 
     #[test]
