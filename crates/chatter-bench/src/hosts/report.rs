@@ -322,10 +322,14 @@ pub fn render(
             opts.seconds,
             if delay {
                 format!(
-                    ", with {} ms one-way delay ± {} ms uniform jitter per packet (the harness's \
-                     NFQUEUE delay line in the switch)",
+                    ", with {} ms one-way delay ± {} ms uniform jitter per packet{} (the \
+                     harness's NFQUEUE delay line in the switch)",
                     opts.delay.as_millis(),
-                    opts.jitter.as_millis()
+                    opts.jitter.as_millis(),
+                    opts.rtt_matrix.as_ref().map_or(String::new(), |p| format!(
+                        ", the pairs of `{}` at half their RTT each way",
+                        p.display()
+                    ))
                 )
             } else {
                 ", without delay or jitter".to_owned()
