@@ -1,11 +1,14 @@
 //! `chatter-bench hosts`: Chatter and Serf on real hosts made of network namespaces, one
 //! daemon per host at its own address, faults made in the network between them (links cut,
-//! partitions, one-way links, flapping links, random loss) and in the processes (SIGKILL,
-//! SIGSTOP, restarts), with Markdown tables side by side.
+//! partitions, one-way links, flapping links, random loss with delay and jitter from the
+//! [`delay`] line) and in the processes (SIGKILL, SIGSTOP, restarts), with Markdown tables
+//! side by side; and DNS seeding against dnsmasq ([`dns`], Chatter only).
 //!
 //! ```text
 //! sudo target/release/chatter-bench hosts --nodes 5 --runs 3            # every scenario
 //! sudo target/release/chatter-bench hosts --scenarios silent,loss --check
+//! sudo target/release/chatter-bench hosts --scenarios loss --delay 20ms --jitter 50ms
+//! sudo target/release/chatter-bench hosts --scenarios dns --systems chatter --check
 //! sudo target/release/chatter-bench hosts --cleanup                     # leftovers of dead runs
 //! ```
 //!
