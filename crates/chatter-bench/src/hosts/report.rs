@@ -366,7 +366,7 @@ pub fn render(
                     },
                 ));
                 rows.push(row(
-                    &format!("{pct} %: packets delayed (dropped by a full delay queue)"),
+                    &format!("{pct} %: packets delayed (dropped by the delay line: queue or socket buffer full)"),
                     labels,
                     results,
                     |r| {

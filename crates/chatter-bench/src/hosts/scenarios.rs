@@ -687,7 +687,7 @@ fn loss(c: &mut Hosts, topo: &mut Topology, opts: &Options, out: &mut Vec<Loss>)
         if let Some(d) = &delay_stats {
             println!(
                 "  loss {pct} %: delay line held {} packets (at most {} at once, latest verdict \
-                 {:.1} ms past due), {} dropped by a full queue, {} socket errors",
+                 {:.1} ms past due), {} dropped by a full queue or socket buffer, {} socket errors",
                 d.delayed,
                 d.max_held,
                 d.late_max.as_secs_f64() * 1000.0,

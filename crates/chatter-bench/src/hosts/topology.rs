@@ -759,13 +759,15 @@ impl Topology {
         self.matrix = matrix;
     }
 
-    /// Mean `ping` RTT from host `from` to host `to`, in ms (`None`: no reply).
-    pub fn ping(&self, from: usize, to: usize, count: &str) -> Result<Option<f64>> {
+    /// Mean `ping` RTT from host `from` to host `to`, in ms (`None`: no reply); a reply may
+    /// take up to `wait`.
+    pub fn ping(&self, from: usize, to: usize, count: &str, wait: Duration) -> Result<Option<f64>> {
         let (ns, ip) = (&self.host(from)?.netns, self.host(to)?.ip.to_string());
+        let wait = wait.as_secs().max(1).to_string();
         // Not `run`: ping fails when a reply is missing, and the replies that came still count.
         let out = Command::new("ip")
             .args(["netns", "exec", ns, "ping", "-n", "-c", count, "-i"])
-            .args([PING_INTERVAL, "-W", "2", &ip])
+            .args([PING_INTERVAL, "-W", &wait, &ip])
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()
@@ -860,12 +862,15 @@ impl Topology {
         };
         let mut imp = Impairment::default();
         if !spec.is_zero() && self.hosts.len() >= 2 {
-            imp.rtt_before_ms = self.ping(0, 1, "5")?;
+            imp.rtt_before_ms = self.ping(0, 1, "5", Duration::from_secs(2))?;
             imp.rtt_expected_ms = spec.mean_rtt(0, 1, 10_000).as_secs_f64() * 1000.0;
+            // The longest RTT the spec allows, twice, and 2 s for a loaded machine.
+            let longest =
+                (spec.base(Some(0), Some(1)) + spec.base(Some(1), Some(0)) + spec.jitter * 2) * 2;
             self.start_delay(spec)?;
             imp.seed = (u64::from(std::process::id()) << 32) | self.delay_lines;
             imp.delay_applied = true;
-            imp.rtt_with_ms = self.ping(0, 1, PINGS)?;
+            imp.rtt_with_ms = self.ping(0, 1, PINGS, longest + Duration::from_secs(2))?;
         }
         let per_10k = (loss_pct * 100.0).round() as u32;
         nft(
