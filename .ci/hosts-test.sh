@@ -106,7 +106,7 @@ hosts --nodes 5 --systems chatter --runs 1 \
 
 if command -v dnsmasq >/dev/null 2>&1; then
     log "Chatter alone: DNS seeding against dnsmasq, records changing as hosts come and go"
-    hosts --nodes 5 --systems chatter --scenarios dns --check
+    hosts --nodes 6 --systems chatter --scenarios dns --check
 else
     fail "dnsmasq is missing and could not be installed (the dns scenario needs it)"
 fi

@@ -6,11 +6,11 @@
 //! chatterd starts with `--seed seeds.chatter.test:2428` and no other seed or address:
 //!
 //! 1. the name points to hosts 0 and 1: they start and find each other through it, then
-//!    host 2 joins through the name alone (**a**);
+//!    host 2 (and hosts 5.. when there are more than five) joins through the name alone (**a**);
 //! 2. the name moves to hosts 3 and 4, and the daemons of hosts 0 and 1 are killed: every
 //!    address the name gave before is dead. Hosts 3 and 4 start (they know nothing but the
-//!    name, so each other); host 2, the rest of the old cluster, must find them by resolving
-//!    the name again (**b**);
+//!    name, so each other); host 2 (with hosts 5..: a cluster that is not alone), the rest of
+//!    the old cluster, must find them by resolving the name again (**b**);
 //! 3. a new node (on host 0 again, whose address the name no longer gives) joins through the
 //!    moved name.
 //!
@@ -36,7 +36,8 @@ use crate::compare::system::{node_name, unix_ms};
 pub const SEED_NAME: &str = "seeds.chatter.test";
 /// chatterd's default gossip port, which every host's daemon listens on.
 const GOSSIP_PORT: u16 = 2428;
-/// Hosts the scenario uses: two first seeds, one node that stays, two new seeds.
+/// Hosts the scenario needs: two first seeds, one node that stays, two new seeds (hosts past
+/// these stay too).
 pub const DNS_HOSTS: usize = 5;
 /// How long dnsmasq gets to answer with the records just written.
 const RECORDS_LIMIT: Duration = Duration::from_secs(10);
@@ -52,10 +53,13 @@ const MOVE_LIMIT: Duration = Duration::from_secs(90);
 pub struct Dns {
     /// Seconds from starting hosts 0 and 1 until each lists the other alive.
     pub seeds_s: Option<f64>,
-    /// (a) Seconds from starting host 2 until hosts 0-2 all list each other alive.
+    /// (a) Seconds from starting host 2 (and 5..) until they and hosts 0, 1 all list each
+    /// other alive.
     pub join_s: Option<f64>,
-    /// (b) Seconds from starting the new seeds (old ones dead, name moved) until hosts 2-4
-    /// all list each other alive.
+    /// Hosts of the old cluster that stay through the move (host 2 and hosts 5..).
+    pub staying: usize,
+    /// (b) Seconds from starting the new seeds (old ones dead, name moved) until they and the
+    /// staying hosts all list each other alive.
     pub moved_s: Option<f64>,
     /// Seconds from starting a new node after the move until it and hosts 2-4 all list
     /// each other alive.
@@ -195,7 +199,7 @@ fn wait_records(topo: &Topology, dns: &mut Dnsmasq, on: usize, want: &[Ipv4Addr]
     }
 }
 
-/// Runs the scenario on hosts `0..DNS_HOSTS` of `topo` (no other cluster may run on them).
+/// Runs the scenario on every host of `topo` (no other cluster may run on them).
 pub fn run(topo: &Topology, opts: &Options, token: &str) -> Dns {
     let mut out = Dns::default();
     if let Err(e) = steps(topo, opts, token, &mut out) {
@@ -228,8 +232,8 @@ fn steps_in(topo: &Topology, opts: &Options, token: &str, out: &mut Dns, dir: &P
         .seeded_by(format!("{SEED_NAME}:{GOSSIP_PORT}"));
     let mut c = Hosts {
         sys: &mut sys,
-        n: DNS_HOSTS,
-        running: vec![false; DNS_HOSTS],
+        n: opts.nodes,
+        running: vec![false; opts.nodes],
         cut: BTreeSet::new(),
     };
     let start = |c: &mut Hosts, slots: &[usize]| -> Result<f64> {
@@ -260,14 +264,17 @@ fn steps_in(topo: &Topology, opts: &Options, token: &str, out: &mut Dns, dir: &P
     if out.seeds_s.is_none() {
         bail!("hosts 0 and 1 did not find each other through {SEED_NAME}");
     }
-    let t0 = start(&mut c, &[2])?;
+    let staying: Vec<usize> = std::iter::once(2).chain(DNS_HOSTS..opts.nodes).collect();
+    out.staying = staying.len();
+    let t0 = start(&mut c, &staying)?;
     out.join_s = converged(&c, t0, JOIN_LIMIT);
     println!(
-        "  dns: (a) host 2 joined through the name: {}",
+        "  dns: (a) {} host(s) joined through the name: {}",
+        staying.len(),
         shown(out.join_s)
     );
     if out.join_s.is_none() {
-        bail!("host 2 did not join through {SEED_NAME}");
+        bail!("hosts {staying:?} did not join through {SEED_NAME}");
     }
 
     dns.point(&[ip(3)?, ip(4)?])?;
@@ -279,13 +286,15 @@ fn steps_in(topo: &Topology, opts: &Options, token: &str, out: &mut Dns, dir: &P
     let t0 = start(&mut c, &[3, 4])?;
     out.moved_s = converged(&c, t0, MOVE_LIMIT);
     println!(
-        "  dns: (b) name moved to hosts 3 and 4, hosts 0 and 1 stopped: host 2 and the new \
-         seeds one cluster after {}",
+        "  dns: (b) name moved to hosts 3 and 4, hosts 0 and 1 stopped: the {} staying host(s) \
+         and the new seeds one cluster after {}",
+        staying.len(),
         shown(out.moved_s)
     );
     if out.moved_s.is_none() {
-        let views: Vec<String> = [2, 3, 4]
+        let views: Vec<String> = staying
             .iter()
+            .chain(&[3, 4])
             .map(|&i| match c.sys.view(i) {
                 Ok(v) => format!(
                     "{}: {}",
@@ -299,7 +308,7 @@ fn steps_in(topo: &Topology, opts: &Options, token: &str, out: &mut Dns, dir: &P
             })
             .collect();
         bail!(
-            "host 2 and the new seeds not one cluster within {MOVE_LIMIT:?}: {}",
+            "the staying hosts and the new seeds not one cluster within {MOVE_LIMIT:?}: {}",
             views.join("; ")
         );
     }
@@ -326,13 +335,26 @@ pub fn render(d: &Dns) -> String {
     );
     let _ = writeln!(out, "| dns | {CHATTER} |\n|---|---:|");
     for (label, s) in [
-        ("name → hosts 0, 1: they find each other (s)", d.seeds_s),
-        ("host 2 joins through the name alone (s)", d.join_s),
         (
-            "name → hosts 3, 4, hosts 0, 1 stopped: host 2 and the new seeds one cluster (s)",
+            "name → hosts 0, 1: they find each other (s)".to_owned(),
+            d.seeds_s,
+        ),
+        (
+            format!("{} more host(s) join through the name alone (s)", d.staying),
+            d.join_s,
+        ),
+        (
+            format!(
+                "name → hosts 3, 4, hosts 0, 1 stopped: the {} staying and the new seeds one \
+                 cluster (s)",
+                d.staying
+            ),
             d.moved_s,
         ),
-        ("a new node joins through the moved name (s)", d.new_node_s),
+        (
+            "a new node joins through the moved name (s)".to_owned(),
+            d.new_node_s,
+        ),
     ] {
         let _ = writeln!(out, "| {label} | {} |", secs(s));
     }
@@ -354,6 +376,7 @@ mod tests {
             join_s: Some(1.0),
             moved_s: Some(20.0),
             new_node_s: Some(1.0),
+            staying: 1,
             error: None,
         };
         assert!(done.violations().is_empty());

@@ -442,7 +442,7 @@ pub fn run(opts: Options) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&data_root);
     let dns = (labels.contains(&CHATTER) && opts.scenarios.iter().any(|s| s == "dns")).then(|| {
-        println!("== {CHATTER}, DNS seeding on {} hosts", dns::DNS_HOSTS);
+        println!("== {CHATTER}, DNS seeding on {} hosts", opts.nodes);
         dns::run(&topo, &opts, &token)
     });
     check_interrupted()?;
