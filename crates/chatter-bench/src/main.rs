@@ -156,8 +156,8 @@ enum Scenario {
         /// Trials of `silent` and `crash` (the victim is restored between them).
         #[arg(long, default_value_t = 3)]
         runs: usize,
-        /// Scenarios: silent, crash, pause, partition, asymmetric, flapping, loss, restart;
-        /// discover (Chatter only, not in the default list).
+        /// Scenarios: silent, crash, pause, partition, asymmetric, flapping, loss, restart; not
+        /// by default: discover (Chatter only) and dns (Chatter only, needs dnsmasq).
         #[arg(
             long,
             value_delimiter = ',',
@@ -179,13 +179,18 @@ enum Scenario {
         /// Length of the `asymmetric` and `flapping` windows, in seconds.
         #[arg(long, default_value_t = 30)]
         window_seconds: u64,
-        /// One-way delay added to every host's packets in `loss`, in ms (needs sch_netem in
-        /// the kernel; reported as not applied without it).
-        #[arg(long, default_value_t = 50)]
-        delay_ms: u64,
-        /// Jitter of that delay, in ms.
-        #[arg(long, default_value_t = 50)]
-        jitter_ms: u64,
+        /// One-way delay of every packet between hosts in `loss` (`20ms`, `0.1s`; a bare
+        /// number is ms), from the harness's NFQUEUE delay line in the switch.
+        #[arg(long, default_value = "20ms", value_parser = hosts::delay::parse_duration)]
+        delay: Duration,
+        /// Jitter of that delay: each packet's delay is drawn uniformly within ± this (never
+        /// below zero), as netem's `delay D J`.
+        #[arg(long, default_value = "50ms", value_parser = hosts::delay::parse_duration)]
+        jitter: Duration,
+        /// Per-pair RTTs of the delay line, lines `A B RTT_MS` with host indices (pairs not
+        /// listed get 2 x --delay).
+        #[arg(long)]
+        rtt_matrix: Option<PathBuf>,
         /// Exit non-zero when Chatter breaks a rule of a scenario (Serf is never asserted).
         #[arg(long)]
         check: bool,
@@ -283,8 +288,9 @@ fn main() -> Result<()> {
             losses,
             seconds,
             window_seconds,
-            delay_ms,
-            jitter_ms,
+            delay,
+            jitter,
+            rtt_matrix,
             check,
             serf,
             markdown,
@@ -298,8 +304,9 @@ fn main() -> Result<()> {
             losses,
             seconds,
             window_seconds,
-            delay: Duration::from_millis(delay_ms),
-            jitter: Duration::from_millis(jitter_ms),
+            delay,
+            jitter,
+            rtt_matrix,
             check,
             chatterd,
             chatter_args: args.daemon_args.clone(),

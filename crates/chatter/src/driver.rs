@@ -69,6 +69,11 @@ pub(crate) struct Driver {
     pub(crate) seeds: Seeds,
     /// When to resolve the seeds again.
     pub(crate) next_resolve: TokioInstant,
+    /// When the last resolution ended (or the driver started).
+    last_resolved: TokioInstant,
+    /// No address the seeds gave is a live member: resolve sooner
+    /// (`seeds::LOST_REFRESH_INTERVAL`). Updated whenever the live members are published.
+    seeds_lost: bool,
     pub(crate) io: IoStats,
     ipv6_socket: bool,
     resolving: Option<oneshot::Receiver<Resolution>>,
@@ -118,6 +123,8 @@ impl Driver {
             live,
             seeds,
             next_resolve,
+            last_resolved: TokioInstant::now(),
+            seeds_lost: false,
             io,
             ipv6_socket,
             resolving: None,
@@ -175,8 +182,9 @@ impl Driver {
             let publish_at = self
                 .dirty
                 .then(|| TokioInstant::from_std(self.last_publish + PUBLISH_INTERVAL));
-            let resolve_at =
-                (self.resolving.is_none() && !self.seeds.is_empty()).then_some(self.next_resolve);
+            let resolve_at = (self.resolving.is_none() && !self.seeds.is_empty()).then(|| {
+                seeds::next_resolution(self.next_resolve, self.last_resolved, self.seeds_lost)
+            });
             let save_at = self
                 .saving
                 .is_none()
@@ -221,7 +229,10 @@ impl Driver {
                     match result {
                         Ok(resolution) => self.apply_resolution(resolution),
                         // The resolver task panicked or was cancelled: try again later.
-                        Err(_) => self.next_resolve = TokioInstant::now() + seeds::RETRY_INTERVAL,
+                        Err(_) => {
+                            self.last_resolved = TokioInstant::now();
+                            self.next_resolve = self.last_resolved + seeds::RETRY_INTERVAL;
+                        }
                     }
                 }
                 Wake::Publish => publish = true,
@@ -565,6 +576,10 @@ impl Driver {
     /// events), so a change is published at once; costs one pass over the members.
     fn publish_live(&mut self) {
         let live = Self::live_of(&self.node);
+        self.seeds_lost = !self.seeds.is_empty()
+            && !self
+                .seeds
+                .any_live(live.values().map(|m| m.addr), self.node.local_member().addr);
         let same = {
             let current = self.live.borrow();
             current.len() == live.len()
@@ -611,7 +626,8 @@ impl Driver {
         } else {
             seeds::REFRESH_INTERVAL
         };
-        self.next_resolve = TokioInstant::now() + delay;
+        self.last_resolved = TokioInstant::now();
+        self.next_resolve = self.last_resolved + delay;
         if let Some(addrs) = self.seeds.take_changed() {
             info!(?addrs, "seed addresses changed");
             self.node.join(Instant::now(), addrs);

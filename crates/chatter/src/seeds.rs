@@ -11,6 +11,13 @@ use crate::Error;
 pub(crate) const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// How soon a resolution is retried when a seed could not be resolved.
 pub(crate) const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How soon seeds are resolved again once no address they gave is a live member (every seed
+/// host replaced, as when a Kubernetes Service's pods all moved): the same pace as a failed
+/// resolution, since a node in that state may have lost its cluster and the name is the only
+/// way back. Without it such a node waits up to [`REFRESH_INTERVAL`] (measured on namespace
+/// hosts: 30 s for a cluster to find its seeds' new addresses). One lookup per 5 s is no load
+/// for a resolver, and it stops as soon as a seed address is a live member again.
+pub(crate) const LOST_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 /// Upper bound on one resolution (the system resolver can hang on a dead DNS server).
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -69,6 +76,20 @@ pub(crate) async fn resolve(seed: &str, ipv6_socket: bool) -> io::Result<Vec<Soc
         ));
     }
     Ok(addrs)
+}
+
+/// When to resolve the seeds next: at the regular `scheduled` time, or [`LOST_REFRESH_INTERVAL`]
+/// after the `last` resolution when every seed address has stopped being a live member
+/// (`lost`), whichever comes first.
+pub(crate) fn next_resolution<T>(scheduled: T, last: T, lost: bool) -> T
+where
+    T: Copy + Ord + std::ops::Add<Duration, Output = T>,
+{
+    if lost {
+        scheduled.min(last + LOST_REFRESH_INTERVAL)
+    } else {
+        scheduled
+    }
 }
 
 /// Resolves several seeds concurrently.
@@ -164,6 +185,24 @@ impl Seeds {
         }
     }
 
+    /// Whether some address the seeds resolved to, other than `own`, is in `live` (the gossip
+    /// addresses of the live members). `false` with no such address: the seed names no longer
+    /// point to any member this node reaches, or point only to itself.
+    pub(crate) fn any_live(
+        &self,
+        live: impl IntoIterator<Item = SocketAddr>,
+        own: SocketAddr,
+    ) -> bool {
+        let mine: Vec<SocketAddr> = self
+            .resolved
+            .values()
+            .flatten()
+            .copied()
+            .filter(|a| *a != own)
+            .collect();
+        !mine.is_empty() && live.into_iter().any(|a| mine.contains(&a))
+    }
+
     /// Records that `addrs` were handed to the core.
     pub(crate) fn mark_joined(&mut self, addrs: Vec<SocketAddr>) {
         self.joined = addrs;
@@ -216,6 +255,41 @@ mod tests {
         assert!(seeds.record("a:1".into(), Err(io::ErrorKind::NotFound.into())));
         assert_eq!(seeds.take_changed(), None);
         assert_eq!(seeds.union(), vec![addr]);
+    }
+
+    #[test]
+    fn seeds_are_lost_when_none_of_their_addresses_is_a_live_member() {
+        let addr = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let own = addr("10.0.0.1:2428");
+        let mut seeds = Seeds::new(["seeds.test:2428".to_owned()]);
+        // Never resolved: nothing to be live.
+        assert!(!seeds.any_live([addr("10.0.0.2:2428")], own));
+        seeds.record(
+            "seeds.test:2428".into(),
+            Ok(vec![own, addr("10.0.0.2:2428"), addr("10.0.0.3:2428")]),
+        );
+        assert!(seeds.any_live([addr("10.0.0.9:2428"), addr("10.0.0.3:2428")], own));
+        // Its own address does not count: a node seeded by a name that gives only itself (or
+        // only dead hosts) is lost.
+        assert!(!seeds.any_live([own, addr("10.0.0.9:2428")], own));
+        assert!(!seeds.any_live([], own));
+        // Remembered members are not seed addresses.
+        seeds.remember([addr("10.0.0.9:2428")]);
+        assert!(!seeds.any_live([addr("10.0.0.9:2428")], own));
+    }
+
+    #[test]
+    fn lost_seeds_are_resolved_again_within_five_seconds_of_the_last_resolution() {
+        let t0 = std::time::Instant::now();
+        let scheduled = t0 + REFRESH_INTERVAL;
+        assert_eq!(next_resolution(scheduled, t0, false), scheduled);
+        assert_eq!(
+            next_resolution(scheduled, t0, true),
+            t0 + LOST_REFRESH_INTERVAL
+        );
+        // A retry already sooner stays sooner.
+        let retry = t0 + Duration::from_secs(1);
+        assert_eq!(next_resolution(retry, t0, true), retry);
     }
 
     #[tokio::test]

@@ -44,6 +44,8 @@ pub struct Chatter {
     http_token: Option<String>,
     /// With a directory, slot `i` runs with `--data-dir DIR/n{i:02}` (kept across its lives).
     data_dirs: Option<PathBuf>,
+    /// Every slot's only `--seed` (a DNS name, say); without it slot 0 is every other's seed.
+    seed: Option<String>,
     nodes: Vec<Option<Node>>,
     /// Nodes asked to leave, kept until they exit or the system is dropped.
     leaving: Vec<Node>,
@@ -76,6 +78,7 @@ impl Chatter {
             placement: Placement::loopback(),
             http_token: None,
             data_dirs: None,
+            seed: None,
             nodes: Vec::new(),
             leaving: Vec::new(),
             agent,
@@ -93,6 +96,12 @@ impl Chatter {
     /// Every slot with a data directory of its own under `dir` (`--data-dir dir/n{i:02}`).
     pub fn with_data_dirs(mut self, dir: PathBuf) -> Self {
         self.data_dirs = Some(dir);
+        self
+    }
+
+    /// Every slot, slot 0 included, with `--seed seed` as its only seed.
+    pub fn seeded_by(mut self, seed: String) -> Self {
+        self.seed = Some(seed);
         self
     }
 
@@ -159,7 +168,9 @@ impl System for Chatter {
         if let Some(dir) = &self.data_dirs {
             cmd.arg("--data-dir").arg(dir.join(&name));
         }
-        if i != 0 {
+        if let Some(seed) = &self.seed {
+            cmd.args(["--seed", seed]);
+        } else if i != 0 {
             cmd.args(["--seed", &self.node(0)?.gossip]);
         }
         let proc = Proc::spawn(cmd, &self.chatterd.display().to_string(), Some)?;

@@ -1,11 +1,14 @@
 //! `chatter-bench hosts`: Chatter and Serf on real hosts made of network namespaces, one
 //! daemon per host at its own address, faults made in the network between them (links cut,
-//! partitions, one-way links, flapping links, random loss) and in the processes (SIGKILL,
-//! SIGSTOP, restarts), with Markdown tables side by side.
+//! partitions, one-way links, flapping links, random loss with delay and jitter from the
+//! [`delay`] line) and in the processes (SIGKILL, SIGSTOP, restarts), with Markdown tables
+//! side by side; and DNS seeding against dnsmasq ([`dns`], Chatter only).
 //!
 //! ```text
 //! sudo target/release/chatter-bench hosts --nodes 5 --runs 3            # every scenario
 //! sudo target/release/chatter-bench hosts --scenarios silent,loss --check
+//! sudo target/release/chatter-bench hosts --scenarios loss --delay 20ms --jitter 50ms
+//! sudo target/release/chatter-bench hosts --scenarios dns --systems chatter --check
 //! sudo target/release/chatter-bench hosts --cleanup                     # leftovers of dead runs
 //! ```
 //!
@@ -16,7 +19,9 @@
 //! declared failed, a key missing after a partition heals); Serf's results are reported, never
 //! asserted.
 
+pub mod delay;
 mod discover;
+mod dns;
 mod report;
 mod scenarios;
 pub mod topology;
@@ -33,8 +38,9 @@ use crate::compare::serf::Serf;
 use crate::compare::system::{node_name, unix_ms, MemberView, Status, System};
 use topology::{check_interrupted, Topology};
 
-/// The scenarios, in the order they run.
-pub const SCENARIOS: [&str; 9] = [
+/// The scenarios, in the order they run (`dns` on a cluster of its own, after the others,
+/// Chatter only).
+pub const SCENARIOS: [&str; 10] = [
     "silent",
     "crash",
     "pause",
@@ -44,6 +50,7 @@ pub const SCENARIOS: [&str; 9] = [
     "loss",
     "restart",
     "discover",
+    "dns",
 ];
 
 /// Label of Chatter with its defaults (and the `--daemon-arg`s).
@@ -69,10 +76,12 @@ pub struct Options {
     pub seconds: u64,
     /// Length of the `asymmetric` and `flapping` windows.
     pub window_seconds: u64,
-    /// One-way delay and jitter added to every host's packets in `loss` (when the kernel has
-    /// netem).
+    /// One-way delay and jitter of every packet between hosts in `loss` (the delay line of
+    /// [`delay`]).
     pub delay: Duration,
     pub jitter: Duration,
+    /// Per-pair RTTs of the delay line (issue 13's coordinates), from `--rtt-matrix`.
+    pub rtt_matrix: Option<PathBuf>,
     /// Fail the run when Chatter breaks a scenario's rule.
     pub check: bool,
     pub chatterd: PathBuf,
@@ -380,7 +389,12 @@ pub fn run(opts: Options) -> Result<()> {
         println!("removed the leftovers of dead runs: {}", removed.join(", "));
     }
     let data_dir = has_data_dir(&opts.chatterd);
+    let matrix = match &opts.rtt_matrix {
+        Some(path) => delay::RttMatrix::read(path, opts.nodes)?,
+        None => delay::RttMatrix::default(),
+    };
     let mut topo = Topology::create(opts.nodes).context("building the hosts")?;
+    topo.set_rtt_matrix(matrix);
     println!(
         "{} hosts on {} (namespaces chb{}-0..{})",
         opts.nodes,
@@ -400,7 +414,9 @@ pub fn run(opts: Options) -> Result<()> {
     }
     let started = Instant::now();
     let mut results: BTreeMap<&str, scenarios::Results> = BTreeMap::new();
-    for label in &labels {
+    // `dns` runs a cluster of its own; the others share one per system.
+    let shared = opts.scenarios.iter().any(|s| s != "dns");
+    for label in labels.iter().filter(|_| shared) {
         println!("== {label}, {} hosts", opts.nodes);
         let mut sys: Box<dyn System> = match *label {
             CHATTER => {
@@ -427,16 +443,25 @@ pub fn run(opts: Options) -> Result<()> {
         check_interrupted()?;
     }
     let _ = std::fs::remove_dir_all(&data_root);
-    let markdown = report::render(&opts, &labels, &results, data_dir, started.elapsed());
+    let dns = (labels.contains(&CHATTER) && opts.scenarios.iter().any(|s| s == "dns")).then(|| {
+        println!("== {CHATTER}, DNS seeding on {} hosts", opts.nodes);
+        dns::run(&topo, &opts, &token)
+    });
+    check_interrupted()?;
+    let mut markdown = report::render(&opts, &labels, &results, data_dir, started.elapsed());
+    if let Some(d) = &dns {
+        markdown.push_str(&dns::render(d));
+    }
     println!("\n{markdown}");
     if let Some(path) = &opts.markdown {
         std::fs::write(path, &markdown).with_context(|| format!("write {}", path.display()))?;
     }
     drop(topo);
-    let broken: Vec<String> = results
+    let mut broken: Vec<String> = results
         .get(CHATTER)
         .map(scenarios::Results::violations)
         .unwrap_or_default();
+    broken.extend(dns.iter().flat_map(dns::Dns::violations));
     if broken.is_empty() {
         println!("Chatter kept every rule of the scenarios run");
     } else {

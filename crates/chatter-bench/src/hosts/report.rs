@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::scenarios::{Detect, Results, Window, TOLERATED_PAUSE_S};
+use super::scenarios::{Detect, Loss, Results, Window, TOLERATED_PAUSE_S};
 use super::Options;
 use crate::compare::system::node_name;
 use crate::compare::{max, median};
@@ -125,8 +125,12 @@ fn window_rows(
     rows
 }
 
+fn loss_level(r: &Results, pct: f64) -> Option<&Loss> {
+    r.loss.iter().find(|l| l.pct == pct)
+}
+
 fn loss_window(r: &Results, pct: f64) -> Option<&Window> {
-    r.loss.iter().find(|l| l.pct == pct).map(|l| &l.window)
+    loss_level(r, pct).map(|l| &l.window)
 }
 
 /// The forbidden verdicts: their count, and the first few.
@@ -318,12 +322,17 @@ pub fn render(
             opts.seconds,
             if delay {
                 format!(
-                    ", with {} ms delay ± {} ms jitter (netem)",
+                    ", with {} ms one-way delay ± {} ms uniform jitter per packet{} (the \
+                     harness's NFQUEUE delay line in the switch)",
                     opts.delay.as_millis(),
-                    opts.jitter.as_millis()
+                    opts.jitter.as_millis(),
+                    opts.rtt_matrix.as_ref().map_or(String::new(), |p| format!(
+                        ", the pairs of `{}` at half their RTT each way",
+                        p.display()
+                    ))
                 )
             } else {
-                ", without delay or jitter: this kernel has no sch_netem".to_owned()
+                ", without delay or jitter".to_owned()
             }
         );
         let mut rows = Vec::new();
@@ -340,6 +349,33 @@ pub fn render(
                 results,
                 |r| loss_window(r, pct).map(|w| format!("{} ({})", w.total_changes, w.max_changes)),
             ));
+            if delay {
+                rows.push(row(
+                    &format!("{pct} %: n00 → n01 mean RTT by ping, measured / configured (ms)"),
+                    labels,
+                    results,
+                    |r| {
+                        loss_level(r, pct).map(|l| {
+                            let i = &l.impairment;
+                            format!(
+                                "{} / {:.1}",
+                                i.rtt_with_ms.map_or("–".to_owned(), |v| format!("{v:.1}")),
+                                i.rtt_expected_ms
+                            )
+                        })
+                    },
+                ));
+                rows.push(row(
+                    &format!("{pct} %: packets delayed (dropped by the delay line: queue or socket buffer full)"),
+                    labels,
+                    results,
+                    |r| {
+                        loss_level(r, pct)
+                            .and_then(|l| l.delay_stats.as_ref())
+                            .map(|d| format!("{} ({})", d.delayed, d.overflow_dropped))
+                    },
+                ));
+            }
         }
         table(&mut out, "loss", labels, rows);
     }

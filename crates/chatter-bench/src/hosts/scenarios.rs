@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::topology::{check_interrupted, Topology};
+use super::delay::DelayStats;
+use super::topology::{check_interrupted, Impairment, Topology};
 use super::{Hosts, Options, Watch, CHATTER, POLL};
 use crate::compare::system::{node_name, unix_ms, Status, System};
 use crate::compare::{max, median};
@@ -105,6 +106,10 @@ impl Window {
 pub struct Loss {
     pub pct: f64,
     pub delay_applied: bool,
+    /// The delay line's check and seed (when `delay_applied`).
+    pub impairment: Impairment,
+    /// What the delay line did over the window.
+    pub delay_stats: Option<DelayStats>,
     pub window: Window,
 }
 
@@ -202,6 +207,9 @@ impl Results {
             }
         }
         for l in &self.loss {
+            if let Some(broken) = delay_line_broken(l) {
+                v.push(format!("loss {} %: {broken}", l.pct));
+            }
             if !l.window.false_verdicts.is_empty() {
                 v.push(format!(
                     "loss {} %: {}",
@@ -279,6 +287,8 @@ pub fn run_all(
             "discover" => {
                 super::discover::run(&topo.placement(), opts).map(|d| res.discover = Some(d))
             }
+            // On a cluster of its own (`hosts::run`).
+            "dns" => Ok(()),
             other => bail!("unknown scenario {other}"),
         };
         if let Err(e) = outcome {
@@ -644,13 +654,16 @@ fn flapping(c: &mut Hosts, topo: &Topology, opts: &Options) -> Result<Window> {
     Ok(window)
 }
 
-/// `loss`: random loss (and delay with jitter, where the kernel has netem) on every link;
-/// nobody may be listed failed or left.
+/// `loss`: random loss, and a delay with jitter from the delay line, on every link between
+/// hosts; nobody may be listed failed or left.
 fn loss(c: &mut Hosts, topo: &mut Topology, opts: &Options, out: &mut Vec<Loss>) -> Result<()> {
     for &pct in &opts.losses {
         let observers = c.observers();
         let mut w = Watch::default();
         let imp = topo.impair(pct, opts.delay, opts.jitter)?;
+        if imp.delay_applied {
+            println!("  loss {pct} %: {}", delay_line_check(&imp));
+        }
         let watched = w.run(
             &*c.sys,
             &observers,
@@ -658,7 +671,7 @@ fn loss(c: &mut Hosts, topo: &mut Topology, opts: &Options, out: &mut Vec<Loss>)
             |_| Ok(()),
         );
         let t1 = unix_ms();
-        topo.clear_impairment()?;
+        let delay_stats = topo.clear_impairment()?;
         watched?;
         let false_verdicts = w.verdicts_except(|_, _| false);
         let mut window = Window::from_watch(&w, false_verdicts);
@@ -668,15 +681,39 @@ fn loss(c: &mut Hosts, topo: &mut Topology, opts: &Options, out: &mut Vec<Loss>)
             .map(|at| (at - t1) / 1000.0);
         println!(
             "  loss {pct} %{}: {} false verdicts, {} status changes (most {} for one member in one view)",
-            if imp.delay_applied { " with delay" } else { "" },
+            if imp.delay_applied {
+                format!(
+                    " with {} ms delay ± {} ms jitter",
+                    opts.delay.as_millis(),
+                    opts.jitter.as_millis()
+                )
+            } else {
+                String::new()
+            },
             window.false_verdicts.len(),
             window.total_changes,
             window.max_changes
         );
+        if let Some(d) = &delay_stats {
+            println!(
+                "  loss {pct} %: delay line held {} packets (at most {} at once, latest verdict \
+                 {:.1} ms past due), {} dropped by a full queue or socket buffer, {} socket errors",
+                d.delayed,
+                d.max_held,
+                d.late_max.as_secs_f64() * 1000.0,
+                d.overflow_dropped,
+                d.errors
+            );
+        }
+        for v in &window.false_verdicts {
+            println!("  loss {pct} %: false verdict: {v}");
+        }
         let back = window.back_s.is_some();
         out.push(Loss {
             pct,
             delay_applied: imp.delay_applied,
+            impairment: imp,
+            delay_stats,
             window,
         });
         if !back {
@@ -685,6 +722,37 @@ fn loss(c: &mut Hosts, topo: &mut Topology, opts: &Options, out: &mut Vec<Loss>)
         thread::sleep(SETTLE);
     }
     Ok(())
+}
+
+/// Why the delay line did not do its job at a loss level, if it did not: no `ping` reply
+/// through it, or a mean RTT under half the configured one (a line that does not delay;
+/// a loaded machine only makes the RTT longer, so only the lower side is a rule).
+fn delay_line_broken(l: &Loss) -> Option<String> {
+    let i = &l.impairment;
+    if !l.delay_applied {
+        return None;
+    }
+    match i.rtt_with_ms {
+        None => Some("delay line check: no ping reply through it".to_owned()),
+        Some(m) if m < i.rtt_expected_ms / 2.0 => Some(format!(
+            "delay line check: mean RTT {m:.1} ms, configured {:.1} ms",
+            i.rtt_expected_ms
+        )),
+        Some(_) => None,
+    }
+}
+
+/// The delay line's `ping` check as a sentence.
+pub fn delay_line_check(imp: &Impairment) -> String {
+    let ms = |x: Option<f64>| x.map_or("no reply".to_owned(), |v| format!("{v:.1} ms"));
+    format!(
+        "delay line (seed {:#x}): measured mean RTT {} for a configured mean of {:.1} ms \
+         ({} without the delay line)",
+        imp.seed,
+        ms(imp.rtt_with_ms),
+        imp.rtt_expected_ms,
+        ms(imp.rtt_before_ms)
+    )
 }
 
 /// `restart`: every node writes a key, then each in turn is SIGKILLed and started again at
@@ -804,6 +872,8 @@ mod tests {
         r.loss.push(Loss {
             pct: 20.0,
             delay_applied: false,
+            impairment: Impairment::default(),
+            delay_stats: None,
             window: Window {
                 false_verdicts: vec!["n01 lists n02 failed".to_owned()],
                 ..Window::default()
@@ -825,6 +895,34 @@ mod tests {
         assert_eq!(v.len(), 2, "{v:?}");
         assert!(v[0].contains("partition"), "{v:?}");
         assert!(v[1].contains("loss 20 %"), "{v:?}");
+    }
+
+    #[test]
+    fn a_delay_line_that_does_not_delay_breaks_a_rule() {
+        let level = |rtt: Option<f64>| Loss {
+            pct: 5.0,
+            delay_applied: true,
+            impairment: Impairment {
+                delay_applied: true,
+                rtt_with_ms: rtt,
+                rtt_expected_ms: 44.0,
+                ..Impairment::default()
+            },
+            delay_stats: None,
+            window: Window::default(),
+        };
+        for (rtt, broken) in [
+            (Some(47.0), false),
+            (Some(300.0), false),
+            (Some(0.1), true),
+            (None, true),
+        ] {
+            let r = Results {
+                loss: vec![level(rtt)],
+                ..Results::default()
+            };
+            assert_eq!(r.violations().len(), usize::from(broken), "{rtt:?}");
+        }
     }
 
     /// A system whose only behaviour is a script of member tables, one per `view` call.

@@ -22,9 +22,11 @@
 //! - `partition(a, b)`, `one_way(a, b)`: IPv4 packets between the two sets (or from `b` to
 //!   `a` only) are dropped; the harness still reaches every host.
 //! - `impair(loss, delay, jitter)`: a random `loss` of the packets between hosts
-//!   (`numgen random`), and, when the kernel has `sch_netem`, `tc netem delay` on every
-//!   host's `eth0`. Without netem (some VM kernels) the loss is applied and the delay is
-//!   reported as not applied.
+//!   (`numgen random`), and a delay with jitter on every link between hosts from the delay
+//!   line of [`super::delay`]: the switch sends the packets between hosts through iptables'
+//!   `FORWARD` chain (`bridge-nf-call-iptables`, in its own namespace only) to an NFQUEUE
+//!   that a thread of the harness serves. One mechanism on every kernel, `sch_netem` or not
+//!   (this project's VM kernels have none), checked by `ping` each time it starts.
 //!
 //! Every command is checked; the namespaces are removed on drop, on panic (a hook, as the
 //! release profile aborts rather than unwinds) and by [`clean_stale`] for runs that died
@@ -40,6 +42,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::delay::{DelayLine, DelaySpec, DelayStats, RttMatrix, QUEUE_NUM};
 use crate::compare::system::{Host, Placement};
 
 /// Second octet of the hosts' subnet `10.213.X.0/24`: a private range that is rarely routed.
@@ -52,6 +55,12 @@ const HOST_BASE: usize = 10;
 pub const MAX_HOSTS: usize = 254 - HOST_BASE;
 /// Bridge port of the harness's veth in the switch namespace.
 const HARNESS_PORT: &str = "up0";
+/// Where `ip netns exec NAME` finds files to bind over `/etc` inside namespace `NAME`.
+const NETNS_ETC: &str = "/etc/netns";
+/// The switch's own address on the bridge is `.(SWITCH_HOST)`, for services of the network
+/// itself (the DNS server of the `dns` scenario): outside the hosts' range and not the
+/// harness's `.1`.
+const SWITCH_HOST: u8 = 2;
 
 /// Name prefixes of the topologies this process has made and not yet removed, for the panic
 /// hook (bounded: one per live [`Topology`]).
@@ -152,6 +161,26 @@ fn nft(netns: &str, script: &str) -> Result<()> {
     .with_context(|| format!("nft script:\n{script}"))
 }
 
+/// Runs iptables in namespace `netns` (`-w`: legacy iptables shares one lock file across
+/// namespaces with every other run).
+fn iptables(netns: &str, args: &[&str]) -> Result<()> {
+    let mut all = vec!["netns", "exec", netns, "iptables", "-w", "5"];
+    all.extend_from_slice(args);
+    run("ip", &all, None).map(drop)
+}
+
+/// Sets the switch namespace's `bridge-nf-call-iptables` (whether bridged IPv4 frames cross
+/// its iptables chains).
+fn bridge_nf_call_iptables(netns: &str, on: bool) -> Result<()> {
+    let script = format!(
+        "echo {} > /proc/sys/net/bridge/bridge-nf-call-iptables",
+        u8::from(on)
+    );
+    run("ip", &["netns", "exec", netns, "sh", "-c", &script], None)
+        .map(drop)
+        .context("bridge-nf-call-iptables")
+}
+
 /// Checks that this process can build the topology: root, `ip netns`, `nft`.
 pub fn preflight() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
@@ -161,6 +190,26 @@ pub fn preflight() -> Result<()> {
     run("ip", &["netns", "list"], None).context("ip netns does not work here")?;
     run("nft", &["--version"], None).context("nft is missing (apt-get install nftables)")?;
     Ok(())
+}
+
+/// Host index of `ip` in the hosts' subnet (`None`: the harness or another address).
+fn host_of(ip: Ipv4Addr, subnet: [u8; 3]) -> Option<usize> {
+    let o = ip.octets();
+    (o[..3] == subnet && usize::from(o[3]) >= HOST_BASE).then(|| usize::from(o[3]) - HOST_BASE)
+}
+
+/// The `time=X ms` of every reply in `ping`'s output.
+fn ping_times(out: &str) -> Vec<f64> {
+    out.lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t >= 0.0)
+        .collect()
+}
+
+/// The mean of `xs` (`None` when empty).
+fn mean_of(xs: &[f64]) -> Option<f64> {
+    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
 /// The PID in a name of this scheme (`chb<pid>-...` or `chb<pid>r`).
@@ -208,6 +257,14 @@ fn remove_prefix(prefix: &str) {
         if mine(&netns) {
             kill_inside(&netns);
             let _ = ip(&["netns", "del", &netns]);
+        }
+    }
+    // The per-namespace files `ip netns exec` binds over /etc (a host's resolv.conf).
+    if let Ok(dirs) = std::fs::read_dir(NETNS_ETC) {
+        for dir in dirs.flatten() {
+            if dir.file_name().to_str().is_some_and(mine) {
+                let _ = std::fs::remove_dir_all(dir.path());
+            }
         }
     }
     let link = format!("{prefix}r");
@@ -313,12 +370,26 @@ struct HostNet {
     mac: String,
 }
 
-/// What [`Topology::impair`] applied.
-#[derive(Debug, Clone, Copy)]
+/// What [`Topology::impair`] applied, and the delay line's check.
+#[derive(Debug, Clone, Default)]
 pub struct Impairment {
-    /// Whether the delay and jitter were applied (the kernel has `sch_netem`).
+    /// Whether a delay line runs (some delay, jitter or RTT matrix was asked for).
     pub delay_applied: bool,
+    /// Mean RTT from host 0 to host 1 measured with `ping` before the delay line, in ms.
+    pub rtt_before_ms: Option<f64>,
+    /// The same with the delay line (before the loss is applied), in ms.
+    pub rtt_with_ms: Option<f64>,
+    /// The mean RTT the configured delay and jitter give that pair, in ms.
+    pub rtt_expected_ms: f64,
+    /// Seed of the delay line's jitter.
+    pub seed: u64,
 }
+
+/// Pings sent to check the delay line, about a second's worth: with 50 ms of jitter each way
+/// an RTT's standard deviation is about 30 ms, so the mean of 50 is within ±13 ms (3 sigma).
+const PINGS: &str = "50";
+/// Interval between them (root may go below ping's 0.2 s floor).
+const PING_INTERVAL: &str = "0.02";
 
 /// The hosts, the switch and the harness's link to it; removed on drop.
 pub struct Topology {
@@ -328,8 +399,12 @@ pub struct Topology {
     subnet: [u8; 3],
     harness: Ipv4Addr,
     hosts: Vec<HostNet>,
-    /// Hosts whose `eth0` has a netem qdisc.
-    netem_on: BTreeSet<usize>,
+    /// The delay line while one runs.
+    delay_line: Option<DelayLine>,
+    /// Per-pair RTTs the delay line gives the pairs listed.
+    matrix: RttMatrix,
+    /// Delay lines started, for their seeds.
+    delay_lines: u64,
 }
 
 impl Topology {
@@ -353,7 +428,9 @@ impl Topology {
             prefix,
             subnet,
             hosts: Vec::new(),
-            netem_on: BTreeSet::new(),
+            delay_line: None,
+            matrix: RttMatrix::default(),
+            delay_lines: 0,
         };
         topo.build(n)?;
         Ok(topo)
@@ -507,6 +584,85 @@ impl Topology {
         )
     }
 
+    /// Network namespace of host `i`.
+    pub fn host_netns(&self, i: usize) -> Result<&str> {
+        Ok(&self.host(i)?.netns)
+    }
+
+    /// Address of host `i`.
+    pub fn host_ip(&self, i: usize) -> Result<Ipv4Addr> {
+        Ok(self.host(i)?.ip)
+    }
+
+    /// The switch's namespace.
+    pub fn switch_netns(&self) -> &str {
+        &self.switch
+    }
+
+    /// Gives the switch an address on its bridge (once), for a service every host reaches at
+    /// the same address whatever the faults between hosts; returns it.
+    pub fn switch_address(&self) -> Result<Ipv4Addr> {
+        let [a, b, c] = self.subnet;
+        let addr = Ipv4Addr::new(a, b, c, SWITCH_HOST);
+        let shown = run(
+            "ip",
+            &["-n", &self.switch, "-4", "-o", "addr", "show", "dev", "br0"],
+            None,
+        )?;
+        if !shown.contains(&format!("inet {addr}/")) {
+            ip(&[
+                "-n",
+                &self.switch,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "br0",
+            ])?;
+        }
+        Ok(addr)
+    }
+
+    /// Every host resolves names through `nameserver` from now on: a `resolv.conf` of its own
+    /// in `/etc/netns/NAME/`, which `ip netns exec` (how daemons start) binds over
+    /// `/etc/resolv.conf`. Removed with the topology.
+    pub fn set_resolver(&self, nameserver: Ipv4Addr) -> Result<()> {
+        // Short timeouts: a lookup that the server does not answer fails in 2 s, not 10.
+        let conf = format!("nameserver {nameserver}\noptions timeout:1 attempts:2\n");
+        for h in &self.hosts {
+            let dir = std::path::Path::new(NETNS_ETC).join(&h.netns);
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            let path = dir.join("resolv.conf");
+            std::fs::write(&path, &conf).with_context(|| format!("write {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The IPv4 addresses `name` resolves to on host `i`, through its resolver (`getent
+    /// ahostsv4`, the system resolver as the daemons use it); empty when it does not resolve.
+    pub fn resolve_on(&self, i: usize, name: &str) -> Result<Vec<Ipv4Addr>> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                self.host_netns(i)?,
+                "getent",
+                "ahostsv4",
+                name,
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .context("getent")?;
+        let mut addrs: Vec<Ipv4Addr> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        Ok(addrs)
+    }
+
     /// The switch's subnet, as `10.213.X.0/24`.
     pub fn subnet(&self) -> String {
         let [a, b, c] = self.subnet;
@@ -598,9 +754,97 @@ impl Topology {
         nft(&self.switch, "flush set bridge chb blocked\n").context("heal")
     }
 
+    /// Per-pair RTTs for the delay line from now on (pairs not listed get the plain delay).
+    pub fn set_rtt_matrix(&mut self, matrix: RttMatrix) {
+        self.matrix = matrix;
+    }
+
+    /// Mean `ping` RTT from host `from` to host `to`, in ms (`None`: no reply); a reply may
+    /// take up to `wait`.
+    pub fn ping(&self, from: usize, to: usize, count: &str, wait: Duration) -> Result<Option<f64>> {
+        let (ns, ip) = (&self.host(from)?.netns, self.host(to)?.ip.to_string());
+        let wait = wait.as_secs().max(1).to_string();
+        // Not `run`: ping fails when a reply is missing, and the replies that came still count.
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "ping", "-n", "-c", count, "-i"])
+            .args([PING_INTERVAL, "-W", &wait, &ip])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .context("ping (apt-get install iputils-ping)")?;
+        Ok(mean_of(&ping_times(&String::from_utf8_lossy(&out.stdout))))
+    }
+
+    /// Starts the delay line with `spec` (or changes the spec of the running one): the
+    /// switch sends every IPv4 packet between two hosts through it; the harness's own
+    /// packets (its HTTP polls) pass undelayed.
+    pub fn start_delay(&mut self, spec: DelaySpec) -> Result<()> {
+        if let Some(line) = &self.delay_line {
+            line.update(spec);
+            return Ok(());
+        }
+        let sw = self.switch.clone();
+        let seed = self.delay_seed();
+        let line = DelayLine::start(&sw, spec, seed, self.subnet, host_of)?;
+        let subnet = self.subnet();
+        let harness = self.harness.to_string();
+        let queue = QUEUE_NUM.to_string();
+        let rules = bridge_nf_call_iptables(&sw, true)
+            .and_then(|()| iptables(&sw, &["-F", "FORWARD"]))
+            .and_then(|()| iptables(&sw, &["-A", "FORWARD", "-s", &harness, "-j", "ACCEPT"]))
+            .and_then(|()| iptables(&sw, &["-A", "FORWARD", "-d", &harness, "-j", "ACCEPT"]))
+            .and_then(|()| {
+                iptables(
+                    &sw,
+                    &[
+                        "-A",
+                        "FORWARD",
+                        "-s",
+                        &subnet,
+                        "-d",
+                        &subnet,
+                        "-j",
+                        "NFQUEUE",
+                        "--queue-num",
+                        &queue,
+                        "--queue-bypass",
+                    ],
+                )
+            })
+            .context("delay line rules (apt-get install iptables)");
+        self.delay_line = Some(line);
+        if let Err(e) = rules {
+            let _ = self.stop_delay();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Stops the delay line (every held packet released) and removes its rules; what it did.
+    pub fn stop_delay(&mut self) -> Result<Option<DelayStats>> {
+        let Some(line) = self.delay_line.take() else {
+            return Ok(None);
+        };
+        // The rules go first, so no packet is queued once the line is gone (the rule's
+        // bypass would pass them undelayed anyway).
+        let rules = iptables(&self.switch, &["-F", "FORWARD"])
+            .and_then(|()| bridge_nf_call_iptables(&self.switch, false));
+        let stats = line.stop()?;
+        rules.context("remove the delay line's rules")?;
+        Ok(Some(stats))
+    }
+
+    /// A seed per delay line: the harness's PID and the line's number, printed with the
+    /// figures.
+    fn delay_seed(&mut self) -> u64 {
+        self.delay_lines += 1;
+        (u64::from(std::process::id()) << 32) | self.delay_lines
+    }
+
     /// `loss_pct` % of the packets between hosts dropped at random (each way, independently),
-    /// and every host's outgoing packets delayed by `delay` ± `jitter` when the kernel has
-    /// netem.
+    /// and every packet between hosts delayed by `delay` ± `jitter` (uniform, per packet; the
+    /// RTT matrix's pairs by half their RTT ± `jitter`). The delay line is checked with `ping`
+    /// from host 0 to host 1 before the loss starts.
     pub fn impair(
         &mut self,
         loss_pct: f64,
@@ -611,72 +855,50 @@ impl Topology {
             bail!("loss must be 0 to 100 %, not {loss_pct}");
         }
         self.clear_impairment()?;
+        let spec = DelaySpec {
+            delay,
+            jitter,
+            matrix: self.matrix.clone(),
+        };
+        let mut imp = Impairment::default();
+        if !spec.is_zero() && self.hosts.len() >= 2 {
+            imp.rtt_before_ms = self.ping(0, 1, "5", Duration::from_secs(2))?;
+            imp.rtt_expected_ms = spec.mean_rtt(0, 1, 10_000).as_secs_f64() * 1000.0;
+            // The longest RTT the spec allows, twice, and 2 s for a loaded machine.
+            let longest =
+                (spec.base(Some(0), Some(1)) + spec.base(Some(1), Some(0)) + spec.jitter * 2) * 2;
+            self.start_delay(spec)?;
+            imp.seed = (u64::from(std::process::id()) << 32) | self.delay_lines;
+            imp.delay_applied = true;
+            imp.rtt_with_ms = self.ping(0, 1, PINGS, longest + Duration::from_secs(2))?;
+        }
         let per_10k = (loss_pct * 100.0).round() as u32;
         nft(
             &self.switch,
             &format!("add rule bridge chb impair numgen random mod 10000 < {per_10k} drop\n"),
         )
         .context("loss rule")?;
-        let mut delay_applied = false;
-        if !delay.is_zero() {
-            let d = format!("{}us", delay.as_micros());
-            let j = format!("{}us", jitter.as_micros());
-            for i in 0..self.hosts.len() {
-                let ns = self.hosts[i].netns.clone();
-                let mut args: Vec<&str> = vec![
-                    "-n",
-                    ns.as_str(),
-                    "qdisc",
-                    "replace",
-                    "dev",
-                    "eth0",
-                    "root",
-                    "netem",
-                    "delay",
-                    d.as_str(),
-                ];
-                if !jitter.is_zero() {
-                    args.push(j.as_str());
-                }
-                match run("tc", &args, None) {
-                    Ok(_) => {
-                        self.netem_on.insert(i);
-                        delay_applied = true;
-                    }
-                    // A kernel without sch_netem: loss only, and the report says so.
-                    Err(e) if format!("{e:#}").contains("unknown") => break,
-                    Err(e) => return Err(e.context("netem delay")),
-                }
-            }
-        }
-        Ok(Impairment { delay_applied })
+        Ok(imp)
     }
 
-    /// Undoes [`Topology::impair`].
-    pub fn clear_impairment(&mut self) -> Result<()> {
+    /// Undoes [`Topology::impair`]; what the delay line did, if one ran.
+    pub fn clear_impairment(&mut self) -> Result<Option<DelayStats>> {
         nft(&self.switch, "flush chain bridge chb impair\n").context("clear loss")?;
-        for i in std::mem::take(&mut self.netem_on) {
-            let ns = &self.hosts[i].netns;
-            run(
-                "tc",
-                &["-n", ns, "qdisc", "del", "dev", "eth0", "root"],
-                None,
-            )
-            .context("clear netem")?;
-        }
-        Ok(())
+        self.stop_delay()
     }
 
     /// Every host restored, every partition healed, no impairment.
     pub fn reset(&mut self) -> Result<()> {
         self.heal()?;
         nft(&self.switch, "flush set bridge chb cut\n").context("restore all")?;
-        self.clear_impairment()
+        self.clear_impairment().map(drop)
     }
 }
 
 impl Drop for Topology {
     fn drop(&mut self) {
+        // The delay line's thread goes before its namespace.
+        let _ = self.stop_delay();
         remove_prefix(&self.prefix);
         if let Ok(mut live) = LIVE.lock() {
             live.remove(&self.prefix);
@@ -697,6 +919,30 @@ mod tests {
         assert_eq!(owner_pid("chbr"), None);
         assert_eq!(owner_pid("chb12x-0"), None);
         assert_eq!(owner_pid("docker0"), None);
+    }
+
+    #[test]
+    fn packets_are_mapped_to_hosts_by_address() {
+        let subnet = [10, 213, 7];
+        assert_eq!(host_of(Ipv4Addr::new(10, 213, 7, 10), subnet), Some(0));
+        assert_eq!(host_of(Ipv4Addr::new(10, 213, 7, 14), subnet), Some(4));
+        assert_eq!(host_of(Ipv4Addr::new(10, 213, 7, 1), subnet), None);
+        assert_eq!(host_of(Ipv4Addr::new(10, 213, 8, 10), subnet), None);
+    }
+
+    #[test]
+    fn ping_replies_give_their_times() {
+        let out = "PING 10.213.7.11 (10.213.7.11) 56(84) bytes of data.
+64 bytes from 10.213.7.11: icmp_seq=1 ttl=64 time=41.2 ms
+64 bytes from 10.213.7.11: icmp_seq=2 ttl=64 time=0.051 ms
+64 bytes from 10.213.7.11: icmp_seq=3 ttl=64 time=45 ms
+
+--- 10.213.7.11 ping statistics ---
+rtt min/avg/max/mdev = 0.051/28.7/45.0/20.3 ms
+";
+        assert_eq!(ping_times(out), [41.2, 0.051, 45.0]);
+        assert_eq!(mean_of(&[40.0, 0.5, 45.0]), Some(28.5));
+        assert_eq!(mean_of(&[]), None);
     }
 
     #[test]
