@@ -110,6 +110,10 @@ pub struct Evidence {
     pub probes: Vec<ProbeRecord>,
     /// Some prober saw ICMP port-unreachable from the member's host: the process is gone.
     pub unreachable: bool,
+    /// This node's probes failed and the member's host was silent to a host check on a path
+    /// that has shown it delivers answers (`Config::silent_host_suspicion_timeout`): the host
+    /// is gone or cut off. Local to this node: other nodes run their own checks.
+    pub host_silent: bool,
     /// Suspicion timeout in force when last computed.
     pub timeout: Duration,
     /// Member that declared the failure (the first whose suspicion timed out).

@@ -758,6 +758,7 @@ mod compact_tests {
             }],
             probes: Vec::new(),
             unreachable: true,
+            host_silent: true,
             timeout: Duration::from_secs(5),
             declared_by: None,
             failed_at: None,

@@ -1,17 +1,22 @@
 //! A tiny perfect-network harness for the core's own unit tests: instant delivery, time in
-//! 10 ms steps, per-node "crashed" switch that answers with ICMP port-unreachable.
+//! 10 ms steps, per-node "crashed" switch that answers with ICMP port-unreachable, host checks
+//! answered at once (`Answered` unless the host is marked silent to them).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::{Config, Event, Identity, Member, MemberStatus, Node};
+use crate::{Config, Event, HostAnswer, Identity, Member, MemberStatus, Node};
 
 pub(crate) struct Net {
     pub(crate) now: Instant,
     pub(crate) nodes: Vec<Node>,
     pub(crate) crashed: Vec<bool>,
-    /// Crashed hosts that answer nothing (no ICMP either).
+    /// Nodes that answer no datagram (no ICMP either): a stalled process, or with
+    /// `host_silent` a host that is gone.
     pub(crate) silent: Vec<bool>,
+    /// Hosts that answer no host check (a dead host, or a firewall dropping SYNs to it);
+    /// the others answer every check at once.
+    pub(crate) host_silent: Vec<bool>,
     pub(crate) events: Vec<(usize, Event)>,
     /// When set, every datagram handed to a live node is recorded: (sender, destination,
     /// payload as sent).
@@ -56,6 +61,7 @@ impl Net {
             nodes,
             crashed: vec![false; n],
             silent: vec![false; n],
+            host_silent: vec![false; n],
             events: Vec::new(),
             tap: None,
         };
@@ -78,6 +84,15 @@ impl Net {
                 }
                 while let Some(e) = self.nodes[i].poll_event() {
                     self.events.push((i, e));
+                }
+                while let Some(check) = self.nodes[i].poll_host_check() {
+                    moved = true;
+                    let answer = match self.index_of(check.addr) {
+                        Some(j) if !self.host_silent[j] => HostAnswer::Answered,
+                        _ => HostAnswer::Silent,
+                    };
+                    let now = self.now;
+                    self.nodes[i].handle_host_check(now, check.id, answer);
                 }
                 while let Some(t) = self.nodes[i].poll_transmit() {
                     moved = true;

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 use crate::event::Event;
 use crate::member::{MemberStatus, ProbeRecord};
 use crate::membership::{
-    AfterProbe, AliveOutcome, FailedOutcome, Membership, Raise, SelfClaim, SuspectOutcome,
+    AfterProbe, AliveOutcome, FailedOutcome, Findings, Membership, Raise, SelfClaim, SuspectOutcome,
 };
 use crate::node::Node;
 use crate::wire::{self, Message};
@@ -132,7 +132,7 @@ impl Node {
         now: Instant,
         name: &str,
         generation: u64,
-        unreachable: bool,
+        findings: Findings,
         records: Vec<ProbeRecord>,
     ) {
         match self.membership.probe_failed(
@@ -140,7 +140,7 @@ impl Node {
             &self.me.name,
             name,
             generation,
-            unreachable,
+            findings,
             records,
             &self.config,
         ) {

@@ -21,6 +21,28 @@ fn push_bounded<T>(list: &mut Vec<T>, item: T) {
     list.push(item);
 }
 
+/// What this node's own failed probe found besides the silence of the member's process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Findings {
+    /// ICMP port-unreachable came back from the member's host: the process is gone.
+    pub(crate) unreachable: bool,
+    /// The member's host was silent to a host check on a trusted path, and this node's own
+    /// network worked: the host is gone or cut off.
+    pub(crate) host_silent: bool,
+}
+
+impl Findings {
+    /// Caps the suspicion `s` as the findings allow.
+    fn apply(self, s: &mut Suspicion, config: &Config) {
+        if self.unreachable {
+            s.make_strong(config.unreachable_suspicion_timeout);
+        }
+        if self.host_silent {
+            s.make_strong(config.silent_host_suspicion_timeout);
+        }
+    }
+}
+
 /// What an accusation (`Suspect`, or a `Failed` taken as one) about another member did.
 // Returned by one call and matched at once, never stored: boxing would only cost an
 // allocation per accusation.
@@ -92,7 +114,10 @@ impl Membership {
                 &suspect.name,
                 suspect.incarnation,
                 &suspect.from,
-                suspect.unreachable,
+                Findings {
+                    unreachable: suspect.unreachable,
+                    host_silent: false,
+                },
                 Vec::new(),
                 config,
             )),
@@ -102,7 +127,10 @@ impl Membership {
                     &suspect.name,
                     suspect.incarnation,
                     &suspect.from,
-                    suspect.unreachable,
+                    Findings {
+                        unreachable: suspect.unreachable,
+                        host_silent: false,
+                    },
                     Vec::new(),
                     config,
                 ))
@@ -127,7 +155,7 @@ impl Membership {
         me: &str,
         name: &str,
         generation: u64,
-        unreachable: bool,
+        findings: Findings,
         records: Vec<ProbeRecord>,
         config: &Config,
     ) -> AfterProbe {
@@ -145,7 +173,7 @@ impl Membership {
                     name,
                     incarnation,
                     me,
-                    unreachable,
+                    findings,
                     records,
                     config,
                 ))
@@ -157,13 +185,14 @@ impl Membership {
                     return AfterProbe::Ignored;
                 };
                 let independent = s.confirm(me);
-                let newly_strong = unreachable && !s.is_strong();
-                if newly_strong {
-                    s.make_strong(config.unreachable_suspicion_timeout);
-                }
+                findings.apply(s, config);
                 let timeout = s.timeout();
+                // ICMP evidence new to this suspicion is gossiped; a silent host is this
+                // node's own finding and stays local.
+                let mut newly_unreachable = false;
                 let snapshot = self.table.update_member(name, |m| {
                     if let Some(e) = m.evidence_mut() {
+                        newly_unreachable = findings.unreachable && !e.unreachable;
                         for r in records {
                             push_bounded(&mut e.probes, r);
                         }
@@ -176,20 +205,20 @@ impl Membership {
                                 },
                             );
                         }
-                        e.unreachable |= unreachable;
+                        e.unreachable |= findings.unreachable;
+                        e.host_silent |= findings.host_silent;
                         e.timeout = timeout;
                     }
                 });
-                let gossip =
-                    snapshot
-                        .filter(|_| independent || newly_strong)
-                        .map(|m| wire::Suspect {
-                            name: m.name.clone(),
-                            generation: m.generation,
-                            incarnation: m.incarnation,
-                            from: me.to_owned(),
-                            unreachable: m.evidence.as_ref().is_some_and(|e| e.unreachable),
-                        });
+                let gossip = snapshot
+                    .filter(|_| independent || newly_unreachable)
+                    .map(|m| wire::Suspect {
+                        name: m.name.clone(),
+                        generation: m.generation,
+                        incarnation: m.incarnation,
+                        from: me.to_owned(),
+                        unreachable: m.evidence.as_ref().is_some_and(|e| e.unreachable),
+                    });
                 AfterProbe::Confirmed(gossip)
             }
             MemberStatus::Failed | MemberStatus::Left => AfterProbe::Ignored,
@@ -203,10 +232,11 @@ impl Membership {
         name: &str,
         incarnation: u64,
         accuser: &str,
-        unreachable: bool,
+        findings: Findings,
         records: Vec<ProbeRecord>,
         config: &Config,
     ) -> Option<(Member, wire::Suspect)> {
+        let unreachable = findings.unreachable;
         let n = self.table.live() + 1;
         let expected = config
             .suspicion_confirmations
@@ -218,9 +248,7 @@ impl Membership {
             config.suspicion_max_timeout(n),
             expected,
         );
-        if unreachable {
-            suspicion.make_strong(config.unreachable_suspicion_timeout);
-        }
+        findings.apply(&mut suspicion, config);
         let timeout = suspicion.timeout();
         self.suspicions.insert(name.to_owned(), suspicion);
         let evidence = Evidence {
@@ -229,6 +257,7 @@ impl Membership {
             confirmations: Vec::new(),
             probes: records,
             unreachable,
+            host_silent: findings.host_silent,
             timeout,
             declared_by: None,
             failed_at: None,
@@ -243,7 +272,8 @@ impl Membership {
             m.last_update = at;
             m.set_evidence(Some(evidence));
         })?;
-        info!(member = %name, accuser, unreachable, timeout_ms = timeout.as_millis() as u64, "member suspect");
+        let host_silent = findings.host_silent;
+        info!(member = %name, accuser, unreachable, host_silent, timeout_ms = timeout.as_millis() as u64, "member suspect");
         let gossip = wire::Suspect {
             name: name.to_owned(),
             generation: member.generation,
@@ -267,7 +297,12 @@ impl Membership {
             return false;
         };
         let independent = suspect.from != me && s.confirm(&suspect.from);
-        let newly_strong = suspect.unreachable && !s.is_strong();
+        let known_unreachable = self
+            .table
+            .get(&suspect.name)
+            .and_then(|m| m.evidence())
+            .is_some_and(|e| e.unreachable);
+        let newly_strong = suspect.unreachable && !known_unreachable;
         if newly_strong {
             s.make_strong(config.unreachable_suspicion_timeout);
         }
@@ -291,6 +326,30 @@ impl Membership {
             }
         });
         debug!(member = %suspect.name, from = %suspect.from, "suspicion confirmed");
+        true
+    }
+
+    /// A host check started by this node's failed probe of `name`'s life `generation` came
+    /// back silent on a trusted path after the probe had ended: caps the running suspicion
+    /// at `Config::silent_host_suspicion_timeout`. Returns whether a suspicion was capped
+    /// (false if the member is no longer suspect in that life).
+    pub(crate) fn host_silent(&mut self, name: &str, generation: u64, config: &Config) -> bool {
+        let suspect = self
+            .table
+            .get(name)
+            .is_some_and(|m| m.generation == generation && m.status == MemberStatus::Suspect);
+        let Some(s) = self.suspicions.get_mut(name).filter(|_| suspect) else {
+            return false;
+        };
+        s.make_strong(config.silent_host_suspicion_timeout);
+        let timeout = s.timeout();
+        self.table.update(name, |m| {
+            if let Some(e) = m.evidence_mut() {
+                e.host_silent = true;
+                e.timeout = timeout;
+            }
+        });
+        debug!(member = %name, timeout_ms = timeout.as_millis() as u64, "host silent");
         true
     }
 
@@ -354,6 +413,7 @@ impl Membership {
         let n = self.table.live() + 1;
         let shortest = config
             .unreachable_suspicion_timeout
+            .min(config.silent_host_suspicion_timeout)
             .min(config.suspicion_min_timeout(n));
         let held = self
             .suspicions
@@ -393,6 +453,7 @@ impl Membership {
                 confirmations: Vec::new(),
                 probes: Vec::new(),
                 unreachable: false,
+                host_silent: false,
                 timeout: Default::default(),
                 declared_by: None,
                 failed_at: None,
@@ -502,7 +563,7 @@ mod tests {
         let config = Config::lan();
         let mut m = membership(now);
         assert!(matches!(
-            m.probe_failed(now, "me", "c", 1, false, Vec::new(), &config),
+            m.probe_failed(now, "me", "c", 1, Findings::default(), Vec::new(), &config),
             AfterProbe::Raised(Some(_))
         ));
         let Some(deadline) = m.next_suspicion_deadline() else {

@@ -36,7 +36,7 @@ mod accusations;
 /// Conflicting claims remembered, so each is reported once.
 const MAX_CONFLICTS_REMEMBERED: usize = 64;
 
-pub(crate) use accusations::{AfterProbe, FailedOutcome, SuspectOutcome};
+pub(crate) use accusations::{AfterProbe, FailedOutcome, Findings, SuspectOutcome};
 
 /// What an `Alive` about another member did.
 #[derive(Debug)]
