@@ -182,6 +182,11 @@ pub struct EvidenceView {
     /// on a path that has answered such checks before: the host is gone or cut off.
     #[serde(default)]
     pub host_silent: bool,
+    /// The host was silent, but the member is flap-damped on the answering node (it came
+    /// back in the same life after an earlier verdict or silence): the silence did not
+    /// shorten the suspicion.
+    #[serde(default)]
+    pub flap_damped: bool,
     /// Suspicion timeout in force when last computed (ms).
     pub timeout_ms: u64,
     /// Member that declared the failure (the first whose suspicion timed out).
@@ -379,6 +384,7 @@ mod tests {
                 }],
                 unreachable: true,
                 host_silent: true,
+                flap_damped: true,
                 timeout_ms: 1000,
                 declared_by: Some("n2".into()),
                 failed_at_ms: Some(10),

@@ -62,7 +62,9 @@ pub fn why(m: &MemberView) -> String {
     if e.unreachable {
         parts.push("unreachable".to_owned());
     }
-    if e.host_silent {
+    if e.host_silent && e.flap_damped {
+        parts.push("host silent (flap-damped)".to_owned());
+    } else if e.host_silent {
         parts.push("host silent".to_owned());
     }
     parts.join(", ")
@@ -261,7 +263,9 @@ fn evidence_detail(e: &EvidenceView, now: Option<u64>) -> String {
     );
     field(
         "host silent",
-        if e.host_silent {
+        if e.host_silent && e.flap_damped {
+            "yes, but flap-damped (it came back before in this life: full timeout)".to_owned()
+        } else if e.host_silent {
             "yes (no answer to a host check: the host is gone or cut off)".to_owned()
         } else {
             "no".to_owned()
@@ -648,6 +652,7 @@ mod tests {
             probes: vec![],
             unreachable: true,
             host_silent: false,
+            flap_damped: false,
             timeout_ms: 1000,
             declared_by: Some("n3".into()),
             failed_at_ms: Some(1_000_000),

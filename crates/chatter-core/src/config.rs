@@ -111,6 +111,21 @@ pub struct Config {
     /// with the Lifeguard timeout.
     pub host_check_trust_period: Duration,
 
+    /// Half-life of a member's flap penalty (`flap_damping.rs`). A member that comes back in
+    /// the same life after this node listed it failed, or after its host was silent to this
+    /// node's host check, has shown that its silence was an outage (a flapping link), not
+    /// death: each such flap adds 1 to its penalty, which halves every half-life, and while
+    /// it is at least 0.5 the member is *damped*: a silent host no longer caps its suspicion,
+    /// which runs the full Lifeguard timeout instead (a short outage outlasts it, so verdicts
+    /// do not flap with the link). One flap damps for one half-life, repeated flaps for up to
+    /// four half-lives after the last. Default 2 min: far longer than the cycle of a flapping
+    /// link (seconds to tens of seconds), so its next outage is met damped and every outage it
+    /// survives damped re-arms the penalty; short enough that a member whose link flapped once
+    /// (a switch reboot) soon gets fast detection of its host's loss back. Meanwhile its loss
+    /// is detected as without host checks. Zero turns damping off (every outage of a trusted
+    /// path may be failed after `silent_host_suspicion_timeout`).
+    pub flap_damping_half_life: Duration,
+
     /// Number of independent confirmations after which the suspicion timeout reaches its minimum
     /// (Lifeguard `K`). Default 3. Capped at `N - 2`, the members that could confirm.
     pub suspicion_confirmations: u32,
@@ -284,6 +299,7 @@ impl Config {
             host_check_timeout: Duration::from_millis(300),
             silent_host_suspicion_timeout: Duration::from_millis(500),
             host_check_trust_period: Duration::from_secs(600),
+            flap_damping_half_life: Duration::from_secs(120),
             suspicion_confirmations: 3,
             awareness_max: 8,
             retransmit_mult: 4,
@@ -331,6 +347,7 @@ impl Config {
             unreachable_suspicion_timeout: Duration::from_secs(5),
             host_check_timeout: Duration::from_secs(2),
             silent_host_suspicion_timeout: Duration::from_millis(2500),
+            flap_damping_half_life: Duration::from_secs(600),
             gossip_interval: Duration::from_millis(500),
             gossip_fanout: 4,
             sync_interval: Duration::from_secs(30),
@@ -348,6 +365,7 @@ impl Config {
             unreachable_suspicion_timeout: Duration::from_millis(200),
             host_check_timeout: Duration::from_millis(60),
             silent_host_suspicion_timeout: Duration::from_millis(100),
+            flap_damping_half_life: Duration::from_secs(12),
             gossip_interval: Duration::from_millis(50),
             sync_interval: Duration::from_secs(2),
             reconnect_interval: Duration::from_secs(2),

@@ -58,6 +58,7 @@ mod dissemination;
 mod drop_log;
 mod encryption;
 mod event;
+mod flap_damping;
 mod graft;
 mod host_check;
 mod key_rotation;

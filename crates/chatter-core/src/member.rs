@@ -114,6 +114,10 @@ pub struct Evidence {
     /// that has shown it delivers answers (`Config::silent_host_suspicion_timeout`): the host
     /// is gone or cut off. Local to this node: other nodes run their own checks.
     pub host_silent: bool,
+    /// The host was silent, but the member is flap-damped here (it came back in the same life
+    /// after an earlier verdict or silence, `Config::flap_damping_half_life`): the silence did
+    /// not shorten the suspicion, which keeps its Lifeguard timeout.
+    pub flap_damped: bool,
     /// Suspicion timeout in force when last computed.
     pub timeout: Duration,
     /// Member that declared the failure (the first whose suspicion timed out).

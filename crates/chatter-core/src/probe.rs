@@ -10,7 +10,7 @@ use tracing::debug;
 
 use crate::host_check::{HostAnswer, ProbeState, Purpose};
 use crate::member::{MemberStatus, ProbeOutcome};
-use crate::membership::Findings;
+use crate::membership::{Findings, HostSilent};
 use crate::node::Node;
 use crate::prober::{AckMatch, Phase, Probe, Relay};
 use crate::wire::{self, Message};
@@ -154,7 +154,13 @@ impl Node {
             && self
                 .host_checks
                 .is_trusted(now, probe.addr(), self.config.host_check_trust_period);
-        if host_silent {
+        let damped = host_silent
+            && self
+                .membership
+                .flap_damped(now, probe.target(), &self.config);
+        if damped {
+            self.stats.host_silent_damped += 1;
+        } else if host_silent {
             self.stats.host_silent_suspicions += 1;
         }
         // Lifeguard: each missing nack hints that this node, not the target, is unwell. ICMP
@@ -167,11 +173,13 @@ impl Node {
             target = %probe.target(),
             unreachable = probe.unreachable(),
             host_silent,
+            damped,
             "probe failed"
         );
         let findings = Findings {
             unreachable: probe.unreachable(),
             host_silent,
+            damped,
         };
         self.suspect_after_probe(
             now,
@@ -396,15 +404,17 @@ impl Node {
                     }
                     Purpose::Probe(ProbeState::Failed { network_ok }) => {
                         let trusted = self.host_checks.is_trusted(now, check.addr, period);
-                        if network_ok
-                            && trusted
-                            && self.membership.host_silent(
+                        if network_ok && trusted {
+                            match self.membership.host_silent(
+                                now,
                                 &check.name,
                                 check.generation,
                                 &self.config,
-                            )
-                        {
-                            self.stats.host_silent_suspicions += 1;
+                            ) {
+                                HostSilent::Capped => self.stats.host_silent_suspicions += 1,
+                                HostSilent::Damped => self.stats.host_silent_damped += 1,
+                                HostSilent::NotSuspect => {}
+                            }
                         }
                     }
                 }

@@ -126,6 +126,13 @@ pub struct Stats {
     /// on a trusted path while this node's network worked: each caps this node's suspicion of
     /// the member at `Config::silent_host_suspicion_timeout`.
     pub host_silent_suspicions: u64,
+    /// Failed probes (or late host-check answers) that found the member's host silent on a
+    /// trusted path while the member was flap-damped: the suspicion kept its Lifeguard
+    /// timeout (`Config::flap_damping_half_life`).
+    pub host_silent_damped: u64,
+    /// Members this node saw come back in the same life after it listed them failed or found
+    /// their host silent: flaps, each adding to the member's flap penalty.
+    pub flaps: u64,
     /// Suspicions this node raised.
     pub suspicions_raised: u64,
     /// Suspicions about this node that it refuted.

@@ -41,8 +41,14 @@ impl Node {
                 member,
                 previous,
                 changed,
+                flapped,
             } => {
                 let name = alive.name.clone();
+                if flapped {
+                    self.stats.flaps += 1;
+                    self.membership.note_flap(now, &name, &self.config);
+                    debug!(member = %name, "member flapped: came back in the same life");
+                }
                 self.enqueue_broadcast(now, &name, &Message::Alive(alive));
                 if let Some(member) = member {
                     if previous != MemberStatus::Alive {

@@ -150,6 +150,8 @@ pub struct FileConfig {
     pub host_check_timeout: Option<String>,
     /// `--silent-host-suspicion-timeout`, e.g. `"1s"`.
     pub silent_host_suspicion_timeout: Option<String>,
+    /// `--flap-damping-half-life`, e.g. `"2m"` (`"0"` turns damping off).
+    pub flap_damping_half_life: Option<String>,
     /// `--gossip-interval`, e.g. `"200ms"`.
     pub gossip_interval: Option<String>,
     /// `--gossip-fanout`.
@@ -564,6 +566,12 @@ fn merge_timings(timings: &mut Timings, file: &FileConfig) -> Result<()> {
         "silent-host-suspicion-timeout",
         file.silent_host_suspicion_timeout.clone(),
         duration,
+    )?;
+    fill(
+        &mut t.flap_damping_half_life,
+        "flap-damping-half-life",
+        file.flap_damping_half_life.clone(),
+        crate::process::parse_duration,
     )?;
     fill(
         &mut t.gossip_interval,
