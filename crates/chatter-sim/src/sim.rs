@@ -295,6 +295,8 @@ pub fn add_stats(a: &mut Stats, b: &Stats) {
     a.host_checks_dropped += b.host_checks_dropped;
     a.host_checks_unexpected += b.host_checks_unexpected;
     a.host_silent_suspicions += b.host_silent_suspicions;
+    a.host_silent_damped += b.host_silent_damped;
+    a.flaps += b.flaps;
     a.suspicions_raised += b.suspicions_raised;
     a.suspicions_refuted += b.suspicions_refuted;
     a.failures_declared += b.failures_declared;

@@ -324,3 +324,73 @@ fn host_check_answers_not_asked_for_change_nothing() {
     });
     t.check_no_failed_except(&sim, &[]);
 }
+
+/// (e) A flapping link (the hosts suite's: down 2 s, up 3 s) on a calibrated cluster: the
+/// first outage may be failed (for as long as it lasts it is a dead host), but each survivor
+/// gives at most one verdict about the flapping member, because the member's return in the
+/// same life damps the silent-host shortcut, and the later outages meet the Lifeguard timeout,
+/// which they do not outlast. Then, still damped, the member is lost for good: it is failed
+/// as without host checks, not sooner.
+#[test]
+fn a_flapping_link_gets_at_most_one_verdict_per_observer() {
+    let t = SimTest::new("a_flapping_link_gets_at_most_one_verdict_per_observer");
+    let config = Config::lan();
+    let n = 5;
+    let victim = n - 1;
+    let mut sim = calibrated(&t, config.clone(), n, false);
+    let name = sim.name(victim).to_owned();
+    let start = sim.now();
+    let cycles = 10;
+    for _ in 0..cycles {
+        sim.partition(&[&[victim]]);
+        sim.run_for(2 * SECOND);
+        sim.heal();
+        sim.run_for(3 * SECOND);
+    }
+    let verdicts = |sim: &Sim| -> Vec<usize> {
+        (0..n)
+            .map(|o| {
+                sim.events()
+                    .iter()
+                    .filter(|e| e.observer == o && e.subject() == name)
+                    .filter(|e| e.at >= start && matches!(e.event, Event::Failed(_)))
+                    .count()
+            })
+            .collect()
+    };
+    let per_observer = verdicts(&sim);
+    let stats = sim.total_stats();
+    println!(
+        "flapping {name} for {cycles} cycles: failed verdicts per observer {per_observer:?}, \
+         {} flaps, {} silent hosts shortened, {} damped",
+        stats.flaps, stats.host_silent_suspicions, stats.host_silent_damped
+    );
+    t.check(per_observer.iter().all(|&v| v <= 1), || {
+        format!("flapping verdicts: {per_observer:?} failed verdicts per observer")
+    });
+    t.check(stats.host_silent_damped > 0, || {
+        "no outage met a damped member".into()
+    });
+    t.check_no_failed_except(&sim, &[victim]);
+    t.wait(
+        &mut sim,
+        60 * SECOND,
+        "the flapping member to be alive everywhere",
+        |s| s.all_see_status(victim, MemberStatus::Alive),
+    );
+    // Lost for good while damped: Lifeguard's time, not the silent-host shortcut's.
+    let (suspected, took) = lose_host(&t, &mut sim, victim, true);
+    t.check(took >= suspected + config.suspicion_min_timeout(n), || {
+        format!(
+            "a damped member was failed {:.2}s after its first suspicion, sooner than \
+             Lifeguard's minimum {:.1}s",
+            secs(took - suspected),
+            secs(config.suspicion_min_timeout(n))
+        )
+    });
+    println!(
+        "then lost for good while damped: failed everywhere {:.2}s after the cut",
+        secs(took)
+    );
+    t.check_invariants(&sim);
+}
