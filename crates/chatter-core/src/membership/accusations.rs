@@ -661,7 +661,15 @@ mod tests {
         let t0 = Instant::now();
         let config = Config::lan();
         let mut m = membership(t0);
-        m.probe_failed(t0, "me", "c", 1, silent_host(&m, t0, "c", &config), Vec::new(), &config);
+        m.probe_failed(
+            t0,
+            "me",
+            "c",
+            1,
+            silent_host(&m, t0, "c", &config),
+            Vec::new(),
+            &config,
+        );
         fail(&mut m, t0, "c");
         // The host rebooted: a new generation, not a refutation.
         let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -682,7 +690,15 @@ mod tests {
         m.probe_failed(t1, "me", "b", 1, Findings::default(), Vec::new(), &config);
         assert!(!refute(&mut m, t1 + Duration::from_secs(1), "b", 1));
         // A flapped member that restarts loses its penalty with its old row.
-        m.probe_failed(t1, "me", "d", 1, silent_host(&m, t1, "d", &config), Vec::new(), &config);
+        m.probe_failed(
+            t1,
+            "me",
+            "d",
+            1,
+            silent_host(&m, t1, "d", &config),
+            Vec::new(),
+            &config,
+        );
         assert!(refute(&mut m, t1, "d", 1));
         m.note_flap(t1, "d", &config);
         assert!(m.flap_damped(t1, "d", &config));
@@ -693,7 +709,15 @@ mod tests {
             incarnation: 0,
             tags: Default::default(),
         };
-        m.probe_failed(t1, "me", "d", 1, silent_host(&m, t1, "d", &config), Vec::new(), &config);
+        m.probe_failed(
+            t1,
+            "me",
+            "d",
+            1,
+            silent_host(&m, t1, "d", &config),
+            Vec::new(),
+            &config,
+        );
         fail(&mut m, t1, "d");
         assert!(matches!(
             m.alive(t1, &alive, 100, &mut rng, false),
@@ -707,7 +731,15 @@ mod tests {
         let t0 = Instant::now();
         let config = Config::lan();
         let mut m = membership(t0);
-        m.probe_failed(t0, "me", "c", 1, silent_host(&m, t0, "c", &config), Vec::new(), &config);
+        m.probe_failed(
+            t0,
+            "me",
+            "c",
+            1,
+            silent_host(&m, t0, "c", &config),
+            Vec::new(),
+            &config,
+        );
         fail(&mut m, t0, "c");
         assert!(refute(&mut m, t0, "c", 1));
         m.note_flap(t0, "c", &config);
@@ -717,7 +749,10 @@ mod tests {
         assert!(!m.flap_damped(later, "c", &config));
         let f = silent_host(&m, later, "c", &config);
         m.probe_failed(later, "me", "c", 1, f, Vec::new(), &config);
-        assert_eq!(fail(&mut m, later, "c"), config.silent_host_suspicion_timeout);
+        assert_eq!(
+            fail(&mut m, later, "c"),
+            config.silent_host_suspicion_timeout
+        );
         // Damping off: never damped.
         let off = Config {
             flap_damping_half_life: Duration::ZERO,

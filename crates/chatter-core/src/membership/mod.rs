@@ -437,7 +437,8 @@ impl Membership {
         // node that answers again. A suspicion raised on other evidence (a lost ack) is not
         // a flap: under loss every member would be damped for nothing.
         let flapped = previous == MemberStatus::Failed
-            || (previous == MemberStatus::Suspect && known.evidence().is_some_and(|e| e.host_silent));
+            || (previous == MemberStatus::Suspect
+                && known.evidence().is_some_and(|e| e.host_silent));
         let changed = known.addr() != alive.addr || *known.tags() != alive.tags;
         let at = self.table.stamp(now);
         let member = self.table.update_member(&alive.name, |m| {
@@ -470,9 +471,10 @@ impl Membership {
     /// Whether `name` is flap-damped at `now`: a silent host must not shorten its suspicion.
     pub(crate) fn flap_damped(&self, now: Instant, name: &str, config: &Config) -> bool {
         let at = self.table.stamp(now);
-        self.table.get(name).and_then(|m| m.flap()).is_some_and(|p| {
-            p.damped(at, config.flap_damping_half_life)
-        })
+        self.table
+            .get(name)
+            .and_then(|m| m.flap())
+            .is_some_and(|p| p.damped(at, config.flap_damping_half_life))
     }
 
     /// Applies a `Left` about another member; returns the member if it is news.
