@@ -117,13 +117,17 @@ pub struct Config {
     /// death: each such flap adds 1 to its penalty, which halves every half-life, and while
     /// it is at least 0.5 the member is *damped*: a silent host no longer caps its suspicion,
     /// which runs the full Lifeguard timeout instead (a short outage outlasts it, so verdicts
-    /// do not flap with the link). One flap damps for one half-life, repeated flaps for up to
-    /// four half-lives after the last. Default 2 min: far longer than the cycle of a flapping
-    /// link (seconds to tens of seconds), so its next outage is met damped and every outage it
-    /// survives damped re-arms the penalty; short enough that a member whose link flapped once
-    /// (a switch reboot) soon gets fast detection of its host's loss back. Meanwhile its loss
-    /// is detected as without host checks. Zero turns damping off (every outage of a trusted
-    /// path may be failed after `silent_host_suspicion_timeout`).
+    /// do not flap with the link). Every suspicion a damped member survives is a flap too, so
+    /// the penalty adds up while the link keeps flapping. One flap damps for one half-life;
+    /// flaps up to about 1.7 half-lives apart keep the member damped from one to the next;
+    /// after the last, damping lasts at most four half-lives. Default 20 s: four cycles of a
+    /// link flapping every 5 s (the hosts suite's), and links flapping with periods up to
+    /// about 35 s stay damped; short, so that a member whose link went down once (a switch
+    /// reboot, a cable moved) gets the fast detection of its host's loss back within 20 s.
+    /// Meanwhile its loss is detected as without host checks. Longer damps slower flapping
+    /// too, at the cost of longer slow detection after a single outage. Zero turns damping
+    /// off (every outage of a trusted path may be failed after
+    /// `silent_host_suspicion_timeout`).
     pub flap_damping_half_life: Duration,
 
     /// Number of independent confirmations after which the suspicion timeout reaches its minimum
@@ -299,7 +303,7 @@ impl Config {
             host_check_timeout: Duration::from_millis(300),
             silent_host_suspicion_timeout: Duration::from_millis(500),
             host_check_trust_period: Duration::from_secs(600),
-            flap_damping_half_life: Duration::from_secs(120),
+            flap_damping_half_life: Duration::from_secs(20),
             suspicion_confirmations: 3,
             awareness_max: 8,
             retransmit_mult: 4,
@@ -347,7 +351,7 @@ impl Config {
             unreachable_suspicion_timeout: Duration::from_secs(5),
             host_check_timeout: Duration::from_secs(2),
             silent_host_suspicion_timeout: Duration::from_millis(2500),
-            flap_damping_half_life: Duration::from_secs(600),
+            flap_damping_half_life: Duration::from_secs(100),
             gossip_interval: Duration::from_millis(500),
             gossip_fanout: 4,
             sync_interval: Duration::from_secs(30),
@@ -365,7 +369,7 @@ impl Config {
             unreachable_suspicion_timeout: Duration::from_millis(200),
             host_check_timeout: Duration::from_millis(60),
             silent_host_suspicion_timeout: Duration::from_millis(100),
-            flap_damping_half_life: Duration::from_secs(12),
+            flap_damping_half_life: Duration::from_secs(2),
             gossip_interval: Duration::from_millis(50),
             sync_interval: Duration::from_secs(2),
             reconnect_interval: Duration::from_secs(2),

@@ -7,7 +7,10 @@
 //! not happen is verdicts that flap with the link. A member that comes back *in the same life*
 //! (same generation: a refutation, not a restart) after this node listed it failed, or after
 //! this node's own host check found its host silent, has shown that its silence was an outage.
-//! That is a *flap*, and each flap adds [`FLAP_PENALTY`] to the member's penalty, which decays
+//! That is a *flap*; so is a damped member's return from any suspicion, whoever raised it, so
+//! that a link that keeps flapping keeps its member damped on every node and not only on those
+//! whose own probes met its outages (every node sees the suspicions and the refutations). Each
+//! flap adds [`FLAP_PENALTY`] to the member's penalty, which decays
 //! by half every `Config::flap_damping_half_life` (route-flap damping as BGP does it, RFC
 //! 2439). While the penalty is at least [`REUSE_BELOW`], the member is *damped*: a silent
 //! host still counts in the evidence, but the suspicion keeps its full Lifeguard timeout,
@@ -15,10 +18,11 @@
 //! down and 3 s up, got no verdict at all).
 //!
 //! One flap damps a member for one half-life; a member that keeps flapping keeps being damped
-//! (every outage it survives while damped is a flap too: its host was silent and it came
-//! back), and the penalty is capped at [`MAX_PENALTY`], so a member is damped at most
-//! `log2(MAX_PENALTY / REUSE_BELOW)` = 4 half-lives after its last flap. A new life (a restart)
-//! starts with no penalty: a restart is not a flap.
+//! (every outage it survives while damped is a flap too), its penalty adding up: flaps `P`
+//! apart settle at `1 / (1 - 2^(-P / half_life))`, which keeps it damped from one flap to the
+//! next for periods up to about 1.7 half-lives. The penalty is capped at [`MAX_PENALTY`], so a
+//! member is damped at most `log2(MAX_PENALTY / REUSE_BELOW)` = 4 half-lives after its last
+//! flap. A new life (a restart) starts with no penalty: a restart is not a flap.
 //!
 //! Bounds: one [`FlapPenalty`] (16 bytes) per member row that has flapped, kept in the row's
 //! boxed extras and dropped with the row (a reaped member, a new life).

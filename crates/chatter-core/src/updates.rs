@@ -44,6 +44,12 @@ impl Node {
                 flapped,
             } => {
                 let name = alive.name.clone();
+                // While damped, every suspicion the member survives is a flap too, whoever
+                // raised it: a link that keeps flapping keeps its member damped on every node,
+                // not only on those whose own checks met its outages.
+                let flapped = flapped
+                    || (previous == MemberStatus::Suspect
+                        && self.membership.flap_damped(now, &name, &self.config));
                 if flapped {
                     self.stats.flaps += 1;
                     self.membership.note_flap(now, &name, &self.config);

@@ -406,7 +406,7 @@ pub struct Timings {
     /// Half-life of a member's flap penalty: a member that comes back in the same life after
     /// a verdict or a silent host check (a flapping link) does not get the silent-host
     /// timeout again until its penalty decays (one flap: one half-life), so verdicts do not
-    /// flap with the link; `0` turns damping off [lan: 2m, wan: 10m, local: 12s].
+    /// flap with the link; `0` turns damping off [lan: 20s, wan: 100s, local: 2s].
     #[arg(long, value_name = "DURATION", value_parser = crate::process::parse_duration)]
     pub flap_damping_half_life: Option<Duration>,
 

@@ -63,6 +63,7 @@ pub(crate) enum AliveOutcome {
         changed: bool,
         /// It came back in the same life after this node listed it failed or found its host
         /// silent: a flap (`flap_damping.rs`), to be noted with [`Membership::note_flap`].
+        /// (A damped member back from any suspicion is a flap too; `Node` adds that.)
         flapped: bool,
     },
 }
