@@ -104,7 +104,7 @@ pub struct Config {
     /// answered; silence counts as evidence only on a trusted path (a firewall that drops SYNs
     /// makes a path untrusted, and there Chatter behaves as without host checks). Default
     /// 10 min: firewall rules and routes change rarely, and keeping trust fresh costs one
-    /// calibration check per member per half period (at most one per probe interval in all).
+    /// calibration check per member per half period (one per probe interval in all on average).
     /// Shorter reacts sooner to a path that starts dropping SYNs; longer needs fewer checks.
     /// Beyond `host_check_trust_period / (2 * probe_interval)` members (300 in `lan`) the
     /// calibrations cannot keep every path trusted, and host loss on the others is detected

@@ -10,9 +10,10 @@
 //!
 //! Silence is evidence only on a path that has shown it delivers answers: a path is *trusted*
 //! for `Config::host_check_trust_period` after a check of it was answered. Trust comes from the
-//! checks of failed probes and from *calibration* checks, one at most per probe interval, of a
-//! member that has just acked this node's direct probe and whose path is not trusted, or whose
-//! trust is half way to expiry. A calibration that goes unanswered while the member acks
+//! checks of failed probes and from *calibration* checks (one per probe interval on average,
+//! in bursts of at most [`CALIBRATION_BURST`]) of a member that has just acked this node's
+//! direct probe, or answered the life check that admitted it, and whose path is not trusted,
+//! or whose trust is half way to expiry. A calibration that goes unanswered while the member acks
 //! probes shows a path that drops SYNs (a firewall): the path is distrusted, and not calibrated
 //! again for a trust period. Silence on a trusted path, after the direct and indirect probes
 //! failed and at least one intermediary answered (this node's own network works), caps the
@@ -28,11 +29,17 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Host checks in flight at once; a check that would exceed it is skipped (and counted). A
-/// probe starts at most one check and lasts at least a probe interval, a calibration is
-/// started at most once per probe interval, and `Config::host_check_timeout` is at most the
-/// probe timeout: two checks at a time is the most a driver that answers in time ever has.
-/// Four leaves room for a driver that is a period late.
-pub const MAX_HOST_CHECKS_IN_FLIGHT: usize = 4;
+/// probe starts at most one check and lasts at least a probe interval, calibrations start
+/// in bursts of at most [`CALIBRATION_BURST`], and `Config::host_check_timeout` is at most the
+/// probe timeout: five checks at a time is the most a driver that answers in time ever has.
+/// Eight leaves room for a driver that is a period late.
+pub const MAX_HOST_CHECKS_IN_FLIGHT: usize = 8;
+
+/// Calibrations started within `CALIBRATION_BURST` probe intervals, at most: on average one
+/// per probe interval, as before, but the members a node meets at once (when it joins, each
+/// answering its life check) get their paths calibrated at once rather than one per probe
+/// interval, so that a host lost soon after a cluster starts is already on a trusted path.
+pub const CALIBRATION_BURST: usize = 4;
 
 /// Paths (member addresses) whose host-check history is remembered. At most two entries are
 /// added per probe interval (a probe's check and a calibration), and entries older than a
@@ -127,7 +134,8 @@ pub(crate) struct HostChecks {
     outbox: VecDeque<HostCheck>,
     paths: BTreeMap<SocketAddr, PathRecord>,
     next_id: u64,
-    next_calibration: Option<Instant>,
+    /// Start times of the latest calibrations, at most [`CALIBRATION_BURST`].
+    calibrations: VecDeque<Instant>,
 }
 
 impl HostChecks {
@@ -210,10 +218,10 @@ impl HostChecks {
         })
     }
 
-    /// Whether a member at `addr` that just acked should get a calibration check now: no
-    /// calibration in the last `interval`, and its path is neither trusted with more than half
-    /// of `period` left nor distrusted within `period`. Marks the calibration as started when
-    /// it returns true.
+    /// Whether a member at `addr` that just answered should get a calibration check now: fewer
+    /// than [`CALIBRATION_BURST`] calibrations in the last `CALIBRATION_BURST * interval`, and
+    /// its path is neither trusted with more than half of `period` left nor distrusted within
+    /// `period`. Marks the calibration as started when it returns true.
     pub(crate) fn calibration_due(
         &mut self,
         now: Instant,
@@ -221,7 +229,15 @@ impl HostChecks {
         period: Duration,
         interval: Duration,
     ) -> bool {
-        if self.next_calibration.is_some_and(|next| now < next) {
+        let window = interval * CALIBRATION_BURST as u32;
+        while self
+            .calibrations
+            .front()
+            .is_some_and(|&t| now.saturating_duration_since(t) >= window)
+        {
+            self.calibrations.pop_front();
+        }
+        if self.calibrations.len() >= CALIBRATION_BURST {
             return false;
         }
         let fresh = |t: Option<Instant>, within: Duration| {
@@ -233,7 +249,7 @@ impl HostChecks {
             Some(p) => !fresh(p.distrusted, period),
         };
         if due {
-            self.next_calibration = Some(now + interval);
+            self.calibrations.push_back(now);
         }
         due
     }
@@ -335,10 +351,18 @@ mod tests {
     #[test]
     fn calibrations_are_rate_limited_and_skip_fresh_or_distrusted_paths() {
         let now = Instant::now();
+        // A burst, then none until the burst is a window of CALIBRATION_BURST intervals old:
+        // one per interval on average, whatever the paths.
+        let mut burst = HostChecks::default();
+        for i in 0..CALIBRATION_BURST as u8 {
+            assert!(burst.calibration_due(now, addr(10 + i), PERIOD, SECOND));
+        }
+        assert!(!burst.calibration_due(now, addr(2), PERIOD, SECOND));
+        let window = SECOND * CALIBRATION_BURST as u32;
+        assert!(!burst.calibration_due(now + window / 2, addr(2), PERIOD, SECOND));
+        assert!(burst.calibration_due(now + window, addr(2), PERIOD, SECOND));
         let mut checks = HostChecks::default();
         assert!(checks.calibration_due(now, addr(1), PERIOD, SECOND));
-        // At most one per interval, whatever the path.
-        assert!(!checks.calibration_due(now, addr(2), PERIOD, SECOND));
         checks.note_answered(now, addr(1), PERIOD);
         let t = now + SECOND;
         assert!(!checks.calibration_due(t, addr(1), PERIOD, SECOND), "fresh");

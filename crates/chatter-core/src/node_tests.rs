@@ -199,13 +199,9 @@ fn silent_process_on_a_live_host_waits_for_the_lifeguard_timeout() {
 /// host once after a direct ack), with `firewalled` hosts silent to host checks from the
 /// start.
 fn calibrated_lan(firewalled: &[usize]) -> Net {
-    let config = Config::lan();
-    let mut net = Net::new(5, config);
-    for &i in firewalled {
-        net.host_silent[i] = true;
-    }
+    let mut net = Net::with_firewalled(5, Config::lan(), firewalled);
     net.run_until(secs(20), Net::all_see_alive);
-    // Four members to calibrate, at most one per probe interval, each when it acks.
+    // Four members to calibrate, at join (their life checks) or when they ack.
     net.run_until(secs(60), |n| {
         (0..5).all(|i| n.nodes[i].stats().host_checks_calibration >= 4)
     });

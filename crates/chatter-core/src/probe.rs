@@ -311,11 +311,13 @@ impl Node {
         }
     }
 
-    /// `name`'s life `generation` has just acked a direct probe: if its host-check path is not
-    /// trusted, or its trust is half way to expiry, check its host (at most one calibration
-    /// per probe interval). Only members that answered this node's own probe are calibrated,
-    /// so a name a stranger announces costs no host check until a process answers for it.
-    fn calibrate(&mut self, now: Instant, name: &str, generation: u64) {
+    /// `name`'s life `generation` has just acked a direct probe, or answered the life check
+    /// that admitted it: if its host-check path is not trusted, or its trust is half way to
+    /// expiry, check its host (on average at most one calibration per probe interval, in
+    /// bursts of at most `CALIBRATION_BURST`). Only members that answered this node's own
+    /// ping are calibrated, so a name a stranger announces costs no host check until a
+    /// process answers for it.
+    pub(crate) fn calibrate(&mut self, now: Instant, name: &str, generation: u64) {
         if !self.config.host_checks || self.leaving {
             return;
         }

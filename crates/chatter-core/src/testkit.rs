@@ -36,6 +36,21 @@ impl Net {
     pub(crate) fn with_setup(
         n: usize,
         config: Config,
+        setup: impl FnMut(usize, &mut Node),
+    ) -> Self {
+        Self::with_hosts(n, config, &[], setup)
+    }
+
+    /// Like [`Net::new`], with the hosts `firewalled` silent to host checks from the start
+    /// (before anyone joins and calibrates their paths).
+    pub(crate) fn with_firewalled(n: usize, config: Config, firewalled: &[usize]) -> Self {
+        Self::with_hosts(n, config, firewalled, |_, _| {})
+    }
+
+    fn with_hosts(
+        n: usize,
+        config: Config,
+        firewalled: &[usize],
         mut setup: impl FnMut(usize, &mut Node),
     ) -> Self {
         let now = Instant::now();
@@ -61,7 +76,7 @@ impl Net {
             nodes,
             crashed: vec![false; n],
             silent: vec![false; n],
-            host_silent: vec![false; n],
+            host_silent: (0..n).map(|i| firewalled.contains(&i)).collect(),
             events: Vec::new(),
             tap: None,
         };

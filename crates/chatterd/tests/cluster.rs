@@ -193,7 +193,7 @@ fn a_five_second_stop_is_not_failed_because_the_host_answers_host_checks() {
     let _serial = serial();
     let mut cluster = Cluster::start("stop5", 5, "lan");
     cluster.wait_all_alive(Duration::from_secs(20));
-    // Every node calibrates its path to the 4 others, one per probe interval.
+    // Every node calibrates its path to the 4 others, at join or at their first direct acks.
     let everyone: Vec<usize> = (0..cluster.nodes.len()).collect();
     wait_until(
         "every node calibrated 4 paths",
