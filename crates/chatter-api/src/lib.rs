@@ -178,6 +178,15 @@ pub struct EvidenceView {
     /// Some prober got ICMP port-unreachable from the member's host: the process is gone.
     #[serde(default)]
     pub unreachable: bool,
+    /// The answering node's probes failed and the member's host was silent to a host check
+    /// on a path that has answered such checks before: the host is gone or cut off.
+    #[serde(default)]
+    pub host_silent: bool,
+    /// The host was silent, but the member is flap-damped on the answering node (it came
+    /// back in the same life after an earlier verdict or silence): the silence did not
+    /// shorten the suspicion.
+    #[serde(default)]
+    pub flap_damped: bool,
     /// Suspicion timeout in force when last computed (ms).
     pub timeout_ms: u64,
     /// Member that declared the failure (the first whose suspicion timed out).
@@ -374,6 +383,8 @@ mod tests {
                     outcome: "nack".into(),
                 }],
                 unreachable: true,
+                host_silent: true,
+                flap_damped: true,
                 timeout_ms: 1000,
                 declared_by: Some("n2".into()),
                 failed_at_ms: Some(10),

@@ -62,6 +62,11 @@ pub fn why(m: &MemberView) -> String {
     if e.unreachable {
         parts.push("unreachable".to_owned());
     }
+    if e.host_silent && e.flap_damped {
+        parts.push("host silent (flap-damped)".to_owned());
+    } else if e.host_silent {
+        parts.push("host silent".to_owned());
+    }
     parts.join(", ")
 }
 
@@ -252,6 +257,16 @@ fn evidence_detail(e: &EvidenceView, now: Option<u64>) -> String {
         "unreachable",
         if e.unreachable {
             "yes (ICMP port unreachable: the process is gone)".to_owned()
+        } else {
+            "no".to_owned()
+        },
+    );
+    field(
+        "host silent",
+        if e.host_silent && e.flap_damped {
+            "yes, but flap-damped (it came back before in this life: full timeout)".to_owned()
+        } else if e.host_silent {
+            "yes (no answer to a host check: the host is gone or cut off)".to_owned()
         } else {
             "no".to_owned()
         },
@@ -636,6 +651,8 @@ mod tests {
             ],
             probes: vec![],
             unreachable: true,
+            host_silent: false,
+            flap_damped: false,
             timeout_ms: 1000,
             declared_by: Some("n3".into()),
             failed_at_ms: Some(1_000_000),

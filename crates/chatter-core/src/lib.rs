@@ -5,12 +5,15 @@
 //! simulator) feeds it inputs and drains its outputs:
 //!
 //! - inputs: [`Node::handle_datagram`] (a UDP payload and its source), [`Node::handle_unreachable`]
-//!   (an ICMP port-unreachable for something sent to an address), [`Node::handle_timeout`] (the
-//!   deadline from `poll_timeout` has passed) and commands ([`Node::join`], [`Node::leave`],
+//!   (an ICMP port-unreachable for something sent to an address), [`Node::handle_host_check`]
+//!   (the answer to a [`HostCheck`]), [`Node::handle_timeout`] (the deadline from
+//!   `poll_timeout` has passed) and commands ([`Node::join`], [`Node::leave`],
 //!   [`Node::set_tags`], [`Node::start_key_op`]);
 //! - outputs, drained after every input in this order: [`Node::poll_transmit`] until `None`
-//!   (datagrams to send), [`Node::poll_event`] until `None` (membership changes), then
-//!   [`Node::poll_timeout`] (when to call `handle_timeout` next).
+//!   (datagrams to send), [`Node::poll_event`] until `None` (membership changes),
+//!   [`Node::poll_host_check`] until `None` (hosts to check: a driver that never runs them
+//!   only loses the shortcut for silent hosts), then [`Node::poll_timeout`] (when to call
+//!   `handle_timeout` next).
 //!
 //! Time is an [`Instant`](std::time::Instant) passed in; randomness comes from a seeded RNG, so
 //! the same inputs give the same outputs.
@@ -55,7 +58,9 @@ mod dissemination;
 mod drop_log;
 mod encryption;
 mod event;
+mod flap_damping;
 mod graft;
+mod host_check;
 mod key_rotation;
 mod kv;
 mod kv_store;
@@ -85,6 +90,7 @@ pub use chatter_seal::{
 pub use config::{Config, ConfigError};
 pub use encryption::{EncryptionError, Mode, SealDrops};
 pub use event::{Delivered, Event, KeyChange};
+pub use host_check::{HostAnswer, HostCheck, MAX_HOST_CHECKS_IN_FLIGHT, MAX_HOST_PATHS};
 pub use key_rotation::{
     KeyAnswer, KeyOp, KeyOpError, KeyOpKind, KeyRefusal, KeyReport, MAX_KEY_COMMANDS_REMEMBERED,
     MAX_KEY_OPS_IN_FLIGHT,

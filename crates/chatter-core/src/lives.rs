@@ -246,11 +246,14 @@ impl Node {
             Some(_) => {
                 info!(member = %name, generation = check.alive.generation, "member restarted");
                 self.membership.forget_suspicion(name);
-                let addr = check.alive.addr;
+                let (addr, generation) = (check.alive.addr, check.alive.generation);
                 self.admit_life(now, check.alive);
                 self.pay_owed_state(now, addr);
                 // A new life may know nobody (restarted without seeds or saved members).
                 self.greet_member(addr);
+                // It has just answered at its address: its path can be calibrated now
+                // rather than at its first direct probe, up to a round of probes later.
+                self.calibrate(now, name, generation);
             }
             None => {
                 if self.membership.len() >= self.config.max_members {
@@ -262,9 +265,10 @@ impl Node {
                     return;
                 }
                 info!(member = %name, addr = %check.alive.addr, "member joined");
-                let addr = check.alive.addr;
+                let (addr, generation) = (check.alive.addr, check.alive.generation);
                 self.admit_life(now, check.alive);
                 self.pay_owed_state(now, addr);
+                self.calibrate(now, name, generation);
             }
         }
     }

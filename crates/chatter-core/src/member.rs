@@ -110,6 +110,14 @@ pub struct Evidence {
     pub probes: Vec<ProbeRecord>,
     /// Some prober saw ICMP port-unreachable from the member's host: the process is gone.
     pub unreachable: bool,
+    /// This node's probes failed and the member's host was silent to a host check on a path
+    /// that has shown it delivers answers (`Config::silent_host_suspicion_timeout`): the host
+    /// is gone or cut off. Local to this node: other nodes run their own checks.
+    pub host_silent: bool,
+    /// The host was silent, but the member is flap-damped here (it came back in the same life
+    /// after an earlier verdict or silence, `Config::flap_damping_half_life`): the silence did
+    /// not shorten the suspicion, which keeps its Lifeguard timeout.
+    pub flap_damped: bool,
     /// Suspicion timeout in force when last computed.
     pub timeout: Duration,
     /// Member that declared the failure (the first whose suspicion timed out).

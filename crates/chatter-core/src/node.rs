@@ -16,6 +16,7 @@ use crate::dissemination::Dissemination;
 use crate::drop_log::{DropLog, DropReason};
 use crate::encryption::{Encryption, EncryptionError, Inbound, Mode};
 use crate::event::Event;
+use crate::host_check::{HostCheck, HostChecks};
 use crate::key_rotation::KeyRotation;
 use crate::kv_store::KvStore;
 use crate::lives::LifeChecks;
@@ -81,9 +82,9 @@ pub enum TagsError {
 
 /// One member's protocol state machine.
 ///
-/// Feed it inputs (`handle_datagram`, `handle_unreachable`, `handle_timeout`, commands), then
-/// drain `poll_transmit` and `poll_event` until `None`, then ask `poll_timeout` for the next
-/// deadline. See the crate documentation for a complete loop.
+/// Feed it inputs (`handle_datagram`, `handle_unreachable`, `handle_host_check`,
+/// `handle_timeout`, commands), then drain `poll_transmit`, `poll_event` and `poll_host_check`
+/// until `None`, then ask `poll_timeout` for the next deadline. See the crate documentation for a complete loop.
 #[derive(Debug)]
 pub struct Node {
     pub(crate) config: Config,
@@ -119,6 +120,8 @@ pub struct Node {
     pub(crate) key_rotation: KeyRotation,
     /// When each kind of dropped datagram was last logged (one line per second per kind).
     pub(crate) drop_log: DropLog,
+    /// Host checks in flight and each path's trust (`host_check.rs`).
+    pub(crate) host_checks: HostChecks,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pub(crate) stats: Stats,
@@ -182,6 +185,7 @@ impl Node {
             encryption: Encryption::default(),
             key_rotation: KeyRotation::default(),
             drop_log: DropLog::default(),
+            host_checks: HostChecks::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -552,6 +556,12 @@ impl Node {
     /// Next membership event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Next host to check: run it and answer with [`Node::handle_host_check`] (see
+    /// [`HostCheck`] for what to do). At most `MAX_HOST_CHECKS_IN_FLIGHT` are in flight.
+    pub fn poll_host_check(&mut self) -> Option<HostCheck> {
+        self.host_checks.poll()
     }
 
     /// When [`Node::handle_timeout`] should be called next.

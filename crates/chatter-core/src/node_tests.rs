@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::testkit::{addr, Net};
 use crate::wire::{self, Message};
-use crate::{Config, Event, MemberStatus, ProbeOutcome};
+use crate::{Config, Event, HostAnswer, MemberStatus, ProbeOutcome};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -169,11 +169,12 @@ fn crash_with_icmp_evidence_is_failed_fast_with_explained_verdict() {
 }
 
 #[test]
-fn silent_crash_waits_for_the_lifeguard_timeout() {
+fn silent_process_on_a_live_host_waits_for_the_lifeguard_timeout() {
     let config = Config::lan();
     let mut net = Net::new(5, config.clone());
     net.run_until(secs(20), Net::all_see_alive);
-    net.silent[4] = true; // host down: no ack, no ICMP
+    // A stalled process: no ack, no ICMP, but its host answers host checks.
+    net.silent[4] = true;
     let took = net.run_until(config.detection_bound(5), |n| {
         (0..4).all(|i| n.status(i, 4) == Some(MemberStatus::Failed))
     });
@@ -188,7 +189,121 @@ fn silent_crash_waits_for_the_lifeguard_timeout() {
     );
     let evidence = net.member(0, 4).evidence.clone().unwrap();
     assert!(!evidence.unreachable);
+    assert!(!evidence.host_silent);
     assert!(evidence.confirmations.len() >= 2, "{evidence:?}");
+    assert!((0..4).any(|i| net.nodes[i].stats().host_checks_answered > 0));
+    assert!((0..4).all(|i| net.nodes[i].stats().host_silent_suspicions == 0));
+}
+
+/// Runs 5 lan nodes until every path has been calibrated (each node checked each other's
+/// host once after a direct ack), with `firewalled` hosts silent to host checks from the
+/// start.
+fn calibrated_lan(firewalled: &[usize]) -> Net {
+    let mut net = Net::with_firewalled(5, Config::lan(), firewalled);
+    net.run_until(secs(20), Net::all_see_alive);
+    // Four members to calibrate, at join (their life checks) or when they ack.
+    net.run_until(secs(60), |n| {
+        (0..5).all(|i| n.nodes[i].stats().host_checks_calibration >= 4)
+    });
+    net
+}
+
+#[test]
+fn silent_host_on_a_trusted_path_is_failed_fast_with_explained_verdict() {
+    let config = Config::lan();
+    let mut net = calibrated_lan(&[]);
+    // The host is gone: no ack, no ICMP, no answer to host checks.
+    net.silent[4] = true;
+    net.host_silent[4] = true;
+    let took = net.run_until(config.detection_bound(5), |n| {
+        (0..4).all(|i| n.status(i, 4) == Some(MemberStatus::Failed))
+    });
+    // Probed within about a round of 4 probers, the probe and the indirect probes, then the
+    // silent-host timeout; far below Lifeguard's minimum.
+    let bound = config.probe_interval * 4
+        + config.probe_timeout * 2
+        + config.silent_host_suspicion_timeout * 2;
+    assert!(took <= bound, "took {took:?}, bound {bound:?}");
+    assert!(took < config.suspicion_min_timeout(5), "took {took:?}");
+    let evidence = (0..4)
+        .map(|i| net.member(i, 4).evidence.clone().unwrap())
+        .find(|e| e.host_silent)
+        .expect("some prober recorded the silent host");
+    assert!(!evidence.unreachable);
+    assert!(evidence.declared_by.is_some());
+    assert!((0..4).any(|i| net.nodes[i].stats().host_silent_suspicions > 0));
+}
+
+#[test]
+fn a_firewalled_path_is_never_trusted_and_detection_is_as_without_host_checks() {
+    let config = Config::lan();
+    // n4's host never answers a host check, from the start: the calibrations find it silent
+    // while it acks, and distrust its path.
+    let mut net = calibrated_lan(&[4]);
+    assert!((0..4).all(|i| net.nodes[i].stats().host_checks_silent >= 1));
+    net.silent[4] = true;
+    let took = net.run_until(config.detection_bound(5), |n| {
+        (0..4).all(|i| n.status(i, 4) == Some(MemberStatus::Failed))
+    });
+    assert!(took >= config.suspicion_min_timeout(5), "took {took:?}");
+    assert!((0..4).all(|i| net.nodes[i].stats().host_silent_suspicions == 0));
+    assert!((0..4).all(|i| !net.member(i, 4).evidence.unwrap().host_silent));
+}
+
+#[test]
+fn host_check_answers_not_in_flight_change_nothing() {
+    let mut net = calibrated_lan(&[]);
+    let before = net.nodes[0].stats().host_checks_answered;
+    let now = net.now;
+    for id in [0, 12_345, u64::MAX] {
+        for answer in [
+            HostAnswer::Answered,
+            HostAnswer::Silent,
+            HostAnswer::Inconclusive,
+        ] {
+            net.nodes[0].handle_host_check(now, id, answer);
+        }
+    }
+    net.flush();
+    let stats = net.nodes[0].stats();
+    assert_eq!(stats.host_checks_unexpected, 9);
+    assert_eq!(stats.host_checks_answered, before);
+    // A check answered twice: the second answer is unexpected. The harness answers at once,
+    // so run a check by hand.
+    net.silent[4] = true;
+    let mut answered = None;
+    for _ in 0..500 {
+        net.now += Duration::from_millis(10);
+        let now = net.now;
+        net.nodes[0].handle_timeout(now);
+        if let Some(check) = net.nodes[0].poll_host_check() {
+            answered = Some(check.id);
+            net.nodes[0].handle_host_check(now, check.id, HostAnswer::Answered);
+            break;
+        }
+        while net.nodes[0].poll_transmit().is_some() {}
+    }
+    let id = answered.expect("n0 checked a host");
+    let unexpected = net.nodes[0].stats().host_checks_unexpected;
+    let now = net.now;
+    net.nodes[0].handle_host_check(now, id, HostAnswer::Silent);
+    assert_eq!(net.nodes[0].stats().host_checks_unexpected, unexpected + 1);
+    assert_eq!(net.nodes[0].stats().host_silent_suspicions, 0);
+}
+
+#[test]
+fn host_checks_off_asks_for_none() {
+    let config = Config {
+        host_checks: false,
+        ..Config::lan()
+    };
+    let mut net = Net::new(5, config);
+    net.run_until(secs(20), Net::all_see_alive);
+    net.silent[4] = true;
+    net.host_silent[4] = true;
+    net.run_for(secs(10));
+    assert!((0..4).all(|i| net.nodes[i].stats().host_checks_started == 0));
+    assert!((0..4).all(|i| net.nodes[i].stats().host_silent_suspicions == 0));
 }
 
 #[test]
@@ -255,6 +370,7 @@ fn two_live_processes_with_one_name_are_a_conflict() {
     net.nodes.push(second);
     net.crashed.push(false);
     net.silent.push(false);
+    net.host_silent.push(false);
     let impostor = Message::Alive(wire::Alive {
         name: "n2".into(),
         addr: addr(3),

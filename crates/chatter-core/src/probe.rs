@@ -1,13 +1,16 @@
 //! SWIM probing: the direct `Ping`, the indirect `PingReq` through `k` members, the relays this
-//! node runs for others, and the ICMP port-unreachable evidence that shortens the path for a
-//! process that is gone.
+//! node runs for others, the ICMP port-unreachable evidence that shortens the path for a
+//! process that is gone, and the host checks that shorten it for a host that is gone
+//! (`host_check.rs`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use crate::member::ProbeOutcome;
+use crate::host_check::{HostAnswer, ProbeState, Purpose};
+use crate::member::{MemberStatus, ProbeOutcome};
+use crate::membership::{Findings, HostSilent};
 use crate::node::Node;
 use crate::prober::{AckMatch, Phase, Probe, Relay};
 use crate::wire::{self, Message};
@@ -95,6 +98,14 @@ impl Node {
             .prober
             .go_indirect(now + wait, via.clone())
             .is_some_and(|p| p.unreachable());
+        if self.config.host_checks && !unreachable {
+            // Does the target's host still answer? Asked alongside the indirect probes, so the
+            // answer is in when they end; ICMP already proved the host up.
+            let purpose = Purpose::Probe(ProbeState::Running);
+            if let Some(id) = self.start_host_check(now, &target, generation, addr, purpose) {
+                self.prober.set_host_check(id);
+            }
+        }
         if self.config.retry_direct_probe && !unreachable {
             // Answered under the indirect sequence number, like the relays' forwarded acks.
             self.send(
@@ -130,18 +141,51 @@ impl Node {
             return;
         };
         self.stats.probes_failed += 1;
+        // A silent host is evidence only if this node's own network works: some intermediary
+        // answered, or there was none to ask and this node is healthy (Lifeguard's score).
+        let network_ok = if probe.asked_intermediaries() {
+            probe.any_intermediary_answered()
+        } else {
+            self.membership.health_score() == 0
+        };
+        self.host_checks.probe_failed(probe.target(), network_ok);
+        let host_silent = probe.host_silent()
+            && network_ok
+            && self
+                .host_checks
+                .is_trusted(now, probe.addr(), self.config.host_check_trust_period);
+        let damped = host_silent
+            && self
+                .membership
+                .flap_damped(now, probe.target(), &self.config);
+        if damped {
+            self.stats.host_silent_damped += 1;
+        } else if host_silent {
+            self.stats.host_silent_suspicions += 1;
+        }
         // Lifeguard: each missing nack hints that this node, not the target, is unwell. ICMP
         // from the target's host proves this node's network path works.
         let missing = probe.missing_nacks() as i64;
         if !probe.unreachable() {
             self.membership.note_health(missing);
         }
-        debug!(target = %probe.target(), unreachable = probe.unreachable(), "probe failed");
+        debug!(
+            target = %probe.target(),
+            unreachable = probe.unreachable(),
+            host_silent,
+            damped,
+            "probe failed"
+        );
+        let findings = Findings {
+            unreachable: probe.unreachable(),
+            host_silent,
+            damped,
+        };
         self.suspect_after_probe(
             now,
             probe.target(),
             probe.generation(),
-            probe.unreachable(),
+            findings,
             probe.records(),
         );
     }
@@ -178,9 +222,13 @@ impl Node {
                     self.stats.probe_rtt.record(rtt);
                 }
                 self.membership.note_health(-1);
+                self.host_checks.probe_acked(&acked.target);
                 let rtt = acked.direct.then_some(rtt);
                 self.membership
                     .note_ack(now, &acked.target, acked.generation, rtt);
+                if acked.direct {
+                    self.calibrate(now, &acked.target, acked.generation);
+                }
             }
             AckMatch::Relay(relay) => {
                 self.send(
@@ -260,6 +308,119 @@ impl Node {
                     unreachable: false,
                 })],
             );
+        }
+    }
+
+    /// `name`'s life `generation` has just acked a direct probe, or answered the life check
+    /// that admitted it: if its host-check path is not trusted, or its trust is half way to
+    /// expiry, check its host (on average at most one calibration per probe interval, in
+    /// bursts of at most `CALIBRATION_BURST`). Only members that answered this node's own
+    /// ping are calibrated, so a name a stranger announces costs no host check until a
+    /// process answers for it.
+    pub(crate) fn calibrate(&mut self, now: Instant, name: &str, generation: u64) {
+        if !self.config.host_checks || self.leaving {
+            return;
+        }
+        let Some(addr) = self
+            .membership
+            .get(name)
+            .filter(|m| m.generation == generation && m.status == MemberStatus::Alive)
+            .map(|m| m.addr())
+        else {
+            return;
+        };
+        let interval = self.membership.scale(self.config.probe_interval);
+        let period = self.config.host_check_trust_period;
+        if self
+            .host_checks
+            .calibration_due(now, addr, period, interval)
+        {
+            self.stats.host_checks_calibration += 1;
+            self.start_host_check(now, name, generation, addr, Purpose::Calibration);
+        }
+    }
+
+    /// Asks the driver to check the host of `name`'s life `generation` at `addr`; returns the
+    /// check's id, or `None` (counted) when too many checks are in flight.
+    fn start_host_check(
+        &mut self,
+        now: Instant,
+        name: &str,
+        generation: u64,
+        addr: SocketAddr,
+        purpose: Purpose,
+    ) -> Option<u64> {
+        let timeout = self
+            .config
+            .host_check_timeout
+            .min(self.config.probe_timeout);
+        let (id, forgotten) = self
+            .host_checks
+            .start(now, name, generation, addr, purpose, timeout);
+        self.stats.host_checks_dropped += forgotten;
+        match id {
+            Some(_) => self.stats.host_checks_started += 1,
+            None => self.stats.host_checks_dropped += 1,
+        }
+        id
+    }
+
+    /// The driver's answer to host check `id` (see [`crate::HostCheck`]).
+    ///
+    /// `Answered` makes the member's path trusted for `Config::host_check_trust_period`.
+    /// `Silent` caps the suspicion raised by this node's failed probe at
+    /// `Config::silent_host_suspicion_timeout`, if the path is trusted and some intermediary
+    /// answered the probe; if instead the member acked (a calibration, or a probe that
+    /// succeeded after all), the path drops host checks and is no longer trusted.
+    /// `Inconclusive` changes nothing. An answer for an id not in flight (unknown, answered
+    /// already, or forgotten after `2 * timeout + 1 s`) is counted in
+    /// `Stats::host_checks_unexpected` and changes nothing else.
+    pub fn handle_host_check(&mut self, now: Instant, id: u64, answer: HostAnswer) {
+        let Some(check) = self.host_checks.take(id) else {
+            self.stats.host_checks_unexpected += 1;
+            return;
+        };
+        let period = self.config.host_check_trust_period;
+        match answer {
+            HostAnswer::Answered => {
+                self.stats.host_checks_answered += 1;
+                self.host_checks.note_answered(now, check.addr, period);
+            }
+            HostAnswer::Inconclusive => self.stats.host_checks_inconclusive += 1,
+            HostAnswer::Silent => {
+                self.stats.host_checks_silent += 1;
+                match check.purpose {
+                    Purpose::Calibration | Purpose::Probe(ProbeState::Acked) => {
+                        let alive_there = self.membership.get(&check.name).is_some_and(|m| {
+                            m.generation == check.generation
+                                && m.status == MemberStatus::Alive
+                                && m.addr() == check.addr
+                        });
+                        if alive_there {
+                            debug!(member = %check.name, addr = %check.addr, "host check path distrusted");
+                            self.host_checks.note_distrusted(now, check.addr, period);
+                        }
+                    }
+                    Purpose::Probe(ProbeState::Running) => {
+                        self.prober.mark_host_silent(id);
+                    }
+                    Purpose::Probe(ProbeState::Failed { network_ok }) => {
+                        let trusted = self.host_checks.is_trusted(now, check.addr, period);
+                        if network_ok && trusted {
+                            match self.membership.host_silent(
+                                now,
+                                &check.name,
+                                check.generation,
+                                &self.config,
+                            ) {
+                                HostSilent::Capped => self.stats.host_silent_suspicions += 1,
+                                HostSilent::Damped => self.stats.host_silent_damped += 1,
+                                HostSilent::NotSuspect => {}
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 

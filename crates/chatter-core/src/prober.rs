@@ -39,6 +39,10 @@ pub(crate) struct Probe {
     deadline: Instant,
     /// The target's host answered with ICMP port-unreachable.
     unreachable: bool,
+    /// The host check started when the direct probe timed out, if any.
+    host_check: Option<u64>,
+    /// That host check came back `Silent`.
+    host_silent: bool,
     /// Intermediaries asked: (name, address, outcome so far).
     via: Vec<(String, SocketAddr, Option<ProbeOutcome>)>,
 }
@@ -65,6 +69,8 @@ impl Probe {
             phase: Phase::Direct,
             deadline,
             unreachable: false,
+            host_check: None,
+            host_silent: false,
             via: Vec::new(),
         }
     }
@@ -99,6 +105,21 @@ impl Probe {
     /// Whether the target's host answered with ICMP port-unreachable.
     pub(crate) fn unreachable(&self) -> bool {
         self.unreachable
+    }
+
+    /// Whether the host check of this probe came back `Silent` (trust is judged apart).
+    pub(crate) fn host_silent(&self) -> bool {
+        self.host_silent
+    }
+
+    /// Whether some intermediary answered (ack or nack): this node's own network delivers.
+    pub(crate) fn any_intermediary_answered(&self) -> bool {
+        self.via.iter().any(|(_, _, o)| o.is_some())
+    }
+
+    /// Whether intermediaries were asked at all.
+    pub(crate) fn asked_intermediaries(&self) -> bool {
+        !self.via.is_empty()
     }
 
     /// Intermediaries that answered neither ack nor nack (Lifeguard counts them against this
@@ -293,6 +314,25 @@ impl Prober {
         let probe = self.probe.as_mut().filter(|p| p.addr == dst)?;
         probe.unreachable = true;
         Some(probe.phase)
+    }
+
+    /// Records that the probe in flight started host check `id`.
+    pub(crate) fn set_host_check(&mut self, id: u64) {
+        if let Some(probe) = &mut self.probe {
+            probe.host_check = Some(id);
+        }
+    }
+
+    /// Host check `id` came back `Silent`: if it is the probe in flight's, marks the probe and
+    /// returns true.
+    pub(crate) fn mark_host_silent(&mut self, id: u64) -> bool {
+        match &mut self.probe {
+            Some(probe) if probe.host_check == Some(id) => {
+                probe.host_silent = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Whether `max` relays are already running.

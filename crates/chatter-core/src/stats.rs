@@ -105,6 +105,34 @@ pub struct Stats {
     pub indirect_probes_served: u64,
     /// ICMP port-unreachable reports received from the driver.
     pub unreachable_reports: u64,
+    /// Host checks asked of the driver (`Node::poll_host_check`), calibrations included.
+    pub host_checks_started: u64,
+    /// Of those, calibrations: checks of a member that had just acked, to learn whether its
+    /// path delivers host-check answers.
+    pub host_checks_calibration: u64,
+    /// Host checks the driver answered `Answered`: the host's kernel answered.
+    pub host_checks_answered: u64,
+    /// Host checks the driver answered `Silent`: nothing came back in time.
+    pub host_checks_silent: u64,
+    /// Host checks the driver answered `Inconclusive`: a local error.
+    pub host_checks_inconclusive: u64,
+    /// Host checks not started because `MAX_HOST_CHECKS_IN_FLIGHT` were in flight, or
+    /// forgotten because the driver never answered them.
+    pub host_checks_dropped: u64,
+    /// Host-check answers for an id not in flight (answered twice, forgotten, or never
+    /// asked): ignored.
+    pub host_checks_unexpected: u64,
+    /// Failed probes (or their late host-check answers) that found the member's host silent
+    /// on a trusted path while this node's network worked: each caps this node's suspicion of
+    /// the member at `Config::silent_host_suspicion_timeout`.
+    pub host_silent_suspicions: u64,
+    /// Failed probes (or late host-check answers) that found the member's host silent on a
+    /// trusted path while the member was flap-damped: the suspicion kept its Lifeguard
+    /// timeout (`Config::flap_damping_half_life`).
+    pub host_silent_damped: u64,
+    /// Members this node saw come back in the same life after it listed them failed or found
+    /// their host silent: flaps, each adding to the member's flap penalty.
+    pub flaps: u64,
     /// Suspicions this node raised.
     pub suspicions_raised: u64,
     /// Suspicions about this node that it refuted.

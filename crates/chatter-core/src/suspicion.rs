@@ -46,13 +46,10 @@ impl Suspicion {
         self.confirmers.insert(from.to_owned())
     }
 
-    /// The evidence became strong (ICMP port-unreachable after failed probes).
+    /// The evidence became strong (ICMP port-unreachable, or a silent host, after failed
+    /// probes): the timeout is capped at `timeout`, or at the shorter cap already in force.
     pub(crate) fn make_strong(&mut self, timeout: Duration) {
-        self.strong_timeout = Some(timeout);
-    }
-
-    pub(crate) fn is_strong(&self) -> bool {
-        self.strong_timeout.is_some()
+        self.strong_timeout = Some(self.strong_timeout.map_or(timeout, |t| t.min(timeout)));
     }
 
     /// `max - (max - min) * ln(C + 1) / ln(K + 1)`, never below `min`; capped by the strong
@@ -114,9 +111,16 @@ mod tests {
     #[test]
     fn strong_evidence_caps_the_timeout() {
         let mut s = Suspicion::new(Instant::now(), "a", secs(5), secs(30), 3);
+        s.make_strong(secs(2));
+        assert_eq!(s.timeout(), secs(2));
         s.make_strong(secs(1));
-        assert!(s.is_strong());
         assert_eq!(s.timeout(), secs(1));
+        s.make_strong(secs(3));
+        assert_eq!(
+            s.timeout(),
+            secs(1),
+            "a longer cap never lengthens the timeout"
+        );
     }
 
     #[test]

@@ -328,6 +328,8 @@ mod tests {
             nodes,
             crashed: vec![false; 2],
             silent: vec![false; 2],
+            cut: vec![false; 2],
+            host_silent: vec![false; 2],
             events: Vec::new(),
             tap: None,
         };

@@ -18,6 +18,7 @@ use hashbrown::HashTable;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use crate::flap_damping::FlapPenalty;
 use crate::member::{Conflict, Evidence, Member, MemberBrief, MemberStatus, Tags};
 
 /// A point in time as nanoseconds since the table's epoch (the node's creation): 8 bytes where
@@ -30,16 +31,24 @@ impl Stamp {
     pub(crate) fn since(self, earlier: Stamp) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
+
+    /// The stamp `nanos` after the epoch.
+    #[cfg(test)]
+    pub(crate) fn from_nanos(nanos: u64) -> Self {
+        Self(nanos)
+    }
 }
 
 /// `rtt_micros` value meaning "never measured".
 const NO_RTT: u32 = u32::MAX;
 
-/// The parts of a row that only some members have: a verdict's evidence, a name conflict.
+/// The parts of a row that only some members have: a verdict's evidence, a name conflict,
+/// the flap penalty of a member that came back in the same life (`flap_damping.rs`).
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Extra {
     evidence: Option<Evidence>,
     conflict: Option<Conflict>,
+    flap: Option<FlapPenalty>,
 }
 
 /// A socket address in 16 bytes where `SocketAddr` takes 32: IPv4 inline, IPv6 (rare in a
@@ -162,12 +171,12 @@ impl Row {
             (Some(e), None) => {
                 self.extra = Some(Box::new(Extra {
                     evidence: Some(e),
-                    conflict: None,
+                    ..Extra::default()
                 }))
             }
             (None, Some(extra)) => {
                 extra.evidence = None;
-                if extra.conflict.is_none() {
+                if extra.conflict.is_none() && extra.flap.is_none() {
                     self.extra = None;
                 }
             }
@@ -188,6 +197,20 @@ impl Row {
 
     pub(crate) fn set_conflict(&mut self, conflict: Conflict) {
         self.extra.get_or_insert_with(Default::default).conflict = Some(conflict);
+    }
+
+    /// The member's flap penalty, if it ever flapped in this life.
+    pub(crate) fn flap(&self) -> Option<&FlapPenalty> {
+        self.extra.as_ref()?.flap.as_ref()
+    }
+
+    /// The member came back in the same life after a verdict or a silent host: one more flap.
+    pub(crate) fn note_flap(&mut self, now: Stamp, half_life: Duration) {
+        let extra = self.extra.get_or_insert_with(Default::default);
+        match &mut extra.flap {
+            Some(p) => p.add(now, half_life),
+            None => extra.flap = Some(FlapPenalty::first(now)),
+        }
     }
 }
 
@@ -758,6 +781,8 @@ mod compact_tests {
             }],
             probes: Vec::new(),
             unreachable: true,
+            host_silent: true,
+            flap_damped: true,
             timeout: Duration::from_secs(5),
             declared_by: None,
             failed_at: None,

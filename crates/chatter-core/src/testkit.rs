@@ -1,20 +1,25 @@
 //! A tiny perfect-network harness for the core's own unit tests: instant delivery, time in
-//! 10 ms steps, per-node "crashed" switch that answers with ICMP port-unreachable.
+//! 10 ms steps, per-node "crashed" switch that answers with ICMP port-unreachable, host checks
+//! answered at once (`Answered` unless the host is marked silent to them).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::{Config, Event, Identity, Member, MemberStatus, Node};
+use crate::{Config, Event, HostAnswer, Identity, Member, MemberStatus, Node};
 
 pub(crate) struct Net {
     pub(crate) now: Instant,
     pub(crate) nodes: Vec<Node>,
     pub(crate) crashed: Vec<bool>,
-    /// Crashed hosts that answer nothing (no ICMP either).
+    /// Nodes that answer no datagram (no ICMP either): a stalled process, or with
+    /// `host_silent` a host that is gone.
     pub(crate) silent: Vec<bool>,
     /// Nodes whose link is cut: they keep running, but every datagram to or from them
     /// vanishes (no ICMP).
     pub(crate) cut: Vec<bool>,
+    /// Hosts that answer no host check (a dead host, or a firewall dropping SYNs to it);
+    /// the others answer every check at once.
+    pub(crate) host_silent: Vec<bool>,
     pub(crate) events: Vec<(usize, Event)>,
     /// When set, every datagram handed to a live node is recorded: (sender, destination,
     /// payload as sent).
@@ -34,6 +39,21 @@ impl Net {
     pub(crate) fn with_setup(
         n: usize,
         config: Config,
+        setup: impl FnMut(usize, &mut Node),
+    ) -> Self {
+        Self::with_hosts(n, config, &[], setup)
+    }
+
+    /// Like [`Net::new`], with the hosts `firewalled` silent to host checks from the start
+    /// (before anyone joins and calibrates their paths).
+    pub(crate) fn with_firewalled(n: usize, config: Config, firewalled: &[usize]) -> Self {
+        Self::with_hosts(n, config, firewalled, |_, _| {})
+    }
+
+    fn with_hosts(
+        n: usize,
+        config: Config,
+        firewalled: &[usize],
         mut setup: impl FnMut(usize, &mut Node),
     ) -> Self {
         let now = Instant::now();
@@ -60,6 +80,7 @@ impl Net {
             crashed: vec![false; n],
             silent: vec![false; n],
             cut: vec![false; n],
+            host_silent: (0..n).map(|i| firewalled.contains(&i)).collect(),
             events: Vec::new(),
             tap: None,
         };
@@ -87,6 +108,18 @@ impl Net {
                 }
                 while let Some(e) = self.nodes[i].poll_event() {
                     self.events.push((i, e));
+                }
+                while let Some(check) = self.nodes[i].poll_host_check() {
+                    moved = true;
+                    let answer = match self.index_of(check.addr) {
+                        // A cut link carries no host check either way.
+                        Some(j) if !self.host_silent[j] && !self.is_cut(i) && !self.is_cut(j) => {
+                            HostAnswer::Answered
+                        }
+                        _ => HostAnswer::Silent,
+                    };
+                    let now = self.now;
+                    self.nodes[i].handle_host_check(now, check.id, answer);
                 }
                 while let Some(t) = self.nodes[i].poll_transmit() {
                     moved = true;

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 use crate::event::Event;
 use crate::member::{MemberStatus, ProbeRecord};
 use crate::membership::{
-    AfterProbe, AliveOutcome, FailedOutcome, Membership, Raise, SelfClaim, SuspectOutcome,
+    AfterProbe, AliveOutcome, FailedOutcome, Findings, Membership, Raise, SelfClaim, SuspectOutcome,
 };
 use crate::node::Node;
 use crate::wire::{self, Message};
@@ -43,8 +43,20 @@ impl Node {
                 member,
                 previous,
                 changed,
+                flapped,
             } => {
                 let name = alive.name.clone();
+                // While damped, every suspicion the member survives is a flap too, whoever
+                // raised it: a link that keeps flapping keeps its member damped on every node,
+                // not only on those whose own checks met its outages.
+                let flapped = flapped
+                    || (previous == MemberStatus::Suspect
+                        && self.membership.flap_damped(now, &name, &self.config));
+                if flapped {
+                    self.stats.flaps += 1;
+                    self.membership.note_flap(now, &name, &self.config);
+                    debug!(member = %name, "member flapped: came back in the same life");
+                }
                 self.enqueue_broadcast(now, &name, &Message::Alive(alive));
                 if let Some(member) = member {
                     if previous == MemberStatus::Failed {
@@ -137,7 +149,7 @@ impl Node {
         now: Instant,
         name: &str,
         generation: u64,
-        unreachable: bool,
+        findings: Findings,
         records: Vec<ProbeRecord>,
     ) {
         match self.membership.probe_failed(
@@ -145,7 +157,7 @@ impl Node {
             &self.me.name,
             name,
             generation,
-            unreachable,
+            findings,
             records,
             &self.config,
         ) {

@@ -133,6 +133,9 @@ pub fn detection_row(params: &DetectionParams, loss: f64, icmp: bool, seed: u64)
     let n = params.nodes.max(3);
     let mut config = SimConfig::new(seed).with_node_config(params.config.clone());
     config.icmp_on_crash = icmp;
+    // The rows without ICMP measure Lifeguard alone: a crash there takes the host down, which
+    // host checks would detect within `silent_host_suspicion_timeout`.
+    config.node_config.host_checks &= icmp;
     let mut sim = match Sim::with_cluster(config, n, Duration::from_millis(20)) {
         Ok(sim) => sim,
         Err(e) => panic!("invalid protocol configuration: {e}"),

@@ -74,6 +74,6 @@ pub use log::{excerpt, LoggedEvent};
 pub use network::NetStats;
 pub use sim::{
     add_stats, node_addr, node_name, Captured, DownReason, NodeState, Sim, SimConfig, Timeout,
-    MAX_CAPTURE,
+    HOST_CHECK_ATTEMPTS, MAX_CAPTURE,
 };
 pub use tracking::{Carried, Delivery, MessageRecord, Traffic, WatchedPacket, WriteRecord};

@@ -2,7 +2,7 @@
 //! datagrams in flight, and the network's own counters.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -32,6 +32,11 @@ pub struct NetStats {
     pub unreachable_sent: u64,
     /// ICMP port-unreachable reports handed to a node's `handle_unreachable`.
     pub unreachable_delivered: u64,
+    /// Host checks run for the nodes (`Node::poll_host_check`).
+    pub host_checks: u64,
+    /// Of those, the ones that found the host silent (host down, link cut, checks dropped on
+    /// the path, or every attempt lost).
+    pub host_checks_silent: u64,
 }
 
 /// Something that arrives at a node: a datagram, or an ICMP port-unreachable report.
@@ -45,6 +50,11 @@ pub(crate) enum Inbound {
     },
     /// The datagram this node sent to `dst` came back as ICMP port-unreachable.
     Unreachable { dst: SocketAddr },
+    /// The answer to this node's host check `id`.
+    HostCheck {
+        id: u64,
+        answer: chatter_core::HostAnswer,
+    },
 }
 
 impl Inbound {
@@ -52,7 +62,7 @@ impl Inbound {
     pub(crate) fn size(&self) -> usize {
         match self {
             Inbound::Datagram { bytes, .. } => bytes.len(),
-            Inbound::Unreachable { .. } => 32,
+            Inbound::Unreachable { .. } | Inbound::HostCheck { .. } => 32,
         }
     }
 }
@@ -102,6 +112,9 @@ pub(crate) struct Network {
     pub(crate) groups: BTreeMap<usize, usize>,
     /// Which node owns an address (lookups only, never iterated).
     pub(crate) hosts: HashMap<SocketAddr, usize>,
+    /// Nodes whose hosts never answer a host check (a firewall dropping SYNs to them), while
+    /// their datagrams pass.
+    pub(crate) host_checks_dropped: BTreeSet<usize>,
     pub(crate) queue: BinaryHeap<Arrival>,
     seq: u64,
     pub(crate) stats: NetStats,
@@ -117,6 +130,7 @@ impl Network {
             link_latency: BTreeMap::new(),
             groups: BTreeMap::new(),
             hosts: HashMap::new(),
+            host_checks_dropped: BTreeSet::new(),
             queue: BinaryHeap::new(),
             seq: 0,
             stats: NetStats::default(),

@@ -152,6 +152,9 @@ pub(crate) struct Slot {
 const MAX_VIOLATIONS: usize = 1000;
 /// Timers fired at one virtual instant by one node before it is declared livelocked.
 const LIVELOCK_FIRES: u32 = 10_000;
+/// SYNs a host check sends, spread over its timeout, as the `chatter` driver does: one lost
+/// segment does not read as silence.
+pub const HOST_CHECK_ATTEMPTS: u32 = 3;
 /// Most delivered datagrams kept by [`Sim::set_capture`].
 pub const MAX_CAPTURE: usize = 4_096;
 
@@ -284,6 +287,16 @@ pub fn add_stats(a: &mut Stats, b: &Stats) {
     a.indirect_probes_sent += b.indirect_probes_sent;
     a.indirect_probes_served += b.indirect_probes_served;
     a.unreachable_reports += b.unreachable_reports;
+    a.host_checks_started += b.host_checks_started;
+    a.host_checks_calibration += b.host_checks_calibration;
+    a.host_checks_answered += b.host_checks_answered;
+    a.host_checks_silent += b.host_checks_silent;
+    a.host_checks_inconclusive += b.host_checks_inconclusive;
+    a.host_checks_dropped += b.host_checks_dropped;
+    a.host_checks_unexpected += b.host_checks_unexpected;
+    a.host_silent_suspicions += b.host_silent_suspicions;
+    a.host_silent_damped += b.host_silent_damped;
+    a.flaps += b.flaps;
     a.suspicions_raised += b.suspicions_raised;
     a.suspicions_refuted += b.suspicions_refuted;
     a.failures_declared += b.failures_declared;
@@ -935,6 +948,12 @@ impl Sim {
                 node.handle_unreachable(now, dst);
                 self.net.stats.unreachable_delivered += 1;
             }
+            Inbound::HostCheck { id, answer } => {
+                let Some(node) = self.running_node_mut(i) else {
+                    return;
+                };
+                node.handle_host_check(now, id, answer);
+            }
         }
         self.after_input(i);
     }
@@ -1034,6 +1053,10 @@ impl Sim {
             }
             net.send(now_v, i, slot.addr, t.dst, t.payload);
         }
+        let mut host_checks = Vec::new();
+        while let Some(check) = node.poll_host_check() {
+            host_checks.push(check);
+        }
         while let Some(event) = node.poll_event() {
             if let Some(m) = event.member() {
                 if m.name == slot.name
@@ -1121,8 +1144,71 @@ impl Sim {
                 timers.push(Reverse((d.max(now_v), i, slot.timer_version)));
             }
         }
+        for check in host_checks {
+            self.run_host_check(i, check);
+        }
         if leave_done {
             self.take_down(i, DownReason::Left);
+        }
+    }
+
+    /// Runs node `i`'s host check as the driver does: up to [`HOST_CHECK_ATTEMPTS`] SYNs
+    /// spread over the check's timeout, each answered (after a round trip) if the target's host
+    /// is up (its process running, paused or crashed), the path is not cut and drops no host
+    /// checks, and neither the SYN nor the answer is lost; `Silent` at the timeout otherwise.
+    fn run_host_check(&mut self, i: usize, check: chatter_core::HostCheck) {
+        self.net.stats.host_checks += 1;
+        let target = self.net.hosts.get(&check.addr).copied();
+        let host_up = target.is_some_and(|t| {
+            !matches!(self.slots[t].state, NodeState::Down(DownReason::HostDown))
+                && !self.net.partitioned(i, t)
+                && !self.net.host_checks_dropped.contains(&t)
+        });
+        let mut answered_after = None;
+        for attempt in 0..HOST_CHECK_ATTEMPTS {
+            // Every roll is drawn whatever the outcome, so that the random stream does not
+            // depend on the hosts' states.
+            let syn_lost = self.net.lost();
+            let answer_lost = self.net.lost();
+            let (there, back) = match target {
+                Some(t) => (self.net.delay(i, t), self.net.delay(t, i)),
+                None => (Duration::ZERO, Duration::ZERO),
+            };
+            let sent = check.timeout * attempt / HOST_CHECK_ATTEMPTS;
+            let at = sent + there + back;
+            if host_up
+                && !syn_lost
+                && !answer_lost
+                && at < check.timeout
+                && answered_after.is_none()
+            {
+                answered_after = Some(at);
+            }
+        }
+        let (after, answer) = match answered_after {
+            Some(at) => (at, chatter_core::HostAnswer::Answered),
+            None => {
+                self.net.stats.host_checks_silent += 1;
+                (check.timeout, chatter_core::HostAnswer::Silent)
+            }
+        };
+        self.net.schedule(
+            self.now + after,
+            i,
+            Inbound::HostCheck {
+                id: check.id,
+                answer,
+            },
+        );
+    }
+
+    /// Makes node `i`'s host drop every host check (a firewall dropping SYNs to it) while its
+    /// datagrams pass, or lets them through again.
+    pub fn drop_host_checks(&mut self, i: usize, dropped: bool) {
+        if dropped {
+            self.net.host_checks_dropped.insert(i);
+        } else {
+            self.net.host_checks_dropped.remove(&i);
         }
     }
 

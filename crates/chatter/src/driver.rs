@@ -1,30 +1,33 @@
 //! The driver task: the one owner of the protocol core and the socket.
 //!
 //! It waits on whichever comes first: the socket (a datagram, or an ICMP error on Linux), a
-//! command from a handle, the core's next deadline, the seed refresh, or the next snapshot due.
-//! After every input it drains the core's outputs in the order the core documents: datagrams to
-//! send, then events (fanned out to subscribers), then publishes a snapshot when something
-//! changed, and the set of live members when that changed.
+//! command from a handle, the core's next deadline, a host check's answer, the seed refresh, or
+//! the next snapshot due. After every input it drains the core's outputs in the order the core
+//! documents: datagrams to send, then events (fanned out to subscribers), then host checks to
+//! run (as tasks, `host_check.rs`), then publishes a snapshot when something changed, and the
+//! set of live members when that changed.
 //!
 //! Queries about key/value state are commands answered from the core directly: exact, and no
 //! lock, since the driver is the core's only owner.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatter_core::{Event, KeyOpError, KeyReport, Member, Node};
+use chatter_core::{Event, HostAnswer, HostCheck, KeyOpError, KeyReport, Member, Node};
 use tokio::io::{Interest, Ready};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant as TokioInstant;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::discover::{self, Discoverer};
 use crate::handle::{Command, IoStats, LiveMembers, Snapshot};
+use crate::host_check;
 use crate::persist::{self, Persister};
 use crate::seeds::{self, Seeds};
 use crate::socket;
@@ -56,6 +59,7 @@ enum Wake {
     SaveDue,
     Saved(Result<io::Result<()>, tokio::task::JoinError>),
     Discovery(discover::Wake),
+    HostCheck(Result<(u64, HostAnswer), JoinError>),
 }
 
 /// Everything the driver task owns.
@@ -76,6 +80,10 @@ pub(crate) struct Driver {
     seeds_lost: bool,
     pub(crate) io: IoStats,
     ipv6_socket: bool,
+    /// The gossip socket's address, the source of host checks (unless unspecified).
+    local_ip: Option<IpAddr>,
+    /// Host checks running, each answering with its id; at most `host_check::MAX_RUNNING`.
+    host_checks: JoinSet<(u64, HostAnswer)>,
     resolving: Option<oneshot::Receiver<Resolution>>,
     /// Something changed since the last snapshot.
     dirty: bool,
@@ -114,6 +122,7 @@ impl Driver {
         persister: Option<Persister>,
     ) -> Self {
         let ipv6_socket = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+        let local_ip = socket.local_addr().ok().map(|a| socket::normalize(a).ip());
         Self {
             node,
             socket,
@@ -127,6 +136,8 @@ impl Driver {
             seeds_lost: false,
             io,
             ipv6_socket,
+            local_ip,
+            host_checks: JoinSet::new(),
             resolving: None,
             dirty: false,
             last_publish: Instant::now(),
@@ -202,6 +213,9 @@ impl Driver {
                 () = sleep_until(save_at) => Wake::SaveDue,
                 saved = join_if_some(&mut self.saving) => Wake::Saved(saved),
                 wake = discovery_wake(&self.discovery) => Wake::Discovery(wake),
+                Some(done) = self.host_checks.join_next(), if !self.host_checks.is_empty() => {
+                    Wake::HostCheck(done)
+                }
             };
             let mut publish = false;
             match wake {
@@ -236,6 +250,14 @@ impl Driver {
                     }
                 }
                 Wake::Publish => publish = true,
+                Wake::HostCheck(Ok((id, answer))) => {
+                    debug!(id, ?answer, "host check answered");
+                    self.node.handle_host_check(Instant::now(), id, answer);
+                    self.dirty = true;
+                }
+                // A check task that panicked or was cancelled: the core forgets the check
+                // after its expiry.
+                Wake::HostCheck(Err(error)) => debug!(%error, "host check task failed"),
                 Wake::LeaveTimeout => {
                     debug!("leave not confirmed within {LEAVE_TIMEOUT:?}; stopping anyway");
                     break;
@@ -527,6 +549,9 @@ impl Driver {
         while let Some(transmit) = self.node.poll_transmit() {
             self.send(transmit.dst, &transmit.payload);
         }
+        while let Some(check) = self.node.poll_host_check() {
+            self.start_host_check(check);
+        }
         let mut events = false;
         while let Some(event) = self.node.poll_event() {
             // Key changes and messages leave the member table as it was: the snapshot (whose
@@ -561,6 +586,24 @@ impl Driver {
         if let Some(persister) = self.persister.as_mut() {
             persister.touch();
         }
+    }
+
+    /// Runs `check` as a task; beyond `host_check::MAX_RUNNING` running, answers it
+    /// `Inconclusive` at once (which changes nothing in the core but a counter).
+    fn start_host_check(&mut self, check: HostCheck) {
+        if self.host_checks.len() >= host_check::MAX_RUNNING {
+            self.node
+                .handle_host_check(Instant::now(), check.id, HostAnswer::Inconclusive);
+            return;
+        }
+        let local = self.local_ip;
+        self.host_checks.spawn(
+            async move {
+                let answer = host_check::check(check.addr, local, check.timeout).await;
+                (check.id, answer)
+            }
+            .in_current_span(),
+        );
     }
 
     fn publish(&mut self) {

@@ -132,6 +132,14 @@
 //! handed to the core as strong evidence, and the member is declared failed after
 //! [`Config::unreachable_suspicion_timeout`] rather than the full suspicion timeout.
 //!
+//! When a probe fails, the driver also checks the member's *host* with a TCP connection attempt
+//! to its gossip address (nothing listens there over TCP: a live kernel answers with a reset,
+//! even while the daemon is stopped). A host silent on a path that has answered such checks
+//! before is gone or cut off, and the member is declared failed after
+//! [`Config::silent_host_suspicion_timeout`]; a host that answers keeps the full Lifeguard
+//! timeout, so a stalled process is not failed sooner than before. [`Config::host_checks`]
+//! turns the checks off.
+//!
 //! # Restarts that keep state
 //!
 //! With [`Builder::data_dir`], a node keeps its name, its last generation, its own key/values,
@@ -160,6 +168,7 @@ pub mod discover;
 mod driver;
 mod error;
 mod handle;
+mod host_check;
 mod message;
 pub mod persist;
 mod recverr;
@@ -170,8 +179,8 @@ mod state;
 pub use builder::{Builder, Chatter, DEFAULT_PORT};
 pub use chatter_core::{
     BroadcastError, Config, ConfigError, Confirmation, Conflict, Delivered, Event, Evidence,
-    KeyChange, KeyValue, Member, MemberStatus, MessageId, ProbeOutcome, ProbeRecord, RttHistogram,
-    StateError, Stats, Tags, TagsError, RTT_BUCKETS_MICROS,
+    HostAnswer, KeyChange, KeyValue, Member, MemberStatus, MessageId, ProbeOutcome, ProbeRecord,
+    RttHistogram, StateError, Stats, Tags, TagsError, RTT_BUCKETS_MICROS,
 };
 /// Gossip encryption: keys, keyrings and the mode (see [`Builder::keyring`]).
 pub use chatter_core::{

@@ -71,6 +71,31 @@ async fn crashed_node_is_failed_with_unreachable_evidence() {
     b.shutdown().await.unwrap();
 }
 
+/// The driver runs the core's host checks against real sockets: each node calibrates its
+/// path to the others (a TCP connection attempt to their gossip ports, where nothing listens:
+/// loopback's kernel refuses at once), and every check is answered.
+#[tokio::test]
+async fn host_checks_of_live_members_are_answered_by_their_kernel() {
+    let a = node("a", &[]).await;
+    let b = node("b", &[&a]).await;
+    let c = node("c", &[&a]).await;
+    wait_all_alive(&[&a, &b, &c], deadline(5)).await;
+    let end = deadline(10);
+    for h in [&a, &b, &c] {
+        wait_until(h, end, "two host checks answered", |s| {
+            s.stats.host_checks_calibration >= 2 && s.stats.host_checks_answered >= 2
+        })
+        .await;
+        let stats = h.snapshot().stats;
+        assert_eq!(stats.host_checks_silent, 0, "{}", h.name());
+        assert_eq!(stats.host_checks_inconclusive, 0, "{}", h.name());
+        assert_eq!(stats.host_checks_unexpected, 0, "{}", h.name());
+    }
+    for h in [&a, &b, &c] {
+        h.shutdown().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn leave_is_seen_as_left_not_failed() {
     let a = node("a", &[]).await;

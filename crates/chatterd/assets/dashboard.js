@@ -274,6 +274,7 @@
     const n = (ev.confirmations || []).length;
     if (n) parts.push([n + (n === 1 ? ' confirmation' : ' confirmations') + ': ', ev.confirmations.map((c) => c.from).join(', ')]);
     if (ev.unreachable) parts.push(['', 'port unreachable']);
+    if (ev.host_silent) parts.push(['', 'host silent']);
     if (ev.declared_by) parts.push(['declared failed by ', ev.declared_by]);
     return parts;
   }

@@ -388,6 +388,32 @@ pub struct Timings {
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub unreachable_suspicion_timeout: Option<Duration>,
 
+    /// Check a member's host when a probe of it fails: a TCP connection attempt to its gossip
+    /// address, which a live kernel refuses even while the daemon is stopped and a dead or
+    /// cut-off host leaves unanswered. `off` sends no TCP segment and detects a lost host with
+    /// the Lifeguard timeout alone [lan: on, wan: on, local: on].
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub host_checks: Option<bool>,
+
+    /// How long a host check waits for the host's answer before calling it silent (never
+    /// longer than --probe-timeout) [lan: 300ms, wan: 2s, local: 60ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub host_check_timeout: Option<Duration>,
+
+    /// Suspicion timeout when the direct and indirect probes failed and the member's host was
+    /// silent to a host check on a path that answered such checks before; a host that
+    /// answers keeps the Lifeguard timeout, so stalled processes are not failed sooner
+    /// [lan: 500ms, wan: 2.5s, local: 100ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub silent_host_suspicion_timeout: Option<Duration>,
+
+    /// Half-life of a member's flap penalty: a member that comes back in the same life after
+    /// a verdict or a silent host check (a flapping link) does not get the silent-host
+    /// timeout again until its penalty decays (one flap: one half-life), so verdicts do not
+    /// flap with the link; `0` turns damping off [lan: 20s, wan: 100s, local: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = crate::process::parse_duration)]
+    pub flap_damping_half_life: Option<Duration>,
+
     /// Period of gossip rounds while there are updates to spread [lan: 200ms, wan: 500ms,
     /// local: 50ms].
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
@@ -415,6 +441,8 @@ pub enum TimingValue {
     Duration(Duration),
     /// A count or multiplier.
     Count(u64),
+    /// A switch, `on` or `off`.
+    Switch(bool),
 }
 
 impl std::fmt::Display for TimingValue {
@@ -430,13 +458,14 @@ impl std::fmt::Display for TimingValue {
                 }
             }
             TimingValue::Count(n) => write!(f, "{n}"),
+            TimingValue::Switch(on) => f.write_str(if *on { "on" } else { "off" }),
         }
     }
 }
 
 impl Timings {
     /// The flag names (without `--`, also the config file's keys) in help order.
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 15] = [
         "probe-interval",
         "probe-timeout",
         "indirect-checks",
@@ -444,6 +473,10 @@ impl Timings {
         "suspicion-max-timeout-mult",
         "suspicion-confirmations",
         "unreachable-suspicion-timeout",
+        "host-checks",
+        "host-check-timeout",
+        "silent-host-suspicion-timeout",
+        "flap-damping-half-life",
         "gossip-interval",
         "gossip-fanout",
         "retransmit-mult",
@@ -451,8 +484,8 @@ impl Timings {
     ];
 
     /// Every timing of `config`, as (flag name, value), in the order of [`Timings::NAMES`].
-    pub fn of(config: &Config) -> [(&'static str, TimingValue); 11] {
-        use TimingValue::{Count, Duration as D};
+    pub fn of(config: &Config) -> [(&'static str, TimingValue); 15] {
+        use TimingValue::{Count, Duration as D, Switch};
         let n = Self::NAMES;
         [
             (n[0], D(config.probe_interval)),
@@ -462,16 +495,20 @@ impl Timings {
             (n[4], Count(config.suspicion_max_timeout_mult.into())),
             (n[5], Count(config.suspicion_confirmations.into())),
             (n[6], D(config.unreachable_suspicion_timeout)),
-            (n[7], D(config.gossip_interval)),
-            (n[8], Count(config.gossip_fanout as u64)),
-            (n[9], Count(config.retransmit_mult.into())),
-            (n[10], D(config.sync_interval)),
+            (n[7], Switch(config.host_checks)),
+            (n[8], D(config.host_check_timeout)),
+            (n[9], D(config.silent_host_suspicion_timeout)),
+            (n[10], D(config.flap_damping_half_life)),
+            (n[11], D(config.gossip_interval)),
+            (n[12], Count(config.gossip_fanout as u64)),
+            (n[13], Count(config.retransmit_mult.into())),
+            (n[14], D(config.sync_interval)),
         ]
     }
 
     /// The timings given (on the command line or in the config file), as (flag name, value).
     pub fn given(&self) -> Vec<(&'static str, TimingValue)> {
-        use TimingValue::{Count, Duration as D};
+        use TimingValue::{Count, Duration as D, Switch};
         let n = Self::NAMES;
         [
             (n[0], self.probe_interval.map(D)),
@@ -484,10 +521,14 @@ impl Timings {
             ),
             (n[5], self.suspicion_confirmations.map(|v| Count(v.into()))),
             (n[6], self.unreachable_suspicion_timeout.map(D)),
-            (n[7], self.gossip_interval.map(D)),
-            (n[8], self.gossip_fanout.map(|v| Count(v as u64))),
-            (n[9], self.retransmit_mult.map(|v| Count(v.into()))),
-            (n[10], self.sync_interval.map(D)),
+            (n[7], self.host_checks.map(Switch)),
+            (n[8], self.host_check_timeout.map(D)),
+            (n[9], self.silent_host_suspicion_timeout.map(D)),
+            (n[10], self.flap_damping_half_life.map(D)),
+            (n[11], self.gossip_interval.map(D)),
+            (n[12], self.gossip_fanout.map(|v| Count(v as u64))),
+            (n[13], self.retransmit_mult.map(|v| Count(v.into()))),
+            (n[14], self.sync_interval.map(D)),
         ]
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| (name, v)))
@@ -524,6 +565,16 @@ impl Timings {
         set(
             &mut config.unreachable_suspicion_timeout,
             self.unreachable_suspicion_timeout,
+        );
+        set(&mut config.host_checks, self.host_checks);
+        set(&mut config.host_check_timeout, self.host_check_timeout);
+        set(
+            &mut config.silent_host_suspicion_timeout,
+            self.silent_host_suspicion_timeout,
+        );
+        set(
+            &mut config.flap_damping_half_life,
+            self.flap_damping_half_life,
         );
         set(&mut config.gossip_interval, self.gossip_interval);
         set(&mut config.gossip_fanout, self.gossip_fanout);
@@ -695,6 +746,15 @@ pub fn parse_confirmations(s: &str) -> Result<u32, String> {
 /// Parses `--gossip-fanout`: 1 to 32.
 pub fn parse_fanout(s: &str) -> Result<usize, String> {
     parse_count(s, 1, 32).map(|n| n as usize)
+}
+
+/// Parses a switch: `on` or `off` (also `true`/`false`, `yes`/`no`).
+pub fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err("expected on or off".into()),
+    }
 }
 
 /// Parses a duration above zero (see [`crate::process::parse_duration`]).
@@ -900,6 +960,14 @@ mod tests {
             "2",
             "--unreachable-suspicion-timeout",
             "1h",
+            "--host-checks",
+            "off",
+            "--host-check-timeout",
+            "250ms",
+            "--silent-host-suspicion-timeout",
+            "2s",
+            "--flap-damping-half-life",
+            "0",
             "--gossip-interval",
             "100ms",
             "--gossip-fanout",
@@ -919,6 +987,10 @@ mod tests {
             suspicion_max_timeout_mult: 3,
             suspicion_confirmations: 2,
             unreachable_suspicion_timeout: Duration::from_secs(3600),
+            host_checks: false,
+            host_check_timeout: Duration::from_millis(250),
+            silent_host_suspicion_timeout: Duration::from_secs(2),
+            flap_damping_half_life: Duration::ZERO,
             gossip_interval: Duration::from_millis(100),
             gossip_fanout: 5,
             retransmit_mult: 2,
@@ -956,6 +1028,10 @@ mod tests {
             ("--gossip-fanout", "0"),
             ("--retransmit-mult", "1.5"),
             ("--sync-interval", "0"),
+            ("--host-checks", "maybe"),
+            ("--host-check-timeout", "0s"),
+            ("--silent-host-suspicion-timeout", "0"),
+            ("--flap-damping-half-life", "-1s"),
         ] {
             let arg = format!("{flag}={value}");
             let err = Args::try_parse_from(["chatterd", &arg]).unwrap_err();

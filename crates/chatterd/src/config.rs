@@ -155,6 +155,14 @@ pub struct FileConfig {
     pub suspicion_confirmations: Option<i64>,
     /// `--unreachable-suspicion-timeout`, e.g. `"1s"`.
     pub unreachable_suspicion_timeout: Option<String>,
+    /// `--host-checks`: `"on"` or `"off"`.
+    pub host_checks: Option<String>,
+    /// `--host-check-timeout`, e.g. `"300ms"`.
+    pub host_check_timeout: Option<String>,
+    /// `--silent-host-suspicion-timeout`, e.g. `"1s"`.
+    pub silent_host_suspicion_timeout: Option<String>,
+    /// `--flap-damping-half-life`, e.g. `"2m"` (`"0"` turns damping off).
+    pub flap_damping_half_life: Option<String>,
     /// `--gossip-interval`, e.g. `"200ms"`.
     pub gossip_interval: Option<String>,
     /// `--gossip-fanout`.
@@ -559,6 +567,30 @@ fn merge_timings(timings: &mut Timings, file: &FileConfig) -> Result<()> {
         "unreachable-suspicion-timeout",
         file.unreachable_suspicion_timeout.clone(),
         duration,
+    )?;
+    fill(
+        &mut t.host_checks,
+        "host-checks",
+        file.host_checks.clone(),
+        cli::parse_on_off,
+    )?;
+    fill(
+        &mut t.host_check_timeout,
+        "host-check-timeout",
+        file.host_check_timeout.clone(),
+        duration,
+    )?;
+    fill(
+        &mut t.silent_host_suspicion_timeout,
+        "silent-host-suspicion-timeout",
+        file.silent_host_suspicion_timeout.clone(),
+        duration,
+    )?;
+    fill(
+        &mut t.flap_damping_half_life,
+        "flap-damping-half-life",
+        file.flap_damping_half_life.clone(),
+        crate::process::parse_duration,
     )?;
     fill(
         &mut t.gossip_interval,

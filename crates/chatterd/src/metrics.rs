@@ -19,6 +19,7 @@
 //! | `chatter_dropped_total{reason}` | counter | datagrams and items dropped, by reason (`sealed_*`: sealed datagrams that did not open, e.g. `sealed_unknown_key`, `sealed_bad_tag`, `sealed_replayed`; `not_sealed`: plain datagrams refused by a sealed node; `key_message`: key rotation commands or acks not sealed or not from a live member at its address) |
 //! | `chatter_messages_{broadcast,sent,delivered,duplicate,injected}_total` | counter | user messages (Plumtree) |
 //! | `chatter_state_updates_applied_total` | counter | key/value writes applied to replicas |
+//! | `chatter_host_checks_{started,calibration,answered,silent,inconclusive,dropped,unexpected}_total`, `chatter_host_silent_suspicions_total`, `chatter_host_silent_damped_total`, `chatter_flaps_total` | counter | host checks of members' hosts, the suspicions a silent host shortened, those it did not because the member was flap-damped, and the flaps (members back in the same life after a verdict or a silent host) |
 //! | `chatter_pending_broadcasts`, `chatter_active_suspicions`, `chatter_health_score` | gauge | queue depths and Lifeguard local health |
 //! | `chatter_io_*_total` | counter | the runtime's socket and seed-resolution errors |
 //! | `chatter_discovery_*_total`, `chatter_discovery_interfaces` | counter, gauge | LAN discovery (`--discover`): announcements sent, heard, contacts, drops by reason, rate-limited; interfaces joined |
@@ -167,6 +168,16 @@ fn counters(s: &Stats) -> Vec<Counter> {
         indirect_probes_sent,
         indirect_probes_served,
         unreachable_reports,
+        host_checks_started,
+        host_checks_calibration,
+        host_checks_answered,
+        host_checks_silent,
+        host_checks_inconclusive,
+        host_checks_dropped,
+        host_checks_unexpected,
+        host_silent_suspicions,
+        host_silent_damped,
+        flaps,
         suspicions_raised,
         suspicions_refuted,
         failures_declared,
@@ -256,6 +267,56 @@ fn counters(s: &Stats) -> Vec<Counter> {
             "unreachable_reports",
             "ICMP port-unreachable reports handed to the protocol.",
             unreachable_reports,
+        ),
+        (
+            "host_checks_started",
+            "Host checks (TCP connection attempts to a member's gossip address) asked of the driver, calibrations included.",
+            host_checks_started,
+        ),
+        (
+            "host_checks_calibration",
+            "Host checks started to learn whether a member's path delivers host-check answers.",
+            host_checks_calibration,
+        ),
+        (
+            "host_checks_answered",
+            "Host checks the member's host answered (connection refused or accepted).",
+            host_checks_answered,
+        ),
+        (
+            "host_checks_silent",
+            "Host checks that got no answer within the host-check timeout.",
+            host_checks_silent,
+        ),
+        (
+            "host_checks_inconclusive",
+            "Host checks that ended with a local error (no route, no address, local firewall).",
+            host_checks_inconclusive,
+        ),
+        (
+            "host_checks_dropped",
+            "Host checks not started (too many in flight) or never answered by the driver.",
+            host_checks_dropped,
+        ),
+        (
+            "host_checks_unexpected",
+            "Host-check answers for a check not in flight, ignored.",
+            host_checks_unexpected,
+        ),
+        (
+            "host_silent_suspicions",
+            "Failed probes whose member's host was silent on a trusted path: suspicion capped at the silent-host timeout.",
+            host_silent_suspicions,
+        ),
+        (
+            "host_silent_damped",
+            "Failed probes whose member's host was silent while the member was flap-damped: suspicion kept its Lifeguard timeout.",
+            host_silent_damped,
+        ),
+        (
+            "flaps",
+            "Members seen back in the same life after this node listed them failed or found their host silent.",
+            flaps,
         ),
         (
             "suspicions_raised",

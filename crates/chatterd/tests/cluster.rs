@@ -252,3 +252,93 @@ fn a_seed_restarted_bare_is_alive_everywhere_again_within_seconds() {
     // And the seed lists the others again.
     cluster.wait_all_alive(Duration::from_secs(5));
 }
+
+/// A counter of `daemon`'s `/metrics`, e.g. `chatter_host_checks_answered_total`.
+fn counter(daemon: &common::Daemon, name: &str) -> Result<u64, String> {
+    let (status, body) = daemon.get("/metrics")?;
+    if status != 200 {
+        return Err(format!("/metrics answered {status}"));
+    }
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .ok_or_else(|| format!("no {name} in /metrics"))
+}
+
+/// A process stopped 5 s on a live host is not failed: its kernel answers the others' host
+/// checks (a TCP connection attempt to its gossip port, refused), so its suspicion keeps the
+/// Lifeguard timeout (5 s at least in `lan`) instead of the silent-host one.
+#[test]
+fn a_five_second_stop_is_not_failed_because_the_host_answers_host_checks() {
+    let _serial = serial();
+    let mut cluster = Cluster::start("stop5", 5, "lan");
+    cluster.wait_all_alive(Duration::from_secs(20));
+    // Every node calibrates its path to the 4 others, at join or at their first direct acks.
+    let everyone: Vec<usize> = (0..cluster.nodes.len()).collect();
+    wait_until(
+        "every node calibrated 4 paths",
+        Duration::from_secs(30),
+        || {
+            for &i in &everyone {
+                let n = counter(&cluster.nodes[i], "chatter_host_checks_calibration_total")?;
+                if n < 4 {
+                    return Err(format!("{} calibrated {n} paths", cluster.nodes[i].name));
+                }
+            }
+            Ok(())
+        },
+    );
+    let paused = 4;
+    let paused_name = cluster.nodes[paused].name.clone();
+    let others: Vec<usize> = (0..paused).collect();
+    let answered = |cluster: &Cluster| -> u64 {
+        others
+            .iter()
+            .filter_map(|&i| counter(&cluster.nodes[i], "chatter_host_checks_answered_total").ok())
+            .sum()
+    };
+    let before = answered(&cluster);
+    let never_failed = |cluster: &Cluster| {
+        for &i in &others {
+            let members = cluster.nodes[i].members().unwrap_or_default();
+            let seen = members.iter().find(|m| m.name == paused_name);
+            assert!(
+                seen.is_none_or(|m| matches!(m.status, Status::Alive | Status::Suspect)),
+                "{} failed {paused_name} during a 5 s stop:\n{}",
+                cluster.nodes[i].name,
+                common::table(&members)
+            );
+        }
+    };
+    cluster.nodes[paused].signal(libc::SIGSTOP);
+    let stopped_at = Instant::now();
+    while stopped_at.elapsed() < Duration::from_secs(5) {
+        never_failed(&cluster);
+        thread::sleep(Duration::from_millis(100));
+    }
+    cluster.nodes[paused].signal(libc::SIGCONT);
+    wait_until(
+        &format!("every node sees {paused_name} alive again"),
+        Duration::from_secs(15),
+        || {
+            never_failed(&cluster);
+            cluster.all_see(&everyone, &paused_name, Status::Alive)
+        },
+    );
+    let calm = Instant::now();
+    while calm.elapsed() < Duration::from_secs(2) {
+        never_failed(&cluster);
+        thread::sleep(Duration::from_millis(100));
+    }
+    let after = answered(&cluster);
+    assert!(
+        after > before,
+        "no host check of the stopped node's host was answered ({before} before, {after} after)"
+    );
+    let silent: u64 = others
+        .iter()
+        .filter_map(|&i| counter(&cluster.nodes[i], "chatter_host_silent_suspicions_total").ok())
+        .sum();
+    assert_eq!(silent, 0, "a suspicion used a silent host on loopback");
+}

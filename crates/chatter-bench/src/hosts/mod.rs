@@ -245,6 +245,11 @@ pub struct Watch {
     pub changes: BTreeMap<(usize, String), usize>,
     /// (observer, member, status) for every failed or left status ever seen.
     pub verdicts: BTreeSet<(usize, String, Status)>,
+    /// Every verdict as it was first seen: (observer, member, time since the watch began).
+    /// A member listed failed, then alive, then failed again in one view is two verdicts.
+    pub verdict_times: Vec<(usize, String, Duration)>,
+    /// When the first sample was taken.
+    began: Option<Instant>,
     /// Polls that got no answer.
     pub unanswered: usize,
     pub polls: usize,
@@ -253,6 +258,7 @@ pub struct Watch {
 impl Watch {
     /// Reads every observer's member table once.
     pub fn sample(&mut self, sys: &dyn System, observers: &[usize]) {
+        let began = *self.began.get_or_insert_with(Instant::now);
         for &o in observers {
             self.polls += 1;
             let Ok(view) = sys.view(o) else {
@@ -260,10 +266,18 @@ impl Watch {
                 continue;
             };
             for m in view {
-                if matches!(m.status, Status::Failed | Status::Left) {
+                let verdict = matches!(m.status, Status::Failed | Status::Left);
+                if verdict {
                     self.verdicts.insert((o, m.name.clone(), m.status));
                 }
                 let key = (o, m.name);
+                let was_verdict = self
+                    .last
+                    .get(&key)
+                    .is_some_and(|s| matches!(s, Status::Failed | Status::Left));
+                if verdict && !was_verdict {
+                    self.verdict_times.push((o, key.1.clone(), began.elapsed()));
+                }
                 match self.last.insert(key.clone(), m.status) {
                     Some(before) if before != m.status => {
                         *self.changes.entry(key).or_default() += 1;
@@ -284,6 +298,7 @@ impl Watch {
         mut at: impl FnMut(Duration) -> Result<()>,
     ) -> Result<()> {
         let start = Instant::now();
+        self.began = Some(start);
         while start.elapsed() < length {
             check_interrupted()?;
             at(start.elapsed())?;

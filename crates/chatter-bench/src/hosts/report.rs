@@ -107,6 +107,12 @@ fn window_rows(
     }
     rows.extend([
         row(
+            "failed or left verdicts: all (again each time after alive)",
+            labels,
+            results,
+            |r| pick(r).map(|w| w.verdict_count.to_string()),
+        ),
+        row(
             "status changes: most for one member in one view",
             labels,
             results,
@@ -298,8 +304,10 @@ pub fn render(
     if ran("flapping") {
         let _ = writeln!(
             out,
-            "**Flapping link** for {} s: {}'s link down 2 s, up 3 s (nobody may be listed \
-             failed):\n",
+            "**Flapping link** for {} s: {}'s link down 2 s, up 3 s (an outage is a dead host \
+             while it lasts: each observer may list the flapping host failed once, in the \
+             first outage that got a verdict; no verdict may flap with the link, nobody else \
+             may be listed failed):\n",
             opts.window_seconds,
             node_name(n - 1)
         );
@@ -307,7 +315,12 @@ pub fn render(
             &mut out,
             "flapping",
             labels,
-            window_rows(labels, results, |r| r.flapping.as_ref(), None),
+            window_rows(
+                labels,
+                results,
+                |r| r.flapping.as_ref(),
+                Some("verdicts allowed (the first outage, once per observer)"),
+            ),
         );
     }
     if ran("loss") {

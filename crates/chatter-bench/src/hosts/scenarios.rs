@@ -78,8 +78,12 @@ pub struct Partition {
 pub struct Window {
     /// Failed or left verdicts the rules forbid, as `observer lists member failed`.
     pub false_verdicts: Vec<String>,
-    /// Verdicts the rules allow (the two ends of a one-way link about each other).
+    /// Verdicts the rules allow (the two ends of a one-way link about each other; the
+    /// flapping member in the first outage that got a verdict, once per observer).
     pub allowed_verdicts: usize,
+    /// Every verdict, counted again each time a member listed alive was listed failed or
+    /// left again in one view.
+    pub verdict_count: usize,
     pub max_changes: usize,
     pub total_changes: usize,
     pub polls: usize,
@@ -91,7 +95,8 @@ pub struct Window {
 impl Window {
     fn from_watch(w: &Watch, false_verdicts: Vec<String>) -> Window {
         Window {
-            allowed_verdicts: w.verdicts.len() - false_verdicts.len(),
+            allowed_verdicts: w.verdicts.len().saturating_sub(false_verdicts.len()),
+            verdict_count: w.verdict_times.len(),
             false_verdicts,
             max_changes: w.max_changes(),
             total_changes: w.total_changes(),
@@ -605,8 +610,13 @@ fn asymmetric(c: &mut Hosts, topo: &Topology, opts: &Options) -> Result<Window> 
     Ok(window)
 }
 
-/// `flapping`: the last host's link down 2 s, up 3 s, for the window; nobody may be listed
-/// failed.
+/// `flapping`: the last host's link down 2 s, up 3 s, for the window. For as long as an
+/// outage lasts it is indistinguishable from a dead host, so the first outage may be failed
+/// (nobody reaches the member then); what the rule forbids is verdicts that flap with the
+/// link: each observer may list the flapping member failed at most once, all in the one
+/// outage (cycle) of the first verdict, and nobody else may be listed failed. Every verdict
+/// is counted, each time a member listed alive is listed failed again, and reported for
+/// both systems.
 fn flapping(c: &mut Hosts, topo: &Topology, opts: &Options) -> Result<Window> {
     let f = c.n - 1;
     let observers: Vec<usize> = c.observers().into_iter().filter(|&i| i != f).collect();
@@ -635,16 +645,20 @@ fn flapping(c: &mut Hosts, topo: &Topology, opts: &Options) -> Result<Window> {
     let t1 = unix_ms();
     topo.restore(f)?;
     watched?;
-    let false_verdicts = w.verdicts_except(|_, _| false);
+    let false_verdicts = flapping_verdicts(&w, &node_name(f));
     let mut window = Window::from_watch(&w, false_verdicts);
+    window.allowed_verdicts = window.verdict_count - window.false_verdicts.len();
     window.back_s = c
         .wait_converged(REJOIN_LIMIT)
         .ok()
         .map(|at| (at - t1) / 1000.0);
     println!(
-        "  flapping {} ({cycles} cuts): {} false verdicts, {} status changes",
+        "  flapping {} ({cycles} cuts): {} verdicts, {} forbidden ({} allowed: the first \
+         outage), {} status changes",
         node_name(f),
+        window.verdict_count,
         window.false_verdicts.len(),
+        window.allowed_verdicts,
         window.total_changes
     );
     if window.back_s.is_none() {
@@ -652,6 +666,33 @@ fn flapping(c: &mut Hosts, topo: &Topology, opts: &Options) -> Result<Window> {
     }
     thread::sleep(SETTLE);
     Ok(window)
+}
+
+/// The verdicts of a flapping window that the rule forbids: any about a member other than
+/// `flapper`; about `flapper`, any but the first of each observer, and any in another cycle
+/// than the first verdict's.
+fn flapping_verdicts(w: &Watch, flapper: &str) -> Vec<String> {
+    let cycle = |t: Duration| t.as_millis() / FLAP_CYCLE.as_millis() + 1;
+    let first_cycle = w
+        .verdict_times
+        .iter()
+        .filter(|(_, m, _)| m == flapper)
+        .map(|(_, _, t)| cycle(*t))
+        .min();
+    let mut seen = BTreeSet::new();
+    let mut forbidden = Vec::new();
+    for (o, m, t) in &w.verdict_times {
+        let allowed = m == flapper && Some(cycle(*t)) == first_cycle && seen.insert(*o);
+        if !allowed {
+            forbidden.push(format!(
+                "{} lists {m} failed at {:.1} s (cut {})",
+                node_name(*o),
+                t.as_secs_f64(),
+                cycle(*t)
+            ));
+        }
+    }
+    forbidden
 }
 
 /// `loss`: random loss, and a delay with jitter from the delay line, on every link between
@@ -839,6 +880,30 @@ fn restart(c: &mut Hosts) -> Result<Restart> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn a_flapping_member_may_be_failed_once_per_observer_in_one_outage() {
+        let flapper = node_name(4);
+        let mut w = Watch::default();
+        // The first outage (cycle 1, 0-5 s) got no verdict; the second did, from everyone.
+        for o in 0..4 {
+            w.verdict_times
+                .push((o, flapper.clone(), at(6.5 + o as f64 * 0.1)));
+        }
+        assert!(flapping_verdicts(&w, &flapper).is_empty());
+        // Observer 1 fails it again in the third outage, observer 2 twice in the second,
+        // observer 3 lists someone else failed.
+        w.verdict_times.push((1, flapper.clone(), at(11.5)));
+        w.verdict_times.push((2, flapper.clone(), at(9.0)));
+        w.verdict_times.push((3, node_name(2), at(7.0)));
+        let forbidden = flapping_verdicts(&w, &flapper);
+        assert_eq!(forbidden.len(), 3, "{forbidden:?}");
+        assert!(forbidden[0].contains("(cut 3)"), "{forbidden:?}");
+    }
 
     #[test]
     fn a_tolerated_pause_declared_failed_breaks_a_rule_and_a_longer_one_does_not() {

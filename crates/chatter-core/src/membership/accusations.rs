@@ -21,6 +21,42 @@ fn push_bounded<T>(list: &mut Vec<T>, item: T) {
     list.push(item);
 }
 
+/// What this node's own failed probe found besides the silence of the member's process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Findings {
+    /// ICMP port-unreachable came back from the member's host: the process is gone.
+    pub(crate) unreachable: bool,
+    /// The member's host was silent to a host check on a trusted path, and this node's own
+    /// network worked: the host is gone or cut off.
+    pub(crate) host_silent: bool,
+    /// The member is flap-damped (`flap_damping.rs`): a silent host does not cap its
+    /// suspicion.
+    pub(crate) damped: bool,
+}
+
+impl Findings {
+    /// Caps the suspicion `s` as the findings allow.
+    fn apply(self, s: &mut Suspicion, config: &Config) {
+        if self.unreachable {
+            s.make_strong(config.unreachable_suspicion_timeout);
+        }
+        if self.host_silent && !self.damped {
+            s.make_strong(config.silent_host_suspicion_timeout);
+        }
+    }
+}
+
+/// What a silent host found after the probe ended did to a running suspicion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HostSilent {
+    /// The member is no longer suspect in that life: nothing.
+    NotSuspect,
+    /// The suspicion is capped at `Config::silent_host_suspicion_timeout`.
+    Capped,
+    /// The member is flap-damped: noted in the evidence, the timeout unchanged.
+    Damped,
+}
+
 /// What an accusation (`Suspect`, or a `Failed` taken as one) about another member did.
 // Returned by one call and matched at once, never stored: boxing would only cost an
 // allocation per accusation.
@@ -92,7 +128,10 @@ impl Membership {
                 &suspect.name,
                 suspect.incarnation,
                 &suspect.from,
-                suspect.unreachable,
+                Findings {
+                    unreachable: suspect.unreachable,
+                    ..Findings::default()
+                },
                 Vec::new(),
                 config,
             )),
@@ -102,7 +141,10 @@ impl Membership {
                     &suspect.name,
                     suspect.incarnation,
                     &suspect.from,
-                    suspect.unreachable,
+                    Findings {
+                        unreachable: suspect.unreachable,
+                        ..Findings::default()
+                    },
                     Vec::new(),
                     config,
                 ))
@@ -127,7 +169,7 @@ impl Membership {
         me: &str,
         name: &str,
         generation: u64,
-        unreachable: bool,
+        findings: Findings,
         records: Vec<ProbeRecord>,
         config: &Config,
     ) -> AfterProbe {
@@ -145,7 +187,7 @@ impl Membership {
                     name,
                     incarnation,
                     me,
-                    unreachable,
+                    findings,
                     records,
                     config,
                 ))
@@ -157,13 +199,14 @@ impl Membership {
                     return AfterProbe::Ignored;
                 };
                 let independent = s.confirm(me);
-                let newly_strong = unreachable && !s.is_strong();
-                if newly_strong {
-                    s.make_strong(config.unreachable_suspicion_timeout);
-                }
+                findings.apply(s, config);
                 let timeout = s.timeout();
+                // ICMP evidence new to this suspicion is gossiped; a silent host is this
+                // node's own finding and stays local.
+                let mut newly_unreachable = false;
                 let snapshot = self.table.update_member(name, |m| {
                     if let Some(e) = m.evidence_mut() {
+                        newly_unreachable = findings.unreachable && !e.unreachable;
                         for r in records {
                             push_bounded(&mut e.probes, r);
                         }
@@ -176,20 +219,21 @@ impl Membership {
                                 },
                             );
                         }
-                        e.unreachable |= unreachable;
+                        e.unreachable |= findings.unreachable;
+                        e.host_silent |= findings.host_silent;
+                        e.flap_damped |= findings.host_silent && findings.damped;
                         e.timeout = timeout;
                     }
                 });
-                let gossip =
-                    snapshot
-                        .filter(|_| independent || newly_strong)
-                        .map(|m| wire::Suspect {
-                            name: m.name.clone(),
-                            generation: m.generation,
-                            incarnation: m.incarnation,
-                            from: me.to_owned(),
-                            unreachable: m.evidence.as_ref().is_some_and(|e| e.unreachable),
-                        });
+                let gossip = snapshot
+                    .filter(|_| independent || newly_unreachable)
+                    .map(|m| wire::Suspect {
+                        name: m.name.clone(),
+                        generation: m.generation,
+                        incarnation: m.incarnation,
+                        from: me.to_owned(),
+                        unreachable: m.evidence.as_ref().is_some_and(|e| e.unreachable),
+                    });
                 AfterProbe::Confirmed(gossip)
             }
             MemberStatus::Failed | MemberStatus::Left => AfterProbe::Ignored,
@@ -203,10 +247,11 @@ impl Membership {
         name: &str,
         incarnation: u64,
         accuser: &str,
-        unreachable: bool,
+        findings: Findings,
         records: Vec<ProbeRecord>,
         config: &Config,
     ) -> Option<(Member, wire::Suspect)> {
+        let unreachable = findings.unreachable;
         let n = self.table.live() + 1;
         let expected = config
             .suspicion_confirmations
@@ -218,9 +263,7 @@ impl Membership {
             config.suspicion_max_timeout(n),
             expected,
         );
-        if unreachable {
-            suspicion.make_strong(config.unreachable_suspicion_timeout);
-        }
+        findings.apply(&mut suspicion, config);
         let timeout = suspicion.timeout();
         self.suspicions.insert(name.to_owned(), suspicion);
         let evidence = Evidence {
@@ -229,6 +272,8 @@ impl Membership {
             confirmations: Vec::new(),
             probes: records,
             unreachable,
+            host_silent: findings.host_silent,
+            flap_damped: findings.host_silent && findings.damped,
             timeout,
             declared_by: None,
             failed_at: None,
@@ -243,7 +288,8 @@ impl Membership {
             m.last_update = at;
             m.set_evidence(Some(evidence));
         })?;
-        info!(member = %name, accuser, unreachable, timeout_ms = timeout.as_millis() as u64, "member suspect");
+        let host_silent = findings.host_silent;
+        info!(member = %name, accuser, unreachable, host_silent, timeout_ms = timeout.as_millis() as u64, "member suspect");
         let gossip = wire::Suspect {
             name: name.to_owned(),
             generation: member.generation,
@@ -267,7 +313,12 @@ impl Membership {
             return false;
         };
         let independent = suspect.from != me && s.confirm(&suspect.from);
-        let newly_strong = suspect.unreachable && !s.is_strong();
+        let known_unreachable = self
+            .table
+            .get(&suspect.name)
+            .and_then(|m| m.evidence())
+            .is_some_and(|e| e.unreachable);
+        let newly_strong = suspect.unreachable && !known_unreachable;
         if newly_strong {
             s.make_strong(config.unreachable_suspicion_timeout);
         }
@@ -292,6 +343,47 @@ impl Membership {
         });
         debug!(member = %suspect.name, from = %suspect.from, "suspicion confirmed");
         true
+    }
+
+    /// A host check started by this node's failed probe of `name`'s life `generation` came
+    /// back silent on a trusted path after the probe had ended: caps the running suspicion
+    /// at `Config::silent_host_suspicion_timeout`, unless the member is flap-damped. Returns
+    /// what it did (nothing if the member is no longer suspect in that life).
+    pub(crate) fn host_silent(
+        &mut self,
+        now: Instant,
+        name: &str,
+        generation: u64,
+        config: &Config,
+    ) -> HostSilent {
+        let suspect = self
+            .table
+            .get(name)
+            .is_some_and(|m| m.generation == generation && m.status == MemberStatus::Suspect);
+        if !suspect || !self.suspicions.contains_key(name) {
+            return HostSilent::NotSuspect;
+        }
+        let damped = self.flap_damped(now, name, config);
+        let Some(s) = self.suspicions.get_mut(name) else {
+            return HostSilent::NotSuspect;
+        };
+        if !damped {
+            s.make_strong(config.silent_host_suspicion_timeout);
+        }
+        let timeout = s.timeout();
+        self.table.update(name, |m| {
+            if let Some(e) = m.evidence_mut() {
+                e.host_silent = true;
+                e.flap_damped |= damped;
+                e.timeout = timeout;
+            }
+        });
+        debug!(member = %name, damped, timeout_ms = timeout.as_millis() as u64, "host silent");
+        if damped {
+            HostSilent::Damped
+        } else {
+            HostSilent::Capped
+        }
     }
 
     /// Names whose suspicion timer has run out, in name order.
@@ -354,6 +446,7 @@ impl Membership {
         let n = self.table.live() + 1;
         let shortest = config
             .unreachable_suspicion_timeout
+            .min(config.silent_host_suspicion_timeout)
             .min(config.suspicion_min_timeout(n));
         let held = self
             .suspicions
@@ -393,6 +486,8 @@ impl Membership {
                 confirmations: Vec::new(),
                 probes: Vec::new(),
                 unreachable: false,
+                host_silent: false,
+                flap_damped: false,
                 timeout: Default::default(),
                 declared_by: None,
                 failed_at: None,
@@ -414,6 +509,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
+    use crate::membership::AliveOutcome;
 
     /// This node "me" and members b, c, d, all alive.
     fn membership(now: Instant) -> Membership {
@@ -496,13 +592,184 @@ mod tests {
         assert_eq!(m.num_suspicions(), 0);
     }
 
+    /// A probe of `name` that failed with its host silent on a trusted path.
+    fn silent_host(m: &Membership, now: Instant, name: &str, config: &Config) -> Findings {
+        Findings {
+            host_silent: true,
+            damped: m.flap_damped(now, name, config),
+            ..Findings::default()
+        }
+    }
+
+    /// `name`'s life 1 refutes at incarnation `incarnation` and answers the life check.
+    fn refute(m: &mut Membership, now: Instant, name: &str, incarnation: u64) -> bool {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let alive = wire::Alive {
+            name: name.into(),
+            addr: m.get(name).map(|r| r.addr()).unwrap(),
+            generation: 1,
+            incarnation,
+            tags: Default::default(),
+        };
+        match m.alive(now, &alive, 100, &mut rng, true) {
+            AliveOutcome::Refreshed { flapped, .. } => flapped,
+            other => panic!("not refreshed: {other:?}"),
+        }
+    }
+
+    /// Runs `name`'s suspicion out: returns how long it took.
+    fn fail(m: &mut Membership, now: Instant, name: &str) -> Duration {
+        let deadline = m.next_suspicion_deadline().unwrap();
+        assert!(m.expire_suspicion(deadline, "me", name).is_some());
+        deadline - now
+    }
+
+    #[test]
+    fn a_member_back_in_the_same_life_after_a_silent_host_verdict_gets_the_full_timeout_next() {
+        let t0 = Instant::now();
+        let config = Config::lan();
+        let mut m = membership(t0);
+        // First outage: the host is silent, the suspicion is capped, the member failed fast.
+        let f = silent_host(&m, t0, "c", &config);
+        assert!(!f.damped);
+        m.probe_failed(t0, "me", "c", 1, f, Vec::new(), &config);
+        assert_eq!(fail(&mut m, t0, "c"), config.silent_host_suspicion_timeout);
+        // The link comes back: the member refutes in the same life. A flap.
+        let t1 = t0 + Duration::from_secs(3);
+        assert!(refute(&mut m, t1, "c", 1));
+        m.note_flap(t1, "c", &config);
+        assert!(m.flap_damped(t1, "c", &config));
+        // Second outage: the host is silent again, but the suspicion keeps Lifeguard's timeout.
+        let t2 = t1 + Duration::from_secs(2);
+        let f = silent_host(&m, t2, "c", &config);
+        assert!(f.damped);
+        m.probe_failed(t2, "me", "c", 1, f, Vec::new(), &config);
+        let e = m.member("c").and_then(|c| c.evidence).unwrap();
+        assert!(e.host_silent && e.flap_damped, "{e:?}");
+        let n = m.live() + 1;
+        assert!(e.timeout >= config.suspicion_min_timeout(n), "{e:?}");
+        // A late host-check answer does not cap it either.
+        assert_eq!(m.host_silent(t2, "c", 1, &config), HostSilent::Damped);
+        assert!(m.next_suspicion_deadline().unwrap() >= t2 + config.suspicion_min_timeout(n));
+        // It comes back before that: a flap again (its host was silent), no verdict given.
+        assert!(refute(&mut m, t2 + Duration::from_secs(2), "c", 2));
+        assert_eq!(m.get("c").map(|r| r.status), Some(MemberStatus::Alive));
+    }
+
+    #[test]
+    fn a_new_life_is_not_a_flap_and_starts_undamped() {
+        let t0 = Instant::now();
+        let config = Config::lan();
+        let mut m = membership(t0);
+        m.probe_failed(
+            t0,
+            "me",
+            "c",
+            1,
+            silent_host(&m, t0, "c", &config),
+            Vec::new(),
+            &config,
+        );
+        fail(&mut m, t0, "c");
+        // The host rebooted: a new generation, not a refutation.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let alive = wire::Alive {
+            name: "c".into(),
+            addr: m.get("c").map(|r| r.addr()).unwrap(),
+            generation: 2,
+            incarnation: 0,
+            tags: Default::default(),
+        };
+        let t1 = t0 + Duration::from_secs(30);
+        assert!(matches!(
+            m.alive(t1, &alive, 100, &mut rng, false),
+            AliveOutcome::Restarted(_)
+        ));
+        assert!(!m.flap_damped(t1, "c", &config));
+        // A suspicion of another kind (a lost ack) refuted in the same life is no flap either.
+        m.probe_failed(t1, "me", "b", 1, Findings::default(), Vec::new(), &config);
+        assert!(!refute(&mut m, t1 + Duration::from_secs(1), "b", 1));
+        // A flapped member that restarts loses its penalty with its old row.
+        m.probe_failed(
+            t1,
+            "me",
+            "d",
+            1,
+            silent_host(&m, t1, "d", &config),
+            Vec::new(),
+            &config,
+        );
+        assert!(refute(&mut m, t1, "d", 1));
+        m.note_flap(t1, "d", &config);
+        assert!(m.flap_damped(t1, "d", &config));
+        let alive = wire::Alive {
+            name: "d".into(),
+            addr: m.get("d").map(|r| r.addr()).unwrap(),
+            generation: 2,
+            incarnation: 0,
+            tags: Default::default(),
+        };
+        m.probe_failed(
+            t1,
+            "me",
+            "d",
+            1,
+            silent_host(&m, t1, "d", &config),
+            Vec::new(),
+            &config,
+        );
+        fail(&mut m, t1, "d");
+        assert!(matches!(
+            m.alive(t1, &alive, 100, &mut rng, false),
+            AliveOutcome::Restarted(_)
+        ));
+        assert!(!m.flap_damped(t1, "d", &config));
+    }
+
+    #[test]
+    fn damping_ends_after_its_half_life_and_the_shortcut_returns() {
+        let t0 = Instant::now();
+        let config = Config::lan();
+        let mut m = membership(t0);
+        m.probe_failed(
+            t0,
+            "me",
+            "c",
+            1,
+            silent_host(&m, t0, "c", &config),
+            Vec::new(),
+            &config,
+        );
+        fail(&mut m, t0, "c");
+        assert!(refute(&mut m, t0, "c", 1));
+        m.note_flap(t0, "c", &config);
+        let half_life = config.flap_damping_half_life;
+        assert!(m.flap_damped(t0 + half_life - Duration::from_secs(1), "c", &config));
+        let later = t0 + half_life + Duration::from_secs(1);
+        assert!(!m.flap_damped(later, "c", &config));
+        let f = silent_host(&m, later, "c", &config);
+        m.probe_failed(later, "me", "c", 1, f, Vec::new(), &config);
+        assert_eq!(
+            fail(&mut m, later, "c"),
+            config.silent_host_suspicion_timeout
+        );
+        // Damping off: never damped.
+        let off = Config {
+            flap_damping_half_life: Duration::ZERO,
+            ..Config::lan()
+        };
+        assert!(refute(&mut m, later, "c", 2));
+        m.note_flap(later, "c", &off);
+        assert!(!m.flap_damped(later, "c", &off));
+    }
+
     #[test]
     fn a_suspicion_that_runs_out_is_declared_failed_by_this_node() {
         let now = Instant::now();
         let config = Config::lan();
         let mut m = membership(now);
         assert!(matches!(
-            m.probe_failed(now, "me", "c", 1, false, Vec::new(), &config),
+            m.probe_failed(now, "me", "c", 1, Findings::default(), Vec::new(), &config),
             AfterProbe::Raised(Some(_))
         ));
         let Some(deadline) = m.next_suspicion_deadline() else {

@@ -36,7 +36,7 @@ mod accusations;
 /// Conflicting claims remembered, so each is reported once.
 const MAX_CONFLICTS_REMEMBERED: usize = 64;
 
-pub(crate) use accusations::{AfterProbe, FailedOutcome, SuspectOutcome};
+pub(crate) use accusations::{AfterProbe, FailedOutcome, Findings, HostSilent, SuspectOutcome};
 
 /// What an `Alive` about another member did.
 #[derive(Debug)]
@@ -61,6 +61,10 @@ pub(crate) enum AliveOutcome {
         previous: MemberStatus,
         /// Whether its address or tags changed.
         changed: bool,
+        /// It came back in the same life after this node listed it failed or found its host
+        /// silent: a flap (`flap_damping.rs`), to be noted with [`Membership::note_flap`].
+        /// (A damped member back from any suspicion is a flap too; `Node` adds that.)
+        flapped: bool,
     },
 }
 
@@ -430,6 +434,12 @@ impl Membership {
             return AliveOutcome::Check(Some((known.addr(), known.generation)));
         }
         let previous = known.status;
+        // Silence shown not to be death: a verdict refuted, or a host found silent by this
+        // node that answers again. A suspicion raised on other evidence (a lost ack) is not
+        // a flap: under loss every member would be damped for nothing.
+        let flapped = previous == MemberStatus::Failed
+            || (previous == MemberStatus::Suspect
+                && known.evidence().is_some_and(|e| e.host_silent));
         let changed = known.addr() != alive.addr || *known.tags() != alive.tags;
         let at = self.table.stamp(now);
         let member = self.table.update_member(&alive.name, |m| {
@@ -448,7 +458,24 @@ impl Membership {
             member,
             previous,
             changed,
+            flapped,
         }
+    }
+
+    /// `name` flapped (see [`AliveOutcome::Refreshed`]): one more flap on its penalty.
+    pub(crate) fn note_flap(&mut self, now: Instant, name: &str, config: &Config) {
+        let at = self.table.stamp(now);
+        let half_life = config.flap_damping_half_life;
+        self.table.update(name, |m| m.note_flap(at, half_life));
+    }
+
+    /// Whether `name` is flap-damped at `now`: a silent host must not shorten its suspicion.
+    pub(crate) fn flap_damped(&self, now: Instant, name: &str, config: &Config) -> bool {
+        let at = self.table.stamp(now);
+        self.table
+            .get(name)
+            .and_then(|m| m.flap())
+            .is_some_and(|p| p.damped(at, config.flap_damping_half_life))
     }
 
     /// Applies a `Left` about another member; returns the member if it is news.

@@ -114,6 +114,10 @@ pub fn detection_scale_row(
     let n = n.max(3);
     let mut config = sim_config(seed, &params.config, n);
     config.icmp_on_crash = icmp;
+    // The rows without ICMP measure Lifeguard alone: a crash there takes the host down, which
+    // host checks would detect within `silent_host_suspicion_timeout` (see the `host_checks`
+    // simulation tests for that path).
+    config.node_config.host_checks &= icmp;
     let mut sim = stable_cluster(config, n);
     sim.set_check_interval(Duration::from_millis(50));
     let bound = params.config.detection_bound(n);
