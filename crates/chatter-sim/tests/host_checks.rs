@@ -193,11 +193,18 @@ fn a_five_second_pause_on_a_live_host_is_never_failed() {
     let t = SimTest::new("a_five_second_pause_on_a_live_host_is_never_failed");
     for n in [5usize, 20] {
         let mut sim = calibrated(&t, Config::lan(), n, false);
-        for victim in [1, n / 2, n - 1] {
-            let answered_before: u64 = (0..n)
+        let answered = |sim: &Sim| -> u64 {
+            (0..n)
                 .filter_map(|i| sim.node_stats(i))
                 .map(|s| s.host_checks_answered)
-                .sum();
+                .sum()
+        };
+        // Host checks answered in each pause and the 15 s after it. A pause may go unprobed
+        // (at 20 nodes about 1 in 160 does: each member is probed about once a second), so the
+        // check that the pauses exercised host checks is over the three together.
+        let mut per_pause = Vec::new();
+        for victim in [1, n / 2, n - 1] {
+            let answered_before = answered(&sim);
             sim.pause(victim);
             sim.run_for(5 * SECOND);
             sim.resume(victim);
@@ -208,20 +215,16 @@ fn a_five_second_pause_on_a_live_host_is_never_failed() {
                 |s| s.all_see_status(victim, MemberStatus::Alive),
             );
             sim.run_for(10 * SECOND);
-            let answered_after: u64 = (0..n)
-                .filter_map(|i| sim.node_stats(i))
-                .map(|s| s.host_checks_answered)
-                .sum();
-            t.check(answered_after > answered_before, || {
-                format!(
-                    "n={n}: no host check ran during the pause of {}",
-                    sim.name(victim)
-                )
-            });
+            per_pause.push(answered(&sim) - answered_before);
         }
+        t.check(per_pause.iter().sum::<u64>() > 0, || {
+            format!("n={n}: no host check ran during the pauses ({per_pause:?} answered)")
+        });
         t.check_no_failed_except(&sim, &[]);
         t.check_invariants(&sim);
-        println!("n={n}: 5 s pauses of 3 nodes, never failed");
+        println!(
+            "n={n}: 5 s pauses of 3 nodes, never failed; host checks answered: {per_pause:?}"
+        );
     }
 }
 
