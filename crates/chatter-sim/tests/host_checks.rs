@@ -222,9 +222,7 @@ fn a_five_second_pause_on_a_live_host_is_never_failed() {
         });
         t.check_no_failed_except(&sim, &[]);
         t.check_invariants(&sim);
-        println!(
-            "n={n}: 5 s pauses of 3 nodes, never failed; host checks answered: {per_pause:?}"
-        );
+        println!("n={n}: 5 s pauses of 3 nodes, never failed; host checks answered: {per_pause:?}");
     }
 }
 

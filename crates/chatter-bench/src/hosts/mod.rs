@@ -446,7 +446,14 @@ pub fn run(opts: Options) -> Result<()> {
             _ => Box::new(Serf::new(SERF, opts.serf.clone(), None)?.placed(topo.placement())),
         };
         let mut res = scenarios::Results::default();
-        let outcome = scenarios::run_all(sys.as_mut(), &mut topo, &opts, data_dir, &mut res);
+        let outcome = scenarios::run_all(
+            sys.as_mut(),
+            &mut topo,
+            &opts,
+            data_dir,
+            &data_root,
+            &mut res,
+        );
         // The processes go before the next system starts (and before the topology).
         drop(sys);
         if let Err(e) = outcome {

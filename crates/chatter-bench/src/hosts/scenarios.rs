@@ -2,8 +2,9 @@
 //! network as it found it (every fault undone) and the cluster converged again.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
@@ -248,6 +249,7 @@ pub fn run_all(
     topo: &mut Topology,
     opts: &Options,
     data_dir: bool,
+    data_root: &Path,
     res: &mut Results,
 ) -> Result<()> {
     let label = sys.label();
@@ -284,7 +286,7 @@ pub fn run_all(
                     res.restart_skipped = Some(why);
                     Ok(())
                 } else {
-                    restart(&mut c).map(|r| res.restart = Some(r))
+                    restart(&mut c, data_root).map(|r| res.restart = Some(r))
                 }
             }
             // Serf has no multicast discovery: Chatter only.
@@ -796,9 +798,46 @@ pub fn delay_line_check(imp: &Impairment) -> String {
     )
 }
 
+/// Longest wait for every node's state file to be written after its key: the debounce
+/// (`chatter::persist::MIN_SAVE_INTERVAL`, 1 s) and an fsync, with room for a loaded machine.
+const SAVE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Waits until the state file of every node in `nodes` (`data_root/n{i:02}/state`) was
+/// modified at or after `since`, or fails after `limit`.
+fn wait_saved(nodes: &[usize], data_root: &Path, since: SystemTime, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let unsaved: Vec<String> = nodes
+            .iter()
+            .map(|&i| node_name(i))
+            .filter(|name| {
+                let file = data_root.join(name).join("state");
+                std::fs::metadata(file)
+                    .and_then(|m| m.modified())
+                    .map_or(true, |at| at < since)
+            })
+            .collect();
+        if unsaved.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no state file written within {limit:?} of the keys: {}",
+                unsaved.join(", ")
+            );
+        }
+        check_interrupted()?;
+        thread::sleep(POLL);
+    }
+}
+
 /// `restart`: every node writes a key, then each in turn is SIGKILLed and started again at
-/// once with its data dir; no key may be lost and nobody listed failed.
-fn restart(c: &mut Hosts) -> Result<Restart> {
+/// once with its data dir (`data_root/n{i:02}`); no key may be lost and nobody listed failed.
+///
+/// The kills come once every node has written its state file since its key was written: a
+/// crash loses the changes of at most the last second (`chatter::persist::MIN_SAVE_INTERVAL`,
+/// the write's debounce), and what is asserted is that nothing written to disk is lost.
+fn restart(c: &mut Hosts, data_root: &Path) -> Result<Restart> {
     let n = c.n;
     let all: Vec<usize> = (0..n).collect();
     let keys: Vec<(String, String, String)> = all
@@ -811,6 +850,7 @@ fn restart(c: &mut Hosts) -> Result<Restart> {
             )
         })
         .collect();
+    let written = SystemTime::now();
     for (i, (_, key, value)) in keys.iter().enumerate() {
         if c.sys.set_key(i, key, value)?.is_none() {
             bail!("{} has no key/value state", c.sys.label());
@@ -819,6 +859,7 @@ fn restart(c: &mut Hosts) -> Result<Restart> {
     if let Err(missing) = wait_keys(c, &all, &keys, Duration::from_secs(60)) {
         bail!("{missing} key copies did not spread before the restarts");
     }
+    wait_saved(&all, data_root, written, SAVE_LIMIT)?;
     let mut r = Restart {
         keys_total: n * n,
         ..Restart::default()
