@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -802,20 +802,36 @@ pub fn delay_line_check(imp: &Impairment) -> String {
 /// (`chatter::persist::MIN_SAVE_INTERVAL`, 1 s) and an fsync, with room for a loaded machine.
 const SAVE_LIMIT: Duration = Duration::from_secs(10);
 
-/// Waits until the state file of every node in `nodes` (`data_root/n{i:02}/state`) was
-/// modified at or after `since`, or fails after `limit`.
-fn wait_saved(nodes: &[usize], data_root: &Path, since: SystemTime, limit: Duration) -> Result<()> {
+/// The identity of each node's state file (`data_root/n{i:02}/state`): its inode, new with every
+/// write (a snapshot is a new file renamed over the old one), or `None` while there is none.
+fn state_files(nodes: &[usize], data_root: &Path) -> Vec<Option<u64>> {
+    use std::os::unix::fs::MetadataExt as _;
+    nodes
+        .iter()
+        .map(|&i| {
+            let file = data_root.join(node_name(i)).join("state");
+            std::fs::metadata(file).ok().map(|m| m.ino())
+        })
+        .collect()
+}
+
+/// Waits until every node in `nodes` has written its state file again since `before` (from
+/// [`state_files`]), or fails after `limit`. Inodes, not modification times: a write a few
+/// milliseconds after the change can carry an mtime from before it (the kernel's coarse clock).
+fn wait_saved(
+    nodes: &[usize],
+    data_root: &Path,
+    before: &[Option<u64>],
+    limit: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + limit;
     loop {
+        let now = state_files(nodes, data_root);
         let unsaved: Vec<String> = nodes
             .iter()
-            .map(|&i| node_name(i))
-            .filter(|name| {
-                let file = data_root.join(name).join("state");
-                std::fs::metadata(file)
-                    .and_then(|m| m.modified())
-                    .map_or(true, |at| at < since)
-            })
+            .zip(now.iter().zip(before))
+            .filter(|(_, (now, before))| now.is_none() || now == before)
+            .map(|(&i, _)| node_name(i))
             .collect();
         if unsaved.is_empty() {
             return Ok(());
@@ -850,7 +866,7 @@ fn restart(c: &mut Hosts, data_root: &Path) -> Result<Restart> {
             )
         })
         .collect();
-    let written = SystemTime::now();
+    let before = state_files(&all, data_root);
     for (i, (_, key, value)) in keys.iter().enumerate() {
         if c.sys.set_key(i, key, value)?.is_none() {
             bail!("{} has no key/value state", c.sys.label());
@@ -859,7 +875,7 @@ fn restart(c: &mut Hosts, data_root: &Path) -> Result<Restart> {
     if let Err(missing) = wait_keys(c, &all, &keys, Duration::from_secs(60)) {
         bail!("{missing} key copies did not spread before the restarts");
     }
-    wait_saved(&all, data_root, written, SAVE_LIMIT)?;
+    wait_saved(&all, data_root, &before, SAVE_LIMIT)?;
     let mut r = Restart {
         keys_total: n * n,
         ..Restart::default()
