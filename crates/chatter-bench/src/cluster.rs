@@ -33,6 +33,17 @@ pub struct Cluster {
     agent: ureq::Agent,
 }
 
+/// GET `url` and its body as JSON.
+pub fn get_json(agent: &ureq::Agent, url: &str) -> Result<Value> {
+    let body = agent
+        .get(url)
+        .call()
+        .with_context(|| format!("GET {url}"))?
+        .body_mut()
+        .read_to_string()?;
+    Ok(serde_json::from_str(&body)?)
+}
+
 pub fn unix_ms() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -115,13 +126,7 @@ impl Cluster {
     }
 
     pub fn get(&self, http: &str, path: &str) -> Result<Value> {
-        let body = self
-            .agent
-            .get(&format!("http://{http}{path}"))
-            .call()?
-            .body_mut()
-            .read_to_string()?;
-        Ok(serde_json::from_str(&body)?)
+        get_json(&self.agent, &format!("http://{http}{path}"))
     }
 
     /// `(name, status, status_since_ms)` of every member in `http`'s view.

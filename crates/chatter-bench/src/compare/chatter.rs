@@ -121,15 +121,7 @@ impl Chatter {
     }
 
     fn get(&self, i: usize, path: &str) -> Result<Value> {
-        let url = format!("http://{}{path}", self.node(i)?.http);
-        let body = self
-            .agent
-            .get(&url)
-            .call()
-            .with_context(|| format!("GET {url}"))?
-            .body_mut()
-            .read_to_string()?;
-        Ok(serde_json::from_str(&body)?)
+        crate::cluster::get_json(&self.agent, &format!("http://{}{path}", self.node(i)?.http))
     }
 }
 

@@ -165,14 +165,7 @@ fn start(placement: &Placement, chatterd: &Path, spec: &Spec) -> Result<Daemon> 
 }
 
 fn get(agent: &ureq::Agent, http: &str, path: &str) -> Result<Value> {
-    let url = format!("http://{http}{path}");
-    let body = agent
-        .get(&url)
-        .call()
-        .with_context(|| format!("GET {url}"))?
-        .body_mut()
-        .read_to_string()?;
-    Ok(serde_json::from_str(&body)?)
+    crate::cluster::get_json(agent, &format!("http://{http}{path}"))
 }
 
 /// The names a daemon lists, with whether each is alive.
