@@ -149,61 +149,7 @@ enum Scenario {
     /// Chatter and Serf on real hosts made of network namespaces (needs root): one daemon per
     /// host at its own address, faults in the network between them (cut links, partitions,
     /// one-way and flapping links, loss) and in the processes; Markdown tables side by side.
-    Hosts {
-        /// Hosts (one daemon each).
-        #[arg(long, default_value_t = 5)]
-        nodes: usize,
-        /// Trials of `silent` and `crash` (the victim is restored between them).
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Scenarios: silent, crash, pause, partition, asymmetric, flapping, loss, restart; not
-        /// by default: discover (Chatter only) and dns (Chatter only, needs dnsmasq).
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "silent,crash,pause,partition,asymmetric,flapping,loss,restart"
-        )]
-        scenarios: Vec<String>,
-        /// Systems: chatter, serf.
-        #[arg(long, value_delimiter = ',', default_value = "chatter,serf")]
-        systems: Vec<String>,
-        /// SIGSTOP lengths of `pause`, in seconds.
-        #[arg(long, value_delimiter = ',', default_value = "2,5,8,10")]
-        pauses: Vec<f64>,
-        /// Loss percentages of `loss`, each on every link between hosts.
-        #[arg(long, value_delimiter = ',', default_value = "5,20")]
-        losses: Vec<f64>,
-        /// Length of each `loss` window, in seconds.
-        #[arg(long, default_value_t = 60)]
-        seconds: u64,
-        /// Length of the `asymmetric` and `flapping` windows, in seconds.
-        #[arg(long, default_value_t = 30)]
-        window_seconds: u64,
-        /// One-way delay of every packet between hosts in `loss` (`20ms`, `0.1s`; a bare
-        /// number is ms), from the harness's NFQUEUE delay line in the switch.
-        #[arg(long, default_value = "20ms", value_parser = hosts::delay::parse_duration)]
-        delay: Duration,
-        /// Jitter of that delay: each packet's delay is drawn uniformly within ± this (never
-        /// below zero), as netem's `delay D J`.
-        #[arg(long, default_value = "50ms", value_parser = hosts::delay::parse_duration)]
-        jitter: Duration,
-        /// Per-pair RTTs of the delay line, lines `A B RTT_MS` with host indices (pairs not
-        /// listed get 2 x --delay).
-        #[arg(long)]
-        rtt_matrix: Option<PathBuf>,
-        /// Exit non-zero when Chatter breaks a rule of a scenario (Serf is never asserted).
-        #[arg(long)]
-        check: bool,
-        /// The serf binary.
-        #[arg(long, default_value = "serf")]
-        serf: PathBuf,
-        /// Also write the Markdown report to this file.
-        #[arg(long)]
-        markdown: Option<PathBuf>,
-        /// Only remove the namespaces and links left by runs that died, then exit.
-        #[arg(long)]
-        cleanup: bool,
-    },
+    Hosts(hosts::Options),
     /// Idle CPU, RSS and traffic per daemon once the cluster has settled.
     Idle {
         /// Cluster sizes.
@@ -248,7 +194,7 @@ fn max(v: &[f64]) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if let Scenario::Hosts { cleanup: true, .. } = args.scenario {
+    if let Scenario::Hosts(hosts::Options { cleanup: true, .. }) = args.scenario {
         return hosts::cleanup();
     }
     let chatterd = match args.chatterd {
@@ -279,40 +225,11 @@ fn main() -> Result<()> {
         Scenario::Idle { nodes, seconds } => idle(&d, &nodes, seconds),
         Scenario::Broadcast { nodes, count } => propagation::broadcast(&d, &nodes, count),
         Scenario::Kv { nodes, count } => propagation::kv(&d, &nodes, count),
-        Scenario::Hosts {
-            nodes,
-            runs,
-            scenarios,
-            systems,
-            pauses,
-            losses,
-            seconds,
-            window_seconds,
-            delay,
-            jitter,
-            rtt_matrix,
-            check,
-            serf,
-            markdown,
-            cleanup: _,
-        } => hosts::run(hosts::Options {
-            nodes,
-            runs,
-            scenarios,
-            systems,
-            pauses,
-            losses,
-            seconds,
-            window_seconds,
-            delay,
-            jitter,
-            rtt_matrix,
-            check,
+        Scenario::Hosts(opts) => hosts::run(hosts::Options {
             chatterd,
             chatter_args: args.daemon_args.clone(),
-            serf,
-            markdown,
             command_line: shown_command(&["--chatterd", "--markdown"]),
+            ..opts
         }),
         Scenario::Compare {
             nodes,

@@ -58,37 +58,72 @@ pub const CHATTER: &str = "Chatter";
 /// Label of Serf with its defaults.
 pub const SERF: &str = "Serf";
 
-/// Everything `hosts` is told on its command line.
+/// Everything `hosts` is told: its command line, and from the common flags the chatterd to
+/// run and its extra flags.
+#[derive(clap::Args)]
 pub struct Options {
     /// Hosts (one daemon each).
+    #[arg(long, default_value_t = 5)]
     pub nodes: usize,
-    /// Trials of `silent` and `crash`.
+    /// Trials of `silent` and `crash` (the victim is restored between them).
+    #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Scenarios to run, among [`SCENARIOS`].
+    /// Scenarios: silent, crash, pause, partition, asymmetric, flapping,
+    /// loss, restart; not by default: discover (Chatter only) and dns (Chatter only, needs
+    /// dnsmasq).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "silent,crash,pause,partition,asymmetric,flapping,loss,restart"
+    )]
     pub scenarios: Vec<String>,
-    /// `chatter`, `serf`.
+    /// Systems: chatter, serf.
+    #[arg(long, value_delimiter = ',', default_value = "chatter,serf")]
     pub systems: Vec<String>,
     /// SIGSTOP lengths of `pause`, in seconds.
+    #[arg(long, value_delimiter = ',', default_value = "2,5,8,10")]
     pub pauses: Vec<f64>,
-    /// Loss percentages of `loss`.
+    /// Loss percentages of `loss`, each on every link between hosts.
+    #[arg(long, value_delimiter = ',', default_value = "5,20")]
     pub losses: Vec<f64>,
-    /// Length of each `loss` window.
+    /// Length of each `loss` window, in seconds.
+    #[arg(long, default_value_t = 60)]
     pub seconds: u64,
-    /// Length of the `asymmetric` and `flapping` windows.
+    /// Length of the `asymmetric` and `flapping` windows, in seconds.
+    #[arg(long, default_value_t = 30)]
     pub window_seconds: u64,
-    /// One-way delay and jitter of every packet between hosts in `loss` (the delay line of
-    /// [`delay`]).
+    /// One-way delay of every packet between hosts in `loss` (`20ms`, `0.1s`; a bare number
+    /// is ms), from the harness's NFQUEUE delay line in the switch.
+    #[arg(long, default_value = "20ms", value_parser = delay::parse_duration)]
     pub delay: Duration,
+    /// Jitter of that delay: each packet's delay is drawn uniformly within ± this (never
+    /// below zero), as netem's `delay D J`.
+    #[arg(long, default_value = "50ms", value_parser = delay::parse_duration)]
     pub jitter: Duration,
-    /// Per-pair RTTs of the delay line (issue 13's coordinates), from `--rtt-matrix`.
+    /// Per-pair RTTs of the delay line (issue 13's coordinates), lines `A B RTT_MS` with host
+    /// indices (pairs not listed get 2 x --delay).
+    #[arg(long)]
     pub rtt_matrix: Option<PathBuf>,
-    /// Fail the run when Chatter breaks a scenario's rule.
+    /// Exit non-zero when Chatter breaks a rule of a scenario (Serf is never asserted).
+    #[arg(long)]
     pub check: bool,
-    pub chatterd: PathBuf,
-    /// Extra flags of every chatterd.
-    pub chatter_args: Vec<String>,
+    /// The serf binary.
+    #[arg(long, default_value = "serf")]
     pub serf: PathBuf,
+    /// Also write the Markdown report to this file.
+    #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// Only remove the namespaces and links left by runs that died, then exit.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// The chatterd binary (the common `--chatterd`).
+    #[arg(skip)]
+    pub chatterd: PathBuf,
+    /// Extra flags of every chatterd (the common `--daemon-arg`s).
+    #[arg(skip)]
+    pub chatter_args: Vec<String>,
+    /// The command line, as the report shows it.
+    #[arg(skip)]
     pub command_line: String,
 }
 
