@@ -543,6 +543,7 @@ impl Node {
         if self.recontact.is_due(now) {
             self.recontact_round(now);
         }
+        self.start_calibrations(now);
         if now >= self.next_reap {
             self.reap(now);
         }
@@ -576,6 +577,7 @@ impl Node {
             self.next_state_graft(),
             self.life_checks.next_deadline(),
             self.key_rotation.next_deadline(),
+            self.next_calibration_deadline(),
         ]
         .into_iter()
         .flatten()

@@ -251,6 +251,28 @@ fn a_firewalled_path_is_never_trusted_and_detection_is_as_without_host_checks() 
 }
 
 #[test]
+fn a_trusted_path_that_starts_dropping_host_checks_is_distrusted_by_the_next_ack() {
+    let config = Config::lan();
+    let mut net = calibrated_lan(&[]);
+    // A firewall rule now drops n4's host checks while n4 keeps acking. The paths are
+    // calibrated again half way through their trust: the checks go unanswered, n4 acks again
+    // in the same incarnation, and the paths are distrusted.
+    net.host_silent[4] = true;
+    net.run_until(config.host_check_trust_period, |n| {
+        (0..4).all(|i| n.nodes[i].stats().host_check_paths_distrusted >= 1)
+    });
+    assert!((0..4).all(|i| net.nodes[i].stats().host_check_paths_distrusted >= 1));
+    assert!((0..4).all(|i| net.status(i, 4) == Some(MemberStatus::Alive)));
+    // Then n4 dies: its silence is no evidence on those paths any more.
+    net.silent[4] = true;
+    let took = net.run_until(config.detection_bound(5), |n| {
+        (0..4).all(|i| n.status(i, 4) == Some(MemberStatus::Failed))
+    });
+    assert!(took >= config.suspicion_min_timeout(5), "took {took:?}");
+    assert!((0..4).all(|i| !net.member(i, 4).evidence.unwrap().host_silent));
+}
+
+#[test]
 fn host_check_answers_not_in_flight_change_nothing() {
     let mut net = calibrated_lan(&[]);
     let before = net.nodes[0].stats().host_checks_answered;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use crate::host_check::{HostAnswer, ProbeState, Purpose};
+use crate::host_check::{AckVerdict, HostAnswer, Pending, ProbeState, Purpose};
 use crate::member::{MemberStatus, ProbeOutcome};
 use crate::membership::{Findings, HostSilent};
 use crate::node::Node;
@@ -312,32 +312,68 @@ impl Node {
     }
 
     /// `name`'s life `generation` has just acked a direct probe, or answered the life check
-    /// that admitted it: if its host-check path is not trusted, or its trust is half way to
-    /// expiry, check its host (on average at most one calibration per probe interval, in
-    /// bursts of at most `CALIBRATION_BURST`). Only members that answered this node's own
+    /// that admitted it: if its host-check path was silent to a check in this incarnation, the
+    /// path is distrusted; else if it is not trusted, or its trust is half way to expiry, its
+    /// host is queued for a calibration check (at most `CALIBRATIONS_PER_INTERVAL` start per
+    /// probe interval). Only members that answered this node's own
     /// ping are calibrated, so a name a stranger announces costs no host check until a
     /// process answers for it.
     pub(crate) fn calibrate(&mut self, now: Instant, name: &str, generation: u64) {
         if !self.config.host_checks || self.leaving {
             return;
         }
-        let Some(addr) = self
+        let Some((addr, incarnation)) = self
             .membership
             .get(name)
             .filter(|m| m.generation == generation && m.status == MemberStatus::Alive)
-            .map(|m| m.addr())
+            .map(|m| (m.addr(), m.incarnation))
         else {
             return;
         };
-        let interval = self.membership.scale(self.config.probe_interval);
         let period = self.config.host_check_trust_period;
-        if self
+        match self
             .host_checks
-            .calibration_due(now, addr, period, interval)
+            .on_member_ack(now, name, (generation, incarnation), addr, period)
         {
-            self.stats.host_checks_calibration += 1;
-            self.start_host_check(now, name, generation, addr, Purpose::Calibration);
+            AckVerdict::Distrusted => {
+                self.stats.host_check_paths_distrusted += 1;
+                debug!(member = %name, %addr, "host check path distrusted");
+            }
+            AckVerdict::QueueFull => self.stats.host_checks_dropped += 1,
+            AckVerdict::Queued | AckVerdict::Nothing => {}
         }
+        self.start_calibrations(now);
+    }
+
+    /// Starts the queued calibrations the rate and the checks in flight allow, of members
+    /// still alive in the same life at the same address.
+    pub(crate) fn start_calibrations(&mut self, now: Instant) {
+        if !self.config.host_checks || self.leaving {
+            return;
+        }
+        let interval = self.membership.scale(self.config.probe_interval);
+        loop {
+            let membership = &self.membership;
+            let next = self.host_checks.next_calibration(now, interval, |c| {
+                membership.get(&c.name).is_some_and(|m| {
+                    m.generation == c.generation
+                        && m.status == MemberStatus::Alive
+                        && m.addr() == c.addr
+                })
+            });
+            let Some(c) = next else { break };
+            self.stats.host_checks_calibration += 1;
+            self.start_host_check(now, &c.name, c.generation, c.addr, Purpose::Calibration);
+        }
+    }
+
+    /// When [`Node::start_calibrations`] may start the next queued calibration.
+    pub(crate) fn next_calibration_deadline(&self) -> Option<Instant> {
+        if !self.config.host_checks {
+            return None;
+        }
+        let interval = self.membership.scale(self.config.probe_interval);
+        self.host_checks.next_calibration_deadline(interval)
     }
 
     /// Asks the driver to check the host of `name`'s life `generation` at `addr`; returns the
@@ -380,6 +416,12 @@ impl Node {
             self.stats.host_checks_unexpected += 1;
             return;
         };
+        self.answer_host_check(now, id, check, answer);
+        // A calibration ended: the next queued one may start.
+        self.start_calibrations(now);
+    }
+
+    fn answer_host_check(&mut self, now: Instant, id: u64, check: Pending, answer: HostAnswer) {
         let period = self.config.host_check_trust_period;
         match answer {
             HostAnswer::Answered => {
@@ -391,14 +433,21 @@ impl Node {
                 self.stats.host_checks_silent += 1;
                 match check.purpose {
                     Purpose::Calibration | Purpose::Probe(ProbeState::Acked) => {
-                        let alive_there = self.membership.get(&check.name).is_some_and(|m| {
-                            m.generation == check.generation
-                                && m.status == MemberStatus::Alive
-                                && m.addr() == check.addr
-                        });
-                        if alive_there {
-                            debug!(member = %check.name, addr = %check.addr, "host check path distrusted");
-                            self.host_checks.note_distrusted(now, check.addr, period);
+                        // Distrusted if the member acks again in this incarnation; the host
+                        // may as well have just gone (then the member is suspected and refutes
+                        // with a higher incarnation, or fails).
+                        let alive_there = self
+                            .membership
+                            .get(&check.name)
+                            .filter(|m| {
+                                m.generation == check.generation
+                                    && m.status == MemberStatus::Alive
+                                    && m.addr() == check.addr
+                            })
+                            .map(|m| (m.generation, m.incarnation));
+                        if let Some(life) = alive_there {
+                            self.host_checks
+                                .note_silent_while_alive(now, check.addr, life, period);
                         }
                     }
                     Purpose::Probe(ProbeState::Running) => {

@@ -122,6 +122,9 @@ pub struct Stats {
     /// Host-check answers for an id not in flight (answered twice, forgotten, or never
     /// asked): ignored.
     pub host_checks_unexpected: u64,
+    /// Paths distrusted: a host check of the member went unanswered, and the member then
+    /// acked this node in the same incarnation (the path drops host checks).
+    pub host_check_paths_distrusted: u64,
     /// Failed probes (or their late host-check answers) that found the member's host silent
     /// on a trusted path while this node's network worked: each caps this node's suspicion of
     /// the member at `Config::silent_host_suspicion_timeout`.

@@ -26,7 +26,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// A converged cluster of `n` nodes that has run long enough for every node to calibrate
-/// its path to every other (one calibration per probe interval, on direct acks), unless host
+/// its path to every other (queued at admission and on direct acks, four per probe interval), unless host
 /// checks are off or dropped (`firewalled`: every host drops them from the start).
 fn calibrated(t: &SimTest, config: Config, n: usize, firewalled: bool) -> Sim {
     let host_checks = config.host_checks;

@@ -19,7 +19,7 @@
 //! | `chatter_dropped_total{reason}` | counter | datagrams and items dropped, by reason (`sealed_*`: sealed datagrams that did not open, e.g. `sealed_unknown_key`, `sealed_bad_tag`, `sealed_replayed`; `not_sealed`: plain datagrams refused by a sealed node; `key_message`: key rotation commands or acks not sealed or not from a live member at its address) |
 //! | `chatter_messages_{broadcast,sent,delivered,duplicate,injected}_total` | counter | user messages (Plumtree) |
 //! | `chatter_state_updates_applied_total` | counter | key/value writes applied to replicas |
-//! | `chatter_host_checks_{started,calibration,answered,silent,inconclusive,dropped,unexpected}_total`, `chatter_host_silent_suspicions_total`, `chatter_host_silent_damped_total`, `chatter_flaps_total` | counter | host checks of members' hosts, the suspicions a silent host shortened, those it did not because the member was flap-damped, and the flaps (members back in the same life after a verdict or a silent host) |
+//! | `chatter_host_checks_{started,calibration,answered,silent,inconclusive,dropped,unexpected}_total`, `chatter_host_check_paths_distrusted_total`, `chatter_host_silent_suspicions_total`, `chatter_host_silent_damped_total`, `chatter_flaps_total` | counter | host checks of members' hosts, the suspicions a silent host shortened, those it did not because the member was flap-damped, and the flaps (members back in the same life after a verdict or a silent host) |
 //! | `chatter_pending_broadcasts`, `chatter_active_suspicions`, `chatter_health_score` | gauge | queue depths and Lifeguard local health |
 //! | `chatter_io_*_total` | counter | the runtime's socket and seed-resolution errors |
 //! | `chatter_discovery_*_total`, `chatter_discovery_interfaces` | counter, gauge | LAN discovery (`--discover`): announcements sent, heard, contacts, drops by reason, rate-limited; interfaces joined |
@@ -175,6 +175,7 @@ fn counters(s: &Stats) -> Vec<Counter> {
         host_checks_inconclusive,
         host_checks_dropped,
         host_checks_unexpected,
+        host_check_paths_distrusted,
         host_silent_suspicions,
         host_silent_damped,
         flaps,
@@ -302,6 +303,11 @@ fn counters(s: &Stats) -> Vec<Counter> {
             "host_checks_unexpected",
             "Host-check answers for a check not in flight, ignored.",
             host_checks_unexpected,
+        ),
+        (
+            "host_check_paths_distrusted",
+            "Paths distrusted: a member's host was silent to a check, then the member acked in the same incarnation.",
+            host_check_paths_distrusted,
         ),
         (
             "host_silent_suspicions",

@@ -125,6 +125,34 @@ impl Chatter {
     }
 }
 
+/// One line of a member's evidence (`/v1/members`), times in seconds from `t0_ms`.
+fn explain_evidence(e: &Value, t0_ms: f64) -> String {
+    let at = |key: &str| {
+        e[key].as_f64().map_or_else(
+            || "?".to_owned(),
+            |ms| format!("{:+.2} s", (ms - t0_ms) / 1000.0),
+        )
+    };
+    let mut flags = Vec::new();
+    for flag in ["unreachable", "host_silent", "flap_damped"] {
+        if e[flag].as_bool() == Some(true) {
+            flags.push(flag);
+        }
+    }
+    let confirmations = e["confirmations"].as_array().map_or(0, Vec::len);
+    format!(
+        "suspected {} (accuser {}, {} confirmations, timeout {} ms{}{}), failed {} (declared by {})",
+        at("suspected_at_ms"),
+        e["accuser"].as_str().unwrap_or("?"),
+        confirmations,
+        e["timeout_ms"].as_u64().unwrap_or(0),
+        if flags.is_empty() { "" } else { ", " },
+        flags.join(", "),
+        at("failed_at_ms"),
+        e["declared_by"].as_str().unwrap_or("?"),
+    )
+}
+
 fn status(s: &str) -> Status {
     match s {
         "alive" => Status::Alive,
@@ -207,6 +235,17 @@ impl System for Chatter {
                 since_ms: m["status_since_ms"].as_f64(),
             })
             .collect())
+    }
+
+    fn explain(&self, i: usize, member: &str, t0_ms: f64) -> Result<Option<String>> {
+        let v = self.get(i, "/v1/members")?;
+        let evidence = v
+            .get("members")
+            .and_then(Value::as_array)
+            .and_then(|list| list.iter().find(|m| m["name"].as_str() == Some(member)))
+            .and_then(|m| m.get("evidence"))
+            .filter(|e| !e.is_null());
+        Ok(evidence.map(|e| explain_evidence(e, t0_ms)))
     }
 
     fn kill(&mut self, i: usize) -> Result<()> {

@@ -99,6 +99,11 @@ pub trait System {
     fn poll_key(&self, _i: usize, _owner: &str, _key: &str) -> Result<Option<String>> {
         Ok(None)
     }
+    /// Why slot `i` lists `member` as it does, in one line with times from `t0_ms` (Unix ms),
+    /// when the system says (Chatter's evidence); `None` when it does not.
+    fn explain(&self, _i: usize, _member: &str, _t0_ms: f64) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Where the processes of a system run and which address each binds: every slot on

@@ -232,6 +232,22 @@ impl Hosts<'_> {
         found
     }
 
+    /// Prints why the observer that listed `member` failed last (of `found`, from
+    /// [`Hosts::wait_status`]) did so, when the system says: what held the verdict back.
+    pub fn explain_last(&self, observers: &[usize], found: &[Option<f64>], member: &str, t0: f64) {
+        let last = observers
+            .iter()
+            .zip(found)
+            .filter_map(|(&i, at)| at.map(|at| (i, at)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let Some((i, _)) = last else { return };
+        match self.sys.explain(i, member, t0) {
+            Ok(Some(line)) => println!("    {} (last to list it): {line}", node_name(i)),
+            Ok(None) => {}
+            Err(e) => println!("    {}: no evidence: {e:#}", node_name(i)),
+        }
+    }
+
     /// Polls `observers` until each lists `member` with a status in `wanted`: per observer the
     /// Unix ms of the change (the node's own `since_ms` when it gives one, else the polling
     /// midpoint), `None` if not within `limit`.

@@ -366,6 +366,7 @@ fn silent(c: &mut Hosts, topo: &Topology, opts: &Options) -> Result<Detect> {
         let found = c.wait_status(&survivors, &name, &[Status::Failed], t0, DETECT_LIMIT);
         check_interrupted()?;
         record(&mut d, &format!("cut {name} (trial {run})"), &found, t0);
+        c.explain_last(&survivors, &found, &name, t0);
         topo.restore(victim)?;
         c.cut.remove(&victim);
         let t1 = unix_ms();
@@ -395,6 +396,7 @@ fn crash(c: &mut Hosts, opts: &Options) -> Result<Detect> {
         let found = c.wait_status(&survivors, &name, &[Status::Failed], t0, DETECT_LIMIT);
         check_interrupted()?;
         record(&mut d, &format!("kill {name} (trial {run})"), &found, t0);
+        c.explain_last(&survivors, &found, &name, t0);
         let t1 = unix_ms();
         c.respawn(victim)?;
         let at = c
