@@ -17,6 +17,9 @@
 #    read on chatter-5 with the image's CLI, that a container frozen for 5 s (`docker pause`)
 #    is never failed, that one taken off the network is failed and welcomed back when it
 #    returns, and that `stop` of a node is a graceful leave.
+# 4. The multi-host suite on the image (`chatter-bench hosts --containers`, as root): five
+#    containers of the image, each with its own address on a switch of the harness's own;
+#    silent host loss, a crash, a 5 s freeze and a rolling restart with data dirs, asserted.
 #
 # CHATTER_DOCKER_IMAGE_TEST=0 stops after the static checks (seconds instead of minutes: the
 # image's build dominates). Skips with exit 0 when Docker is not usable (no client, no daemon, no permission). Removes
@@ -67,6 +70,18 @@ cleanup() {
     # A container left frozen by a failed check would not stop.
     [[ -n ${paused:-} ]] && docker unpause "$paused" >/dev/null 2>&1
     [[ -n ${CLUSTER_UP:-} ]] && compose down -v --remove-orphans >/dev/null 2>&1
+    # The hosts harness removes its containers on SIGTERM; what a killed one left goes with
+    # its --cleanup (before the image they run is removed).
+    if [[ -n ${HOSTS_HARNESS:-} ]] && kill -0 "$HOSTS_HARNESS" 2>/dev/null; then
+        kill -TERM "$HOSTS_HARNESS" 2>/dev/null
+        for _ in $(seq 60); do
+            kill -0 "$HOSTS_HARNESS" 2>/dev/null || break
+            sleep 0.5
+        done
+        kill -KILL "$HOSTS_HARNESS" 2>/dev/null
+        wait "$HOSTS_HARNESS" 2>/dev/null
+        "$BENCH" hosts --cleanup >/dev/null 2>&1
+    fi
     if [[ -n ${DOCKER_USED:-} ]]; then
         docker rm -f "$SINGLE" >/dev/null 2>&1
         remove_failed_build_layers
@@ -548,6 +563,40 @@ while :; do
 done
 figure "\`stop chatter-5\`: listed left (not failed) on chatter-1 after $(since "$started") s"
 wait "$stopper" || fail "compose stop chatter-5 failed"
+
+# ---------------------------------------------------------------------------------------------
+# 4. The multi-host suite on the image: `chatter-bench hosts --containers`, one container of the
+#    image per host (the image's chatterd, run inside it), each container's network namespace
+#    linked to a switch of the harness's own, faults made in that switch and to the processes.
+#    Needs root and `ip netns`; CHATTER_DOCKER_HOSTS_TEST=0 skips it.
+
+compose down -v --remove-orphans >/dev/null 2>&1
+CLUSTER_UP=""
+if [[ ${CHATTER_DOCKER_HOSTS_TEST:-1} == 0 ]]; then
+    log "SKIPPED the hosts suite on the image: CHATTER_DOCKER_HOSTS_TEST=0"
+elif [[ $(id -u) != 0 ]] || ! ip netns list >/dev/null 2>&1; then
+    log "SKIPPED the hosts suite on the image: needs root and a working 'ip netns'"
+else
+    missing=()
+    command -v nft >/dev/null 2>&1 || missing+=(nftables)
+    command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+    apt_install "${missing[@]}"
+    TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+    log "cargo build --release -p chatter-bench"
+    cargo build --release -p chatter-bench
+    BENCH=$TARGET_DIR/release/chatter-bench
+    log "hosts suite on containers of $IMAGE: silent host loss, crash, 5 s pause, rolling restart (Chatter, --check)"
+    started=$(now)
+    "$BENCH" hosts --containers "$IMAGE" --systems chatter --nodes 5 --runs 1 \
+        --scenarios silent,crash,pause,restart --pauses 5 --check >"$TMP/hosts.log" 2>&1 &
+    HOSTS_HARNESS=$!
+    rc=0
+    wait "$HOSTS_HARNESS" || rc=$?
+    HOSTS_HARNESS=""
+    grep -E '^ {2}[a-z]|^(Chatter|removed)' "$TMP/hosts.log" | sed 's/^/docker-test: hosts: /'
+    ((rc == 0)) || { tail -40 "$TMP/hosts.log" >&2; fail "the hosts suite on containers of $IMAGE failed"; }
+    figure "hosts suite on 5 containers of the image: passed in $(since "$started") s"
+fi
 
 log "all checks passed"
 for f in "${FIGURES[@]}"; do echo "docker-test: figure: $f"; done

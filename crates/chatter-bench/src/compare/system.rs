@@ -117,13 +117,18 @@ pub struct Placement {
     harness: Option<Ipv4Addr>,
 }
 
-/// One host of a [`Placement`]: a network namespace and its address.
+/// One host of a [`Placement`]: a network namespace and its address, and the container it
+/// belongs to, if any.
 #[derive(Debug, Clone)]
 pub struct Host {
     /// The network namespace's name (`ip netns exec NETNS ...`).
     pub netns: String,
     /// The host's address, on which its processes listen.
     pub ip: Ipv4Addr,
+    /// PID (in this PID namespace) of the process that holds the host's container, when the
+    /// host is a container: programs run inside it (its filesystem, its network), not only in
+    /// its network namespace.
+    pub container_pid: Option<u32>,
 }
 
 impl Placement {
@@ -145,10 +150,32 @@ impl Placement {
         self.harness.is_some()
     }
 
-    /// The command that runs `program` in slot `i`'s place: the program itself on loopback,
-    /// `ip netns exec NETNS program` on a host (`ip` execs the program, so the child's PID is
-    /// the program's and signals reach it directly).
+    /// The command that runs the daemon `program` in slot `i`'s place: the program itself on
+    /// loopback, `ip netns exec NETNS program` on a host made of a namespace, and `nsenter`
+    /// into the container's mount, UTS, IPC and network namespaces on a container host
+    /// (`program` is then a path inside the container). Both exec the program, so the child's
+    /// PID is the program's and signals reach it directly.
     pub fn command(&self, i: usize, program: &Path) -> Result<Command> {
+        if !self.on_hosts() {
+            return Ok(Command::new(program));
+        }
+        let host = self.host(i)?;
+        match host.container_pid {
+            Some(pid) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.args(["--target", &pid.to_string()])
+                    .args(["--mount", "--uts", "--ipc", "--net", "--root", "--wd", "--"])
+                    .arg(program);
+                Ok(cmd)
+            }
+            None => self.net_command(i, program),
+        }
+    }
+
+    /// The command that runs this machine's `program` (a tool such as `ip`) in slot `i`'s
+    /// network namespace: `ip netns exec NETNS program`, container or not; the program itself
+    /// on loopback.
+    pub fn net_command(&self, i: usize, program: &Path) -> Result<Command> {
         if !self.on_hosts() {
             return Ok(Command::new(program));
         }
@@ -309,4 +336,68 @@ pub fn leave_slot<T: NodeProc>(
     node.proc().signal(signal)?;
     leaving.push(node);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(cmd: &Command) -> Vec<String> {
+        std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn daemons_run_inside_containers_and_tools_in_their_network_namespace() {
+        let host = |netns: &str, container_pid| Host {
+            netns: netns.to_owned(),
+            ip: Ipv4Addr::new(10, 213, 0, 10),
+            container_pid,
+        };
+        let placement = Placement::hosts(
+            vec![host("chb1-0", None), host("chb1-1", Some(4321))],
+            Ipv4Addr::new(10, 213, 0, 1),
+        );
+        let daemon = Path::new("/usr/local/bin/chatterd");
+        let namespace = placement.command(0, daemon).map(|c| args(&c));
+        assert_eq!(
+            namespace.ok(),
+            Some(
+                ["ip", "netns", "exec", "chb1-0", "/usr/local/bin/chatterd"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        // In a container: its files (mount namespace, root, working directory) and network;
+        // `nsenter` execs the daemon, so the harness's child is the daemon.
+        let inside = placement
+            .command(1, daemon)
+            .map(|c| args(&c))
+            .unwrap_or_default();
+        assert_eq!(inside[..3], ["nsenter", "--target", "4321"]);
+        for flag in ["--mount", "--net", "--root", "--wd"] {
+            assert!(
+                inside.iter().any(|a| a == flag),
+                "{flag} missing: {inside:?}"
+            );
+        }
+        assert!(!inside.iter().any(|a| a == "--pid"), "--pid would fork");
+        assert_eq!(
+            inside.last().map(String::as_str),
+            Some("/usr/local/bin/chatterd")
+        );
+        // This machine's tools run in the container's network namespace only.
+        let tool = placement.net_command(1, Path::new("ip")).map(|c| args(&c));
+        assert_eq!(
+            tool.ok(),
+            Some(
+                ["ip", "netns", "exec", "chb1-1", "ip"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        assert!(placement.command(2, daemon).is_err(), "no third host");
+    }
 }

@@ -323,7 +323,7 @@ fn ula(placement: &Placement, i: usize, run: u16) -> Result<String> {
 /// Runs `program args` on host `i`.
 fn on_host(placement: &Placement, i: usize, program: &str, args: &[&str]) -> Result<()> {
     let out = placement
-        .command(i, Path::new(program))?
+        .net_command(i, Path::new(program))?
         .args(args)
         .output()
         .with_context(|| format!("{program} on host {i}"))?;

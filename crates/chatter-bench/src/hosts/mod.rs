@@ -1,5 +1,6 @@
-//! `chatter-bench hosts`: Chatter and Serf on real hosts made of network namespaces, one
-//! daemon per host at its own address, faults made in the network between them (links cut,
+//! `chatter-bench hosts`: Chatter and Serf on real hosts made of network namespaces (or of
+//! containers of a locally built image, `--containers IMAGE`), one daemon per host at its own
+//! address, faults made in the network between them (links cut,
 //! partitions, one-way links, flapping links, random loss with delay and jitter from the
 //! [`delay`] line) and in the processes (SIGKILL, SIGSTOP, restarts), with Markdown tables
 //! side by side; and DNS seeding against dnsmasq ([`dns`], Chatter only).
@@ -9,6 +10,7 @@
 //! sudo target/release/chatter-bench hosts --scenarios silent,loss --check
 //! sudo target/release/chatter-bench hosts --scenarios loss --delay 20ms --jitter 50ms
 //! sudo target/release/chatter-bench hosts --scenarios dns --systems chatter --check
+//! sudo target/release/chatter-bench hosts --containers chatter --scenarios silent,pause,restart
 //! sudo target/release/chatter-bench hosts --cleanup                     # leftovers of dead runs
 //! ```
 //!
@@ -27,16 +29,16 @@ mod scenarios;
 pub mod topology;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::compare::chatter::Chatter;
 use crate::compare::serf::Serf;
 use crate::compare::system::{node_name, unix_ms, MemberView, Status, System};
-use topology::{check_interrupted, Topology};
+use topology::{check_interrupted, HostKind, Topology};
 
 /// The scenarios, in the order they run (`dns` on a cluster of its own, after the others,
 /// Chatter only).
@@ -113,7 +115,13 @@ pub struct Options {
     /// Also write the Markdown report to this file.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
-    /// Only remove the namespaces and links left by runs that died, then exit.
+    /// Hosts are containers of this locally built image (`docker build -t chatter .`, or the
+    /// image `.ci/docker-test.sh` builds) rather than bare network namespaces: the daemons
+    /// run inside them, Chatter as the image's `/usr/local/bin/chatterd` (the common
+    /// `--chatterd` is not used), Serf as this machine's binary mounted at its own path.
+    #[arg(long, value_name = "IMAGE")]
+    pub containers: Option<String>,
+    /// Only remove the namespaces, links and containers left by runs that died, then exit.
     #[arg(long)]
     pub cleanup: bool,
     /// The chatterd binary (the common `--chatterd`).
@@ -389,13 +397,60 @@ pub fn status_word(s: Status) -> &'static str {
     }
 }
 
-/// Whether this chatterd has `--data-dir` (the restart scenario needs it).
-fn has_data_dir(chatterd: &std::path::Path) -> bool {
-    std::process::Command::new(chatterd)
-        .arg("--help")
-        .output()
+/// Where the Dockerfile puts chatterd in the image.
+const IMAGE_CHATTERD: &str = "/usr/local/bin/chatterd";
+
+/// Whether this chatterd (of `image`, when given) has `--data-dir` (the restart scenario
+/// needs it).
+fn has_data_dir(chatterd: &Path, image: Option<&str>) -> bool {
+    let mut cmd = match image {
+        Some(image) => {
+            let mut cmd = std::process::Command::new("docker");
+            cmd.args(["run", "--rm", "--network", "none", "--entrypoint"])
+                .arg(IMAGE_CHATTERD)
+                .args([image, "--help"]);
+            cmd
+        }
+        None => std::process::Command::new(chatterd),
+    };
+    if image.is_none() {
+        cmd.arg("--help");
+    }
+    cmd.output()
         .map(|out| String::from_utf8_lossy(&out.stdout).contains("--data-dir"))
         .unwrap_or(false)
+}
+
+/// `program` as an absolute path: itself if it has a directory, else the first match on
+/// `PATH`.
+fn absolute_program(program: &Path) -> Result<PathBuf> {
+    if program.components().count() > 1 {
+        return std::path::absolute(program)
+            .with_context(|| format!("the absolute path of {}", program.display()));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| anyhow!("{} is not on PATH", program.display()))
+}
+
+/// What the hosts are made of, with the mounts a container needs: the temporary directory
+/// (data dirs, Serf's configuration files) and the Serf binary, each at its own path.
+fn host_kind(opts: &Options, serf: Option<&Path>) -> Result<HostKind> {
+    let Some(image) = &opts.containers else {
+        return Ok(HostKind::Namespaces);
+    };
+    let tmp = std::env::temp_dir();
+    let tmp = tmp.display();
+    let mut mounts = vec![format!("{tmp}:{tmp}")];
+    if let Some(serf) = serf {
+        mounts.push(format!("{0}:{0}:ro", serf.display()));
+    }
+    Ok(HostKind::Containers {
+        image: image.clone(),
+        mounts,
+    })
 }
 
 /// A fresh bearer token for the daemons' HTTP APIs, which listen on the hosts' addresses.
@@ -420,7 +475,7 @@ pub fn cleanup() -> Result<()> {
     Ok(())
 }
 
-pub fn run(opts: Options) -> Result<()> {
+pub fn run(mut opts: Options) -> Result<()> {
     if opts.nodes < 4 {
         bail!("--nodes: at least 4 (a partition needs two sides of two)");
     }
@@ -454,15 +509,30 @@ pub fn run(opts: Options) -> Result<()> {
     if !removed.is_empty() {
         println!("removed the leftovers of dead runs: {}", removed.join(", "));
     }
-    let data_dir = has_data_dir(&opts.chatterd);
+    let data_dir = has_data_dir(&opts.chatterd, opts.containers.as_deref());
+    let serf = if labels.contains(&SERF) && opts.containers.is_some() {
+        let serf = absolute_program(&opts.serf)?;
+        opts.serf.clone_from(&serf);
+        Some(serf)
+    } else {
+        None
+    };
+    let kind = host_kind(&opts, serf.as_deref())?;
+    if opts.containers.is_some() {
+        opts.chatterd = PathBuf::from(IMAGE_CHATTERD);
+    }
     let matrix = match &opts.rtt_matrix {
         Some(path) => delay::RttMatrix::read(path, opts.nodes)?,
         None => delay::RttMatrix::default(),
     };
-    let mut topo = Topology::create(opts.nodes).context("building the hosts")?;
+    let mut topo = Topology::create(opts.nodes, &kind).context("building the hosts")?;
     topo.set_rtt_matrix(matrix);
+    let what = match &opts.containers {
+        Some(image) => format!("containers of {image}"),
+        None => "namespaces".to_owned(),
+    };
     println!(
-        "{} hosts on {} (namespaces chb{}-0..{})",
+        "{} hosts on {} ({what} chb{}-0..{})",
         opts.nodes,
         topo.subnet(),
         std::process::id(),

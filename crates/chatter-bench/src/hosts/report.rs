@@ -158,10 +158,11 @@ pub fn render(
 ) -> String {
     let n = opts.nodes;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "### Real hosts: {n} network namespaces on one bridge\n"
-    );
+    let hosts = match &opts.containers {
+        Some(image) => format!("containers of `{image}`"),
+        None => "network namespaces".to_owned(),
+    };
+    let _ = writeln!(out, "### Real hosts: {n} {hosts} on one bridge\n");
     let _ = writeln!(
         out,
         "`{}` ({:.0} min). One daemon per host, each at its own address, each system with its \

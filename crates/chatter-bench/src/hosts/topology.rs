@@ -28,9 +28,16 @@
 //!   that a thread of the harness serves. One mechanism on every kernel, `sch_netem` or not
 //!   (this project's VM kernels have none), checked by `ping` each time it starts.
 //!
+//! The hosts may instead be containers of a locally built image ([`HostKind::Containers`]):
+//! each starts with no Docker network (`--network none`), its network namespace is named
+//! `chb<pid>-<i>` (`ip netns attach`) and gets its link to the switch exactly as a namespace
+//! would, and the daemons run inside the container (its filesystem and the image's binaries,
+//! through `nsenter`). Docker's own networks and firewall rules are never involved.
+//!
 //! Every command is checked; the namespaces are removed on drop, on panic (a hook, as the
 //! release profile aborts rather than unwinds) and by [`clean_stale`] for runs that died
-//! without either (SIGKILL): a namespace `chb<pid>-...` whose `pid` no longer runs.
+//! without either (SIGKILL): a namespace `chb<pid>-...` (or a container labelled
+//! `chatter-bench=chb<pid>`) whose `pid` no longer runs.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -61,6 +68,22 @@ const NETNS_ETC: &str = "/etc/netns";
 /// itself (the DNS server of the `dns` scenario): outside the hosts' range and not the
 /// harness's `.1`.
 const SWITCH_HOST: u8 = 2;
+
+/// The label every container of the harness carries, with its prefix (`chb<pid>`) as value.
+const CONTAINER_LABEL: &str = "chatter-bench";
+
+/// What the hosts are made of.
+#[derive(Debug, Clone, Default)]
+pub enum HostKind {
+    /// Network namespaces; the daemons run from this machine's files.
+    #[default]
+    Namespaces,
+    /// Containers of `image` (built locally: no registry is asked), holding only a `sleep`
+    /// until the daemons are started inside them. `mounts` are `docker run -v` specs (the
+    /// harness's temporary directory, where the daemons' data dirs and configuration files
+    /// are, and the Serf binary at its own path).
+    Containers { image: String, mounts: Vec<String> },
+}
 
 /// Name prefixes of the topologies this process has made and not yet removed, for the panic
 /// hook (bounded: one per live [`Topology`]).
@@ -271,6 +294,62 @@ fn remove_prefix(prefix: &str) {
     if ip(&["link", "show", "dev", &link]).is_ok() {
         let _ = ip(&["link", "del", "dev", &link]);
     }
+    let filter = format!("label={CONTAINER_LABEL}={prefix}");
+    if let Ok(ids) = run("docker", &["ps", "-aq", "--filter", &filter], None) {
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = run("docker", &args, None);
+        }
+    }
+}
+
+/// Prefixes of the harness's containers (their label's values); none when Docker is absent.
+fn container_prefixes() -> Vec<String> {
+    let format = format!("{{{{.Label \"{CONTAINER_LABEL}\"}}}}");
+    let filter = format!("label={CONTAINER_LABEL}");
+    run(
+        "docker",
+        &["ps", "-a", "--filter", &filter, "--format", &format],
+        None,
+    )
+    .map(|out| out.lines().map(|l| format!("{}-", l.trim())).collect())
+    .unwrap_or_default()
+}
+
+/// Starts container `name` of `image`, with no network and only a `sleep` inside, and
+/// returns the PID of that `sleep` (in this PID namespace).
+fn start_container(prefix: &str, name: &str, image: &str, mounts: &[String]) -> Result<u32> {
+    let label = format!("{CONTAINER_LABEL}={prefix}");
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--hostname",
+        name,
+        "--label",
+        &label,
+        "--network",
+        "none",
+        // Root inside: the harness signals and reads the daemons as root on this machine.
+        "--user",
+        "0:0",
+        "--entrypoint",
+        "sleep",
+    ];
+    for m in mounts {
+        args.extend(["-v", m.as_str()]);
+    }
+    args.extend([image, "infinity"]);
+    run("docker", &args, None).with_context(|| format!("start container {name}"))?;
+    let pid = run("docker", &["inspect", "-f", "{{.State.Pid}}", name], None)?;
+    pid.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| anyhow!("container {name} has no PID ({})", pid.trim()))
 }
 
 /// Removes the leftovers of runs whose process is gone (namespaces `chb<pid>-*` and links
@@ -278,6 +357,7 @@ fn remove_prefix(prefix: &str) {
 pub fn clean_stale() -> Result<Vec<String>> {
     let me = std::process::id() as i32;
     let mut names = namespaces()?;
+    names.extend(container_prefixes());
     names.extend(
         run("ip", &["-o", "link", "show"], None)?
             .lines()
@@ -362,9 +442,11 @@ fn pick_subnet(pid: u32) -> Result<[u8; 3]> {
     bail!("every 10.{SUBNET_OCTET}.X.0/24 overlaps an address or route of this machine")
 }
 
-/// One host: its namespace, its port on the bridge, its address and MAC address.
+/// One host: its namespace, its port on the bridge, its address and MAC address, and its
+/// container's PID when it is one.
 struct HostNet {
     netns: String,
+    container_pid: Option<u32>,
     port: String,
     ip: Ipv4Addr,
     mac: String,
@@ -408,8 +490,8 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Builds `n` hosts. Fails (having removed what it made) when a command fails.
-    pub fn create(n: usize) -> Result<Topology> {
+    /// Builds `n` hosts of `kind`. Fails (having removed what it made) when a command fails.
+    pub fn create(n: usize, kind: &HostKind) -> Result<Topology> {
         if n == 0 || n > MAX_HOSTS {
             bail!("hosts: between 1 and {MAX_HOSTS} (one /24), not {n}");
         }
@@ -432,11 +514,11 @@ impl Topology {
             matrix: RttMatrix::default(),
             delay_lines: 0,
         };
-        topo.build(n)?;
+        topo.build(n, kind)?;
         Ok(topo)
     }
 
-    fn build(&mut self, n: usize) -> Result<()> {
+    fn build(&mut self, n: usize, kind: &HostKind) -> Result<()> {
         let sw = self.switch.clone();
         let root_if = self.root_if.clone();
         let [a, b, c] = self.subnet;
@@ -487,15 +569,25 @@ impl Topology {
         ip(&["addr", "add", &harness, "dev", &root_if])?;
         ip(&["link", "set", &root_if, "up"])?;
         for i in 0..n {
-            let host = HostNet {
-                netns: format!("{}-{i}", self.prefix),
+            let ns = format!("{}-{i}", self.prefix);
+            let container_pid = match kind {
+                HostKind::Namespaces => {
+                    ip(&["netns", "add", &ns])?;
+                    None
+                }
+                HostKind::Containers { image, mounts } => {
+                    let pid = start_container(&self.prefix, &ns, image, mounts)?;
+                    ip(&["netns", "attach", &ns, &pid.to_string()])?;
+                    Some(pid)
+                }
+            };
+            self.hosts.push(HostNet {
+                netns: ns.clone(),
+                container_pid,
                 port: format!("h{i}"),
                 ip: Ipv4Addr::new(a, b, c, (HOST_BASE + i) as u8),
                 mac: format!("02:cb:00:00:{:02x}:{:02x}", i >> 8, i & 0xff),
-            };
-            let ns = host.netns.clone();
-            ip(&["netns", "add", &ns])?;
-            self.hosts.push(host);
+            });
             let host = &self.hosts[i];
             ip(&[
                 "-n", &sw, "link", "add", &host.port, "type", "veth", "peer", "name", "eth0",
@@ -578,6 +670,7 @@ impl Topology {
                 .map(|h| Host {
                     netns: h.netns.clone(),
                     ip: h.ip,
+                    container_pid: h.container_pid,
                 })
                 .collect(),
             self.harness,
@@ -624,8 +717,9 @@ impl Topology {
     }
 
     /// Every host resolves names through `nameserver` from now on: a `resolv.conf` of its own
-    /// in `/etc/netns/NAME/`, which `ip netns exec` (how daemons start) binds over
-    /// `/etc/resolv.conf`. Removed with the topology.
+    /// in `/etc/netns/NAME/`, which `ip netns exec` (how daemons start on a namespace host)
+    /// binds over `/etc/resolv.conf`, and a container's own `/etc/resolv.conf`. Removed with
+    /// the topology.
     pub fn set_resolver(&self, nameserver: Ipv4Addr) -> Result<()> {
         // Short timeouts: a lookup that the server does not answer fails in 2 s, not 10.
         let conf = format!("nameserver {nameserver}\noptions timeout:1 attempts:2\n");
@@ -634,6 +728,11 @@ impl Topology {
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
             let path = dir.join("resolv.conf");
             std::fs::write(&path, &conf).with_context(|| format!("write {}", path.display()))?;
+            if let Some(pid) = h.container_pid {
+                // Written in place: Docker binds that file from its own directory.
+                let path = format!("/proc/{pid}/root/etc/resolv.conf");
+                std::fs::write(&path, &conf).with_context(|| format!("write {path}"))?;
+            }
         }
         Ok(())
     }
