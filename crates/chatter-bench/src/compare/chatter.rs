@@ -9,8 +9,8 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
 use super::system::{
-    kill_slot, leave_slot, node_name, slot, unix_ms, Arrival, KvMode, MemberView, NodeProc,
-    Placement, Proc, Seen, Status, System, Traffic,
+    kill_slot, leave_slot, node_name, slot, unix_ms, Arrival, Explanation, KvMode, MemberView,
+    NodeProc, Placement, Proc, Seen, Status, System, Traffic,
 };
 
 /// chatterd's documented default gossip port, used on hosts of their own.
@@ -125,6 +125,11 @@ impl Chatter {
     }
 }
 
+/// The slot of node name `n{i:02}` ([`node_name`]).
+fn slot_of(name: &str) -> Option<usize> {
+    name.strip_prefix('n')?.parse().ok()
+}
+
 /// One line of a member's evidence (`/v1/members`), times in seconds from `t0_ms`.
 fn explain_evidence(e: &Value, t0_ms: f64) -> String {
     let at = |key: &str| {
@@ -237,7 +242,7 @@ impl System for Chatter {
             .collect())
     }
 
-    fn explain(&self, i: usize, member: &str, t0_ms: f64) -> Result<Option<String>> {
+    fn explain(&self, i: usize, member: &str, t0_ms: f64) -> Result<Option<Explanation>> {
         let v = self.get(i, "/v1/members")?;
         let evidence = v
             .get("members")
@@ -245,7 +250,26 @@ impl System for Chatter {
             .and_then(|list| list.iter().find(|m| m["name"].as_str() == Some(member)))
             .and_then(|m| m.get("evidence"))
             .filter(|e| !e.is_null());
-        Ok(evidence.map(|e| explain_evidence(e, t0_ms)))
+        Ok(evidence.map(|e| {
+            let mut line = explain_evidence(e, t0_ms);
+            // What the accuser knew of host checks then (its counters now): a suspicion that
+            // was not shortened usually means its path to the member was not yet trusted.
+            let accuser = e["accuser"].as_str().and_then(slot_of);
+            if let Some(me) = accuser.and_then(|a| self.get(a, "/v1/self").ok()) {
+                let stat = |k: &str| me["stats"][k].as_u64().unwrap_or(0);
+                line.push_str(&format!(
+                    "; accuser now: {} calibrations, {} host checks answered, {} silent, health {}",
+                    stat("host_checks_calibration"),
+                    stat("host_checks_answered"),
+                    stat("host_checks_silent"),
+                    me["health_score"].as_u64().unwrap_or(0),
+                ));
+            }
+            Explanation {
+                line,
+                failed_at_ms: e["failed_at_ms"].as_f64(),
+            }
+        }))
     }
 
     fn kill(&mut self, i: usize) -> Result<()> {

@@ -32,6 +32,15 @@ pub struct MemberView {
     pub since_ms: Option<f64>,
 }
 
+/// Why one node lists a member as it does ([`System::explain`]).
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// One line, times in seconds from the fault.
+    pub line: String,
+    /// When the node learned of the failure (Unix ms), if it did.
+    pub failed_at_ms: Option<f64>,
+}
+
 /// Something that arrived on one node, seen by the harness.
 #[derive(Debug, Clone)]
 pub enum Arrival {
@@ -99,9 +108,9 @@ pub trait System {
     fn poll_key(&self, _i: usize, _owner: &str, _key: &str) -> Result<Option<String>> {
         Ok(None)
     }
-    /// Why slot `i` lists `member` as it does, in one line with times from `t0_ms` (Unix ms),
-    /// when the system says (Chatter's evidence); `None` when it does not.
-    fn explain(&self, _i: usize, _member: &str, _t0_ms: f64) -> Result<Option<String>> {
+    /// Why slot `i` lists `member` as it does, with times from `t0_ms` (Unix ms), when the
+    /// system says (Chatter's evidence); `None` when it does not.
+    fn explain(&self, _i: usize, _member: &str, _t0_ms: f64) -> Result<Option<Explanation>> {
         Ok(None)
     }
 }

@@ -37,7 +37,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::compare::chatter::Chatter;
 use crate::compare::serf::Serf;
-use crate::compare::system::{node_name, unix_ms, MemberView, Status, System};
+use crate::compare::system::{node_name, unix_ms, Explanation, MemberView, Status, System};
 use topology::{check_interrupted, HostKind, Topology};
 
 /// The scenarios, in the order they run (`dns` on a cluster of its own, after the others,
@@ -243,16 +243,45 @@ impl Hosts<'_> {
     /// Prints why the observer that listed `member` failed last (of `found`, from
     /// [`Hosts::wait_status`]) did so, when the system says: what held the verdict back.
     pub fn explain_last(&self, observers: &[usize], found: &[Option<f64>], member: &str, t0: f64) {
-        let last = observers
+        self.explain_slowest(observers, found, &[member.to_owned()], t0);
+    }
+
+    /// Prints why the slowest of `observers` (by `found`) listed the last of `members` it
+    /// failed as it did, when the system says.
+    pub fn explain_slowest(
+        &self,
+        observers: &[usize],
+        found: &[Option<f64>],
+        members: &[String],
+        t0: f64,
+    ) {
+        let slowest = observers
             .iter()
             .zip(found)
             .filter_map(|(&i, at)| at.map(|at| (i, at)))
             .max_by(|a, b| a.1.total_cmp(&b.1));
-        let Some((i, _)) = last else { return };
-        match self.sys.explain(i, member, t0) {
-            Ok(Some(line)) => println!("    {} (last to list it): {line}", node_name(i)),
-            Ok(None) => {}
-            Err(e) => println!("    {}: no evidence: {e:#}", node_name(i)),
+        let Some((i, _)) = slowest else { return };
+        let mut last: Option<(&str, Explanation)> = None;
+        for member in members {
+            match self.sys.explain(i, member, t0) {
+                Ok(Some(e)) => {
+                    let later = last.as_ref().is_none_or(|(_, l)| {
+                        e.failed_at_ms.unwrap_or(f64::MAX) > l.failed_at_ms.unwrap_or(f64::MAX)
+                    });
+                    if later {
+                        last = Some((member, e));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => println!("    {}: no evidence of {member}: {e:#}", node_name(i)),
+            }
+        }
+        if let Some((member, e)) = last {
+            println!(
+                "    {} (last to list it) on {member}: {}",
+                node_name(i),
+                e.line
+            );
         }
     }
 

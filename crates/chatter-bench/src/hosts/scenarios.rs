@@ -526,6 +526,8 @@ fn partition(c: &mut Hosts, topo: &Topology) -> Result<Partition> {
             shown(p.a_fails_b_s),
             shown(p.b_fails_a_s)
         );
+        c.explain_slowest(&p.side_a, &a, &names_b, t0);
+        c.explain_slowest(&p.side_b, &b, &names_a, t0);
         p.answering = (0..n).filter(|&i| c.sys.view(i).is_ok()).count();
         Ok(())
     })();
