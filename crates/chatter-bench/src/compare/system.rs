@@ -222,16 +222,27 @@ pub fn node_name(i: usize) -> String {
 
 pub use crate::cluster::unix_ms;
 
-/// A loopback port that is free for both TCP and UDP right now (bind port 0, then release).
+/// Ports [`free_port`] has handed out in this process: a port is released as soon as it is
+/// found free, so the kernel may offer it again to the next call, and two agents of a
+/// 100-node cluster were seen to get the same one (one of them then failed to start). At most
+/// one entry per port number.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A loopback port that is free for both TCP and UDP right now (bind port 0, then release),
+/// and never handed out before by this process.
 pub fn free_port() -> Result<u16> {
-    for _ in 0..50 {
+    for _ in 0..200 {
         let tcp = TcpListener::bind("127.0.0.1:0").context("bind TCP 127.0.0.1:0")?;
         let port = tcp.local_addr()?.port();
         if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
+            let mut handed = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+            if handed.insert(port) {
+                return Ok(port);
+            }
         }
     }
-    bail!("no loopback port free for both TCP and UDP after 50 tries")
+    bail!("no loopback port free for both TCP and UDP, and new to this run, after 200 tries")
 }
 
 /// A child process whose standard output lines are read by a thread; `route` decides per line
@@ -408,5 +419,13 @@ mod tests {
             )
         );
         assert!(placement.command(2, daemon).is_err(), "no third host");
+    }
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        let ports: Vec<u16> = (0..300).filter_map(|_| free_port().ok()).collect();
+        assert_eq!(ports.len(), 300);
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
     }
 }
