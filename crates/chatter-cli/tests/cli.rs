@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use chatter_api::{MembersResponse, Status};
-use chatterd::cli::Args;
+use chatterd::options::flags::Args;
 use chatterd::daemon::Daemon;
 use clap::Parser;
 
