@@ -12,8 +12,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chatterd::options::flags::Args;
 use chatterd::daemon::Daemon;
+use chatterd::options::flags::Args;
 use clap::Parser;
 use serde_json::Value;
 

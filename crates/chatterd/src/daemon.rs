@@ -21,7 +21,7 @@ use crate::foundation::notify::{Notifier, NotifyError};
 use crate::options::flags::{Args, Timings};
 use crate::subsystems::hooks::HandlerStats;
 use crate::subsystems::keyring::{self, KeyringSettings};
-use crate::subsystems::monitoring::{Monitors, MonitoringSettings};
+use crate::subsystems::monitoring::{MonitoringSettings, Monitors};
 
 /// How long a graceful leave may take before the daemon exits anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -34,7 +34,9 @@ fn log_filter() -> Targets {
 fn main() -> ExitCode {
     let parsed = chatterd::options::flags::Args::command()
         .try_get_matches()
-        .and_then(|matches| chatterd::options::flags::Args::from_arg_matches(&matches).map(|a| (a, matches)));
+        .and_then(|matches| {
+            chatterd::options::flags::Args::from_arg_matches(&matches).map(|a| (a, matches))
+        });
     let (mut args, matches) = match parsed {
         Ok(parsed) => parsed,
         Err(err) => {
@@ -44,7 +46,10 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 _ => {
-                    eprintln!("chatterd: {}", chatterd::options::flags::one_line_error(&err));
+                    eprintln!(
+                        "chatterd: {}",
+                        chatterd::options::flags::one_line_error(&err)
+                    );
                     ExitCode::from(2)
                 }
             };

@@ -61,7 +61,11 @@ struct Edge {
 
 impl fmt::Display for Edge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} imports {} ({}: `{}`)", self.from, self.to, self.at, self.text)
+        write!(
+            f,
+            "{} imports {} ({}: `{}`)",
+            self.from, self.to, self.at, self.text
+        )
     }
 }
 
@@ -179,7 +183,10 @@ fn imports(
             l.starts_with("mod ") && l.trim_end().ends_with('{')
         })
         .map(|(start, line)| {
-            let name = line.trim().trim_start_matches("pub ").trim_start_matches("mod ");
+            let name = line
+                .trim()
+                .trim_start_matches("pub ")
+                .trim_start_matches("mod ");
             (start, name.trim_end_matches('{').trim().to_owned())
         });
     let line_of = |at: usize| text[..at].iter().filter(|&&c| c == '\n').count() + 1;
@@ -465,7 +472,11 @@ fn a_cycle_inside_a_layer_is_reported_edge_by_edge() {
         "{}",
         problems[0]
     );
-    assert!(problems[0].contains("src/options/checks.rs:1"), "{}", problems[0]);
+    assert!(
+        problems[0].contains("src/options/checks.rs:1"),
+        "{}",
+        problems[0]
+    );
     // The group gives both of its modules.
     assert!(edges
         .iter()

@@ -3,8 +3,8 @@
 //! Each connection subscribes to the node's events (membership changes, key changes, user
 //! messages) and sends each as one SSE event whose `data` is an [`EventView`] in JSON, on one
 //! line. The first event is `connected`. A comment line is sent every
-//! [`EVENT_STREAM_KEEP_ALIVE`] when nothing else is, so proxies keep the connection open and clients can
-//! tell a quiet daemon from a dead one.
+//! [`EVENT_STREAM_KEEP_ALIVE`] when nothing else is, so proxies keep the connection open and
+//! clients can tell a quiet daemon from a dead one.
 //!
 //! A client that reads too slowly never slows the daemon down: each connection has its own
 //! bounded queue in the node's event channel (1,024 events), and when it is full the oldest
@@ -115,7 +115,11 @@ pub async fn stream(
         let event = sse_event(&view).map(Ok);
         async move { event }
     });
-    Ok(Sse::new(sse).keep_alive(KeepAlive::new().interval(EVENT_STREAM_KEEP_ALIVE).text("keep-alive")))
+    Ok(Sse::new(sse).keep_alive(
+        KeepAlive::new()
+            .interval(EVENT_STREAM_KEEP_ALIVE)
+            .text("keep-alive"),
+    ))
 }
 
 #[cfg(test)]

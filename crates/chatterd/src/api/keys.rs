@@ -120,4 +120,3 @@ fn key_error(error: chatter::Error) -> ApiError {
     };
     ApiError::new(status, message)
 }
-

@@ -484,13 +484,7 @@ fn discovery_counters(s: &IoStats) -> Vec<Counter> {
     d.by_name()
         .into_iter()
         .filter(|(name, _)| *name != "interfaces")
-        .map(|(name, value)| {
-            (
-                discovery_metric(name),
-                counter_help(name),
-                value,
-            )
-        })
+        .map(|(name, value)| (discovery_metric(name), counter_help(name), value))
         .collect()
 }
 

@@ -27,14 +27,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/self", get(health::self_view))
         .route("/health", get(health::health))
         .route("/v1/kv", get(kv::list))
-        .route(
-            "/v1/kv/",
-            put(kv::missing_key).delete(kv::missing_key),
-        )
-        .route(
-            "/v1/kv/{*key}",
-            put(kv::set).delete(kv::delete),
-        )
+        .route("/v1/kv/", put(kv::missing_key).delete(kv::missing_key))
+        .route("/v1/kv/{*key}", put(kv::set).delete(kv::delete))
         .route("/v1/messages", post(messages::broadcast))
         .route("/v1/keys", get(keys::list))
         .route("/v1/keys/install", post(keys::install))

@@ -118,7 +118,10 @@ pub fn bad_query(e: QueryRejection) -> ApiError {
 }
 
 /// The state of one node (`Some(name)`, 404 if unknown) or of every node.
-pub async fn node_states(handle: &Handle, node: Option<String>) -> Result<Vec<NodeState>, ApiError> {
+pub async fn node_states(
+    handle: &Handle,
+    node: Option<String>,
+) -> Result<Vec<NodeState>, ApiError> {
     match node.filter(|n| !n.is_empty()) {
         Some(node) => match handle.node_state(&node).await? {
             Some(state) => Ok(vec![state]),

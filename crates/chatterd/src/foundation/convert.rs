@@ -267,7 +267,11 @@ pub fn io_stats_map(s: &IoStats) -> BTreeMap<String, u64> {
     ]
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))
-    .chain(s.discovery.iter().flat_map(crate::foundation::discovery_stats::stats_map))
+    .chain(
+        s.discovery
+            .iter()
+            .flat_map(crate::foundation::discovery_stats::stats_map),
+    )
     .collect()
 }
 

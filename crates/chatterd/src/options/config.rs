@@ -280,13 +280,8 @@ impl FileConfig {
 /// Reads `path` and merges it under the flags given on the command line (`matches` tells which
 /// flags were given there rather than defaulted).
 pub fn apply(args: &mut Args, matches: &ArgMatches, path: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        anyhow!(
-            "cannot read config {}: {}",
-            path.display(),
-            io_message(&e)
-        )
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("cannot read config {}: {}", path.display(), io_message(&e)))?;
     let file = FileConfig::parse(&text)
         .map_err(|e| anyhow!("invalid config {}: {e:#}", path.display()))?;
     merge(args, matches, file).map_err(|e| anyhow!("invalid config {}: {e:#}", path.display()))
@@ -364,14 +359,12 @@ pub fn merge(args: &mut Args, matches: &ArgMatches, file: FileConfig) -> Result<
     }
     if args.encryption_mode.is_none() {
         if let Some(mode) = file.encryption_mode {
-            args.encryption_mode = Some(
-                EncryptionMode::from_str(&mode, false).map_err(|_| {
-                    anyhow!(
-                        "encryption-mode: unknown mode {mode:?} (expected accept-sealed, \
+            args.encryption_mode = Some(EncryptionMode::from_str(&mode, false).map_err(|_| {
+                anyhow!(
+                    "encryption-mode: unknown mode {mode:?} (expected accept-sealed, \
                          send-sealed or sealed)"
-                    )
-                })?,
-            );
+                )
+            })?);
         }
     }
     if let Some(interval) = file.status_interval {
@@ -463,7 +456,8 @@ fn merge_http(args: &mut Args, matches: &ArgMatches, file: &FileConfig) -> Resul
     ];
     for (key, id, value, slot) in timeouts {
         if let Some(value) = value {
-            let value = values::parse_positive_duration(value).map_err(|e| anyhow!("{key}: {e}"))?;
+            let value =
+                values::parse_positive_duration(value).map_err(|e| anyhow!("{key}: {e}"))?;
             if !from_command_line(matches, id) {
                 *slot = value;
             }
@@ -494,7 +488,8 @@ fn merge_http(args: &mut Args, matches: &ArgMatches, file: &FileConfig) -> Resul
     }
     let mut hosts = Vec::new();
     for host in &file.http_allowed_host {
-        hosts.push(values::parse_allowed_host(host).map_err(|e| anyhow!("http-allowed-host: {e}"))?);
+        hosts
+            .push(values::parse_allowed_host(host).map_err(|e| anyhow!("http-allowed-host: {e}"))?);
     }
     for host in http.http_allowed_hosts.drain(..) {
         if !hosts.contains(&host) {
@@ -745,10 +740,7 @@ mod tests {
         let toml = "keyring-file = \"/etc/k\"\nencryption-mode = \"send-sealed\"\n";
         let args = merged(&["chatterd"], toml).unwrap();
         assert_eq!(args.keyring_file.as_deref(), Some(Path::new("/etc/k")));
-        assert_eq!(
-            args.encryption_mode,
-            Some(EncryptionMode::SendSealed)
-        );
+        assert_eq!(args.encryption_mode, Some(EncryptionMode::SendSealed));
         let args = merged(
             &[
                 "chatterd",
@@ -761,10 +753,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(args.keyring_file.as_deref(), Some(Path::new("/x")));
-        assert_eq!(
-            args.encryption_mode,
-            Some(EncryptionMode::Sealed)
-        );
+        assert_eq!(args.encryption_mode, Some(EncryptionMode::Sealed));
         let err = merged(&["chatterd"], "encryption-mode = \"loud\"").unwrap_err();
         assert!(err.to_string().starts_with("encryption-mode: "), "{err}");
     }

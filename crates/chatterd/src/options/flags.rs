@@ -646,16 +646,8 @@ impl Args {
         }
         let limits = [
             ("checks", self.checks.len(), MAX_CHECKS),
-            (
-                "services",
-                self.services.len(),
-                MAX_SERVICES,
-            ),
-            (
-                "event handlers",
-                self.event_handlers.len(),
-                MAX_HANDLERS,
-            ),
+            ("services", self.services.len(), MAX_SERVICES),
+            ("event handlers", self.event_handlers.len(), MAX_HANDLERS),
         ];
         for (what, count, max) in limits {
             if count > max {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chatter::Handle;
-use chatter_api::{CheckResult, CheckStatus, CHECK_PREFIX};
+use chatter_api::{CheckResult, CheckStatus};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 

@@ -40,7 +40,6 @@ impl KeyringSettings {
     }
 }
 
-
 /// Name of the keyring file in `--data-dir`, written after run-time key rotations when there
 /// is no `--keyring-file`.
 pub const DATA_DIR_KEYRING: &str = "keyring";

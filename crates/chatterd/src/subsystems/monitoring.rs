@@ -79,8 +79,12 @@ impl Monitors {
         crate::subsystems::services::publish(handle, &settings.services)
             .await
             .map_err(|e| anyhow!("cannot publish the services: {e}"))?;
-        let mut tasks = crate::subsystems::checks::spawn_all(handle, &settings.checks).map_err(|e| anyhow!(e))?;
-        tasks.extend(crate::subsystems::system::spawn(handle, settings.status_interval));
+        let mut tasks = crate::subsystems::checks::spawn_all(handle, &settings.checks)
+            .map_err(|e| anyhow!(e))?;
+        tasks.extend(crate::subsystems::system::spawn(
+            handle,
+            settings.status_interval,
+        ));
         let handler_stats = Arc::new(HandlerStats::default());
         if let Some(handlers) = crate::subsystems::hooks::spawn(
             handle,
@@ -91,7 +95,10 @@ impl Monitors {
         ) {
             tasks.extend(handlers);
         }
-        if !(settings.checks.is_empty() && settings.services.is_empty() && settings.event_handlers.is_empty()) {
+        if !(settings.checks.is_empty()
+            && settings.services.is_empty()
+            && settings.event_handlers.is_empty())
+        {
             info!(
                 checks = ?settings.checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
                 services = ?settings.services.iter().map(|s| s.key()).collect::<Vec<_>>(),

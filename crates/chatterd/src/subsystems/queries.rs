@@ -42,7 +42,11 @@ pub fn check_views(states: &[NodeState]) -> Vec<CheckView> {
 
 /// The services declared in `states`, grouped by type and shard, with each instance's node
 /// status (and its address from `snapshot`). Only `kind` is kept if given.
-pub fn service_views(states: &[NodeState], snapshot: &Snapshot, kind: Option<&str>) -> Vec<ServiceView> {
+pub fn service_views(
+    states: &[NodeState],
+    snapshot: &Snapshot,
+    kind: Option<&str>,
+) -> Vec<ServiceView> {
     let mut types: BTreeMap<String, BTreeMap<Option<String>, Vec<ServiceInstance>>> =
         BTreeMap::new();
     for state in states {
