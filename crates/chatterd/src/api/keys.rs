@@ -8,7 +8,8 @@
 //!
 //! All four need the token when the daemon has one (reads included: listing sends a datagram
 //! to every member, and the fingerprints tell an outsider which keys to look for), and the
-//! POSTs are JSON-only like every other ([`crate::api::origin`]). Answers carry fingerprints only.
+//! POSTs are JSON-only like every other ([`crate::api::origin`]). Answers carry fingerprints
+//! only.
 //!
 //! The keyring file is kept in step with the node's keyring by
 //! [`crate::subsystems::keyring::persist`]; without a file, the answers say that changes hold

@@ -14,8 +14,8 @@ use crate::foundation::convert::message_id_view;
 /// payload (its JSON text, compacted) under the tag; 202 with the message's id.
 ///
 /// The request must declare `Content-Type: application/json` (checked before this handler, by
-/// [`crate::api::origin::require_json_post`]; `415` otherwise), which keeps web pages of other sites
-/// from broadcasting through a browser.
+/// [`crate::api::origin::require_json_post`]; `415` otherwise), which keeps web pages of other
+/// sites from broadcasting through a browser.
 pub async fn broadcast(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,

@@ -4,8 +4,9 @@
 //! loop with its bounds ([`server`]).
 //!
 //! An API module imports the foundations, the options and the subsystems, and of this layer
-//! only `shared` (the router every resource): no endpoint imports another, and nothing below
-//! imports the API (a test, `tests/layers.rs`, keeps it so).
+//! `shared`: no endpoint imports another, only `router` brings them together, and nothing
+//! below imports the API (a test, `tests/layers.rs`, keeps it so, and the modules free of
+//! cycles).
 
 pub mod auth;
 pub mod checks;

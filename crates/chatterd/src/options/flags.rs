@@ -46,8 +46,9 @@ pub const DEFAULT_HTTP_REQUEST_TIMEOUT: &str = "30s";
 pub const DEFAULT_HTTP_IDLE_TIMEOUT: &str = "60s";
 /// Default `--http-max-connections`: 256. An operator's CLI, a dashboard or two, Prometheus and
 /// a few scripts use a handful; 256 leaves ample room, while each connection costs the daemon
-/// some kilobytes of buffers (its request head at most 32 KiB, the API server's `MAX_HEAD_BYTES`), so a
-/// flood of connections cannot grow its memory by more than about 8 MiB.
+/// some kilobytes of buffers (its request head at most 32 KiB, the API server's
+/// `MAX_HEAD_BYTES`), so a flood of connections cannot grow its memory by more than about
+/// 8 MiB.
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: &str = "256";
 /// Default `--http-max-event-streams`: 64. Each stream holds a connection for as long as it is
 /// open and a queue of up to 1,024 events, so streams get a cap of their own, well below the

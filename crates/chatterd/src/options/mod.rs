@@ -4,9 +4,10 @@
 //! hooks and services are here too, since the flags hold them; running them is the
 //! subsystems' part.
 //!
-//! An option module imports the foundations only, and the modules of this layer below it:
-//! `values` ← `checks`, `hooks`, `services`, `discover`, `encryption` ← `flags` ← `config`
-//! (a test, `tests/layers.rs`, keeps it so).
+//! An option module imports the foundations only, besides modules of this layer: `checks`
+//! builds on `values`; `flags` on `values`, `checks`, `hooks`, `services`, `discover` and
+//! `encryption`; `config` on `flags` and the rest (a test, `tests/layers.rs`, keeps it so,
+//! and the modules free of cycles).
 
 pub mod checks;
 pub mod config;

@@ -140,8 +140,8 @@ async fn run_http(
 }
 
 /// The innermost cause of a failed request, in one line: a TLS failure as `TLS: ...` (see
-/// [`crate::foundation::client_tls::describe`]), else the innermost I/O error's message (`connection refused`),
-/// else the last message of the chain.
+/// [`crate::foundation::client_tls::describe`]), else the innermost I/O error's message
+/// (`connection refused`), else the last message of the chain.
 fn describe_http_error(err: &reqwest::Error, tls: &TlsOptions) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     let mut last = err.to_string();

@@ -43,6 +43,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const CONCURRENCY: usize = 4;
 /// Handler runs waiting for a free slot; more are dropped.
 pub const QUEUE: usize = 64;
+
 /// What the handlers of one node share.
 #[derive(Debug, Default)]
 pub struct HandlerStats {
