@@ -70,7 +70,7 @@ impl fmt::Display for Edge {
 }
 
 fn rank_name(rank: usize) -> &'static str {
-    LAYERS.get(rank).map_or("wiring", |(_, name)| name)
+    LAYERS.get(rank).map_or("wiring", |(_, name)| *name)
 }
 
 /// The module of a file, by its path relative to `src/` (with `/` separators).
@@ -309,20 +309,9 @@ fn cycles(graph: &BTreeMap<&str, BTreeSet<&str>>) -> Vec<Vec<String>> {
         .iter()
         .flat_map(|(from, to)| std::iter::once(*from).chain(to.iter().copied()))
         .collect();
-    let reaches = |start: &str| {
-        let mut seen = BTreeSet::new();
-        let mut stack = vec![start];
-        while let Some(node) = stack.pop() {
-            for next in graph.get(node).into_iter().flatten() {
-                if seen.insert(*next) {
-                    stack.push(next);
-                }
-            }
-        }
-        seen
-    };
-    let reach: BTreeMap<&str, BTreeSet<&str>> = nodes.iter().map(|n| (*n, reaches(n))).collect();
-    let mut done = BTreeSet::new();
+    let reach: BTreeMap<&str, BTreeSet<&str>> =
+        nodes.iter().map(|&n| (n, reachable(graph, n))).collect();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
     let mut found = Vec::new();
     for &start in &nodes {
         if done.contains(start) || !reach[start].contains(start) {
@@ -362,6 +351,23 @@ fn cycles(graph: &BTreeMap<&str, BTreeSet<&str>>) -> Vec<Vec<String>> {
         }
     }
     found
+}
+
+/// The modules `start` imports, directly or through others.
+fn reachable<'a>(
+    graph: &BTreeMap<&'a str, BTreeSet<&'a str>>,
+    start: &'a str,
+) -> BTreeSet<&'a str> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![start];
+    while let Some(node) = stack.pop() {
+        for &next in graph.get(node).into_iter().flatten() {
+            if seen.insert(next) {
+                stack.push(next);
+            }
+        }
+    }
+    seen
 }
 
 /// The `.rs` files under `dir`, relative to it, with their text.
