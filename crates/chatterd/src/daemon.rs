@@ -1,4 +1,5 @@
-//! One daemon: the gossip node, the HTTP API, the event log and the signal handling.
+//! One daemon: the gossip node, the HTTP API, the event log and the signal handling, wired
+//! together from the options (each subsystem gets the settings it takes from them here).
 
 use std::io::Write;
 use std::net::SocketAddr;
