@@ -705,7 +705,7 @@ mod tests {
         ));
         let cert = rcgen::generate_simple_self_signed(vec!["api.internal".to_owned()]).unwrap();
         std::fs::write(&ca, cert.cert.pem()).unwrap();
-        let text = include_str!("../../../docs/chatterd.example.toml")
+        let text = include_str!("../../../../docs/chatterd.example.toml")
             .replace("/etc/chatterd/internal-ca.pem", &ca.display().to_string());
         (text, TempPath(ca))
     }
