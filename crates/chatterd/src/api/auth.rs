@@ -110,12 +110,4 @@ mod tests {
         assert!(TokenDigest::of(b"").matches(b""));
         assert!(!format!("{digest:?}").contains("secret"));
     }
-
-    #[test]
-    fn tokens_are_visible_ascii() {
-        assert!(parse_token("s3cr3t-T0ken_=").is_ok());
-        assert!(parse_token("").is_err());
-        assert!(parse_token("two words").is_err());
-        assert!(parse_token("é").is_err());
-    }
 }

@@ -210,4 +210,12 @@ mod tests {
         assert!(parse_seed("db-1:0").is_err());
         assert!(parse_seed("db-1:99999").is_err());
     }
+
+    #[test]
+    fn tokens_are_visible_ascii() {
+        assert!(parse_token("s3cr3t-T0ken_=").is_ok());
+        assert!(parse_token("").is_err());
+        assert!(parse_token("two words").is_err());
+        assert!(parse_token("é").is_err());
+    }
 }
