@@ -282,7 +282,7 @@ fn problems(files: &[(String, String)]) -> (Vec<String>, Vec<Edge>) {
     for edge in &edges {
         graph.entry(&edge.from).or_default().insert(&edge.to);
     }
-    for cycle in cycles(&graph) {
+    for (cycle, component) in cycles(&graph) {
         let steps: Vec<String> = cycle
             .windows(2)
             .map(|pair| {
@@ -294,17 +294,19 @@ fn problems(files: &[(String, String)]) -> (Vec<String>, Vec<Edge>) {
             })
             .collect();
         problems.push(format!(
-            "cycle: {}\n{}",
+            "cycle: {}\n{}\n  (one cycle among the {} modules that reach each other: {})",
             cycle.join(" -> "),
-            steps.join("\n")
+            steps.join("\n"),
+            component.len(),
+            component.join(", ")
         ));
     }
     (problems, edges.into_iter().collect())
 }
 
 /// One cycle through each group of modules that reach each other (a strongly connected
-/// component of more than one module), as a path that ends where it starts.
-fn cycles(graph: &BTreeMap<&str, BTreeSet<&str>>) -> Vec<Vec<String>> {
+/// component of more than one module), as a path that ends where it starts, with the group.
+fn cycles(graph: &BTreeMap<&str, BTreeSet<&str>>) -> Vec<(Vec<String>, Vec<String>)> {
     let nodes: BTreeSet<&str> = graph
         .iter()
         .flat_map(|(from, to)| std::iter::once(*from).chain(to.iter().copied()))
@@ -340,7 +342,7 @@ fn cycles(graph: &BTreeMap<&str, BTreeSet<&str>>) -> Vec<Vec<String>> {
                     }
                     path.push(start.to_owned());
                     path.reverse();
-                    found.push(path);
+                    found.push((path, component.iter().map(|m| (*m).to_owned()).collect()));
                     break 'search;
                 }
                 if !previous.contains_key(next) {
