@@ -6,8 +6,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use chatter_api::{MembersResponse, Status};
-use chatterd::cli::Args;
 use chatterd::daemon::Daemon;
+use chatterd::options::flags::Args;
 use clap::Parser;
 
 const CHATTER: &str = env!("CARGO_BIN_EXE_chatter");

@@ -12,8 +12,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chatterd::cli::Args;
 use chatterd::daemon::Daemon;
+use chatterd::options::flags::Args;
 use clap::Parser;
 use serde_json::Value;
 
@@ -333,7 +333,7 @@ fn sealed_injects_need_the_cluster_key() {
     let key_text = key.to_base64().to_string();
     let start_sealed = |name: &str, seed: Option<SocketAddr>| {
         let mut args = daemon_args(name, seed);
-        args.gossip_key = Some(chatterd::keys::EnvKey(key.clone()));
+        args.gossip_key = Some(chatterd::options::encryption::EnvKey(key.clone()));
         rt.block_on(Daemon::start(&args)).unwrap()
     };
     let a = start_sealed("sealed-1", None);

@@ -1,4 +1,5 @@
-//! One daemon: the gossip node, the HTTP API, the event log and the signal handling.
+//! One daemon: the gossip node, the HTTP API, the event log and the signal handling, wired
+//! together from the options (each subsystem gets the settings it takes from them here).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -13,20 +14,39 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::cli::{Args, Timings};
-use crate::http::{self, AppState};
-use crate::origin::AllowedHosts;
-use crate::server::ServeOptions;
+use crate::api::origin::AllowedHosts;
+use crate::api::server::ServeOptions;
+use crate::api::shared::{AppState, Limits};
+use crate::foundation::io::io_message;
+use crate::foundation::notify::{Notifier, NotifyError};
+use crate::options::flags::{Args, Timings};
+use crate::subsystems::hooks::HandlerStats;
+use crate::subsystems::keyring::{self, KeyringSettings};
+use crate::subsystems::monitoring::{MonitoringSettings, Monitors};
 
 /// How long a graceful leave may take before the daemon exits anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The message of an IO error without Rust's ` (os error N)` suffix.
-pub fn io_message(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    match text.find(" (os error ") {
-        Some(at) => text[..at].to_owned(),
-        None => text,
+/// The keyring's settings: the options it reads the keys and the mode from.
+pub fn keyring_settings(args: &Args) -> KeyringSettings {
+    KeyringSettings {
+        keyring_file: args.keyring_file.clone(),
+        data_dir: args.data_dir.clone(),
+        gossip_key: args.gossip_key.clone(),
+        encryption_mode: args.encryption_mode,
+    }
+}
+
+/// The monitoring's settings: its checks, services, system status interval and event hooks,
+/// and this daemon's API address for the hooks' `CHATTER_HTTP`.
+pub fn monitoring_settings(args: &Args, api_url: String) -> MonitoringSettings {
+    MonitoringSettings {
+        checks: args.checks.clone(),
+        services: args.services.clone(),
+        status_interval: args.status_interval,
+        event_handlers: args.event_handlers.clone(),
+        event_handler_timeout: args.event_handler_timeout,
+        api_url,
     }
 }
 
@@ -44,7 +64,7 @@ pub struct Daemon {
     stop_http: tokio::sync::oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     events: JoinHandle<()>,
-    monitors: crate::monitor::Monitors,
+    monitors: Monitors,
 }
 
 impl Daemon {
@@ -65,7 +85,7 @@ impl Daemon {
                 .and_then(|dir| chatter::SavedState::read(dir, &config).ok().flatten())
             {
                 Some(saved) => saved.name,
-                None => crate::cli::hostname()
+                None => crate::options::values::hostname()
                     .ok_or_else(|| anyhow!("cannot determine the host name; pass --node-name"))?,
             },
         };
@@ -74,12 +94,13 @@ impl Daemon {
         // refusal, never a daemon that is up but cannot serve.
         let tls = match (&http_options.http_tls_cert, &http_options.http_tls_key) {
             (Some(cert), Some(key)) => Some(Arc::new(
-                crate::server::load_tls(cert, key).map_err(|e| anyhow!("{e}"))?,
+                crate::api::server::load_tls(cert, key).map_err(|e| anyhow!("{e}"))?,
             )),
             _ => None,
         };
 
-        let (keyring, encryption_mode) = crate::keys::load(args)?;
+        let keyring_settings = keyring_settings(args);
+        let (keyring, encryption_mode) = keyring::load(&keyring_settings)?;
         let fingerprints: Vec<String> = keyring
             .iter()
             .flat_map(|k| k.list())
@@ -150,11 +171,11 @@ impl Daemon {
             leaving: leaving.clone(),
             started,
             cluster: args.cluster.clone(),
-            limits: crate::limits::Limits::new(
+            limits: Limits::new(
                 http_options.http_request_timeout,
                 http_options.http_max_event_streams,
             ),
-            keyring_file: crate::keys::keyring_path(args),
+            keyring_file: keyring_settings.file(),
         };
         // What the event handlers get as CHATTER_HTTP: the address, as `chatter --http` takes
         // it, with the scheme when it is not the CLI's default.
@@ -162,7 +183,7 @@ impl Daemon {
             Some(_) => format!("https://{http_addr}"),
             None => http_addr.to_string(),
         };
-        let monitors = match crate::monitor::Monitors::start(&handle, args, &api_url).await {
+        let monitors = match Monitors::start(&handle, &monitoring_settings(args, api_url)).await {
             Ok(monitors) => monitors,
             Err(err) => {
                 let _ = handle.shutdown().await;
@@ -172,26 +193,23 @@ impl Daemon {
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
         // Layers run from the last applied: the Host check, then the token, then the JSON rule
         // of POST, then the handlers.
-        let app = crate::origin::require_json_posts(http::router(state));
-        let app = crate::auth::protect(app, args.http_token.clone());
+        let app = crate::api::origin::require_json_posts(crate::api::router::router(state));
+        let app = crate::api::auth::protect(app, args.http_token.clone());
         let allowed = AllowedHosts::new(http_addr, http_options.http_allowed_hosts.clone());
-        let app = crate::origin::check_hosts(app, allowed);
+        let app = crate::api::origin::check_hosts(app, allowed);
         let serve_options = ServeOptions {
             header_timeout: http_options.http_header_timeout,
             idle_timeout: http_options.http_idle_timeout,
             max_connections: http_options.http_max_connections,
             tls: tls.clone(),
         };
-        let server = crate::server::serve(listener, app, serve_options, async {
+        let server = crate::api::server::serve(listener, app, serve_options, async {
             let _ = http_stopped.await;
         });
         let server = tokio::spawn(server);
         let events = tokio::spawn(log_events(handle.clone()));
         if encryption_mode != chatter::Mode::Plaintext {
-            tokio::spawn(crate::rotation::persist(
-                handle.clone(),
-                crate::keys::keyring_path(args),
-            ));
+            tokio::spawn(keyring::persist(handle.clone(), keyring_settings.file()));
         }
         Ok(Daemon {
             name,
@@ -208,7 +226,7 @@ impl Daemon {
     }
 
     /// Counters of the event handlers (runs started, failed, timed out, dropped).
-    pub fn handler_stats(&self) -> &crate::handlers::HandlerStats {
+    pub fn handler_stats(&self) -> &HandlerStats {
         &self.monitors.handler_stats
     }
 
@@ -376,7 +394,7 @@ fn member_status(handle: &Handle) -> String {
 /// that half period. A node task that is wedged or gone sends no ping, and the service manager
 /// restarts the daemon. A notification that fails is logged once, then again only after one
 /// has succeeded.
-async fn notify_loop(handle: Handle, notifier: crate::notify::Notifier, mut last_status: String) {
+async fn notify_loop(handle: Handle, notifier: Notifier, mut last_status: String) {
     let watchdog = notifier.watchdog();
     let period = watchdog.map_or(NOTIFY_STATUS_INTERVAL, |w| w / 2);
     let mut ticker = tokio::time::interval(period);
@@ -384,7 +402,7 @@ async fn notify_loop(handle: Handle, notifier: crate::notify::Notifier, mut last
     // The first tick is immediate: READY has just gone out.
     ticker.tick().await;
     let mut failing = false;
-    let mut report = |result: Result<(), crate::notify::NotifyError>| match result {
+    let mut report = |result: Result<(), NotifyError>| match result {
         Ok(()) => failing = false,
         Err(err) => {
             if !failing {

@@ -23,7 +23,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::cli::{Args, Profile};
+use crate::foundation::duration::format_duration;
+use crate::foundation::io::io_message;
+use crate::options::checks::{CheckKind, CheckSpec};
+use crate::options::encryption::{EnvKey, GOSSIP_KEY_ENV};
+use crate::options::flags::{Args, Profile};
+use crate::options::hooks::{Accept, HandlerSpec};
 
 /// How long a child may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -80,7 +85,7 @@ impl DemoDataDir {
             anyhow!(
                 "cannot create the demo's data directory {}: {}",
                 path.display(),
-                crate::daemon::io_message(&e)
+                io_message(&e)
             )
         })?;
         Ok(Self { path })
@@ -113,7 +118,7 @@ pub async fn run(nodes: u32, args: &Args) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
 
     // A bad keyring or mode is refused once, here, rather than by every child.
-    crate::keys::load(args)?;
+    crate::subsystems::keyring::load(&crate::daemon::keyring_settings(args))?;
     let data = DemoDataDir::create()?;
     let mut children: Vec<DemoChild> = Vec::new();
     let mut pending = Vec::new();
@@ -282,12 +287,12 @@ fn start_child(
         cmd.arg("--event-handler").arg(handler_flag(handler));
     }
     cmd.arg("--event-handler-timeout")
-        .arg(crate::process::format_duration(args.event_handler_timeout))
+        .arg(format_duration(args.event_handler_timeout))
         .arg("--status-interval")
-        .arg(crate::process::format_duration(args.status_interval));
+        .arg(format_duration(args.status_interval));
     // The HTTP API's bounds and allowed names, as given (TLS is refused with --demo).
     let http = &args.http_options;
-    let duration = crate::process::format_duration;
+    let duration = format_duration;
     cmd.arg("--http-header-timeout")
         .arg(duration(http.http_header_timeout))
         .arg("--http-request-timeout")
@@ -310,8 +315,8 @@ fn start_child(
     if let Some(path) = &args.keyring_file {
         cmd.arg("--keyring-file").arg(path);
     }
-    if let Some(crate::keys::EnvKey(key)) = &args.gossip_key {
-        cmd.env(crate::keys::GOSSIP_KEY_ENV, key.to_base64().as_str());
+    if let Some(EnvKey(key)) = &args.gossip_key {
+        cmd.env(GOSSIP_KEY_ENV, key.to_base64().as_str());
     }
     if let Some(mode) = args.encryption_mode {
         cmd.arg("--encryption-mode").arg(mode.as_str());
@@ -353,9 +358,7 @@ fn start_child(
 }
 
 /// A check as its `--check` flag.
-fn check_flag(check: &crate::checks::CheckSpec) -> String {
-    use crate::checks::CheckKind;
-    use crate::process::format_duration;
+fn check_flag(check: &CheckSpec) -> String {
     let mut head = format!(
         "name={},interval={},timeout={}",
         check.name,
@@ -376,8 +379,7 @@ fn check_flag(check: &crate::checks::CheckSpec) -> String {
 }
 
 /// A handler as its `--event-handler` flag.
-fn handler_flag(handler: &crate::handlers::HandlerSpec) -> String {
-    use crate::handlers::Accept;
+fn handler_flag(handler: &HandlerSpec) -> String {
     if handler.accept.is_empty() {
         return format!("all={}", handler.command);
     }
@@ -588,14 +590,14 @@ mod tests {
             "name=c,interval=1m,timeout=500ms,tcp=db:5432",
             "name=d,interval=10s,timeout=5s,tls-skip-verify=true,http=https://127.0.0.1:1/x",
         ] {
-            let check = crate::checks::parse_check(spec).unwrap();
+            let check = crate::options::checks::parse_check(spec).unwrap();
             assert_eq!(check_flag(&check), spec);
         }
         for spec in [
             "all=logger x",
             "member-failed,message:Deploy,key-changed:check/=cat",
         ] {
-            let handler = crate::handlers::parse_handler(spec).unwrap();
+            let handler = crate::options::hooks::parse_handler(spec).unwrap();
             assert_eq!(handler_flag(&handler), spec);
         }
     }

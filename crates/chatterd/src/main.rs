@@ -32,9 +32,11 @@ fn log_filter() -> Targets {
 }
 
 fn main() -> ExitCode {
-    let parsed = chatterd::cli::Args::command()
+    let parsed = chatterd::options::flags::Args::command()
         .try_get_matches()
-        .and_then(|matches| chatterd::cli::Args::from_arg_matches(&matches).map(|a| (a, matches)));
+        .and_then(|matches| {
+            chatterd::options::flags::Args::from_arg_matches(&matches).map(|a| (a, matches))
+        });
     let (mut args, matches) = match parsed {
         Ok(parsed) => parsed,
         Err(err) => {
@@ -44,7 +46,10 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 _ => {
-                    eprintln!("chatterd: {}", chatterd::cli::one_line_error(&err));
+                    eprintln!(
+                        "chatterd: {}",
+                        chatterd::options::flags::one_line_error(&err)
+                    );
                     ExitCode::from(2)
                 }
             };
@@ -52,7 +57,7 @@ fn main() -> ExitCode {
     };
 
     if let Some(path) = args.config.clone() {
-        if let Err(err) = chatterd::config::apply(&mut args, &matches, &path) {
+        if let Err(err) = chatterd::options::config::apply(&mut args, &matches, &path) {
             eprintln!("chatterd: {err:#}");
             return ExitCode::from(2);
         }
@@ -60,7 +65,7 @@ fn main() -> ExitCode {
 
     // Read before any thread starts, and removed from the environment so that checks and
     // event handlers do not inherit the key.
-    match chatterd::keys::take_env_key() {
+    match chatterd::options::encryption::take_env_key() {
         Ok(key) => args.gossip_key = key,
         Err(err) => {
             eprintln!("chatterd: {err}");
@@ -70,7 +75,7 @@ fn main() -> ExitCode {
 
     // The same for the service manager's variables (systemd's Type=notify): a health check or
     // event handler must not be able to notify in the daemon's name.
-    let (notifier, notify_problems) = chatterd::notify::Notifier::take_env();
+    let (notifier, notify_problems) = chatterd::foundation::notify::Notifier::take_env();
     args.notifier = notifier;
 
     // The rules spanning flags (the protocol timings on top of the profile among them) are
@@ -87,7 +92,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "chatterd: --data-dir {}: {}",
                 dir.display(),
-                chatterd::daemon::io_message(&err)
+                chatterd::foundation::io::io_message(&err)
             );
             return ExitCode::from(2);
         }

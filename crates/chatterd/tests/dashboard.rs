@@ -54,7 +54,7 @@ fn the_dashboard_is_served_from_the_binary_and_references_no_other_host() {
     assert!(page.contains(r#"<script src="assets/dashboard.js" defer></script>"#));
     assert!(page.contains(r#"<table id="members">"#));
     assert!(page.contains(r#"id="events""#));
-    assert_eq!(page, chatterd::dashboard::INDEX_HTML);
+    assert_eq!(page, chatterd::api::dashboard::INDEX_HTML);
 
     // The script and the style sheet the page names are served, from the binary.
     let mut referenced = attribute_values(&page, "src");
@@ -76,13 +76,13 @@ fn the_dashboard_is_served_from_the_binary_and_references_no_other_host() {
     let (status, head, js) = get_with_head(daemon.http, "/assets/dashboard.js");
     assert_eq!(status, 200);
     assert!(head.contains("content-type: text/javascript"), "{head}");
-    assert_eq!(js, chatterd::dashboard::DASHBOARD_JS);
+    assert_eq!(js, chatterd::api::dashboard::DASHBOARD_JS);
     assert!(js.contains("new EventSource('v1/events')"));
     assert!(js.contains("v1/members") && js.contains("v1/kv") && js.contains("data-member"));
     let (status, head, css) = get_with_head(daemon.http, "/assets/dashboard.css");
     assert_eq!(status, 200);
     assert!(head.contains("content-type: text/css"), "{head}");
-    assert_eq!(css, chatterd::dashboard::DASHBOARD_CSS);
+    assert_eq!(css, chatterd::api::dashboard::DASHBOARD_CSS);
 
     // Nothing is loaded from elsewhere: no absolute URL of any host in what is served.
     for (name, text) in [("page", &page), ("script", &js), ("style", &css)] {
