@@ -204,7 +204,15 @@ fn main() -> Result<()> {
             .context("executable has no directory")?
             .join("chatterd"),
     };
-    if !chatterd.exists() {
+    // Hosts made of containers run the image's own chatterd, not this machine's.
+    let in_image = matches!(
+        &args.scenario,
+        Scenario::Hosts(hosts::Options {
+            containers: Some(_),
+            ..
+        })
+    );
+    if !chatterd.exists() && !in_image {
         bail!(
             "{} not found: build it first (cargo build --release -p chatterd)",
             chatterd.display()

@@ -435,9 +435,17 @@ fn has_data_dir(chatterd: &Path, image: Option<&str>) -> bool {
     let mut cmd = match image {
         Some(image) => {
             let mut cmd = std::process::Command::new("docker");
-            cmd.args(["run", "--rm", "--network", "none", "--entrypoint"])
-                .arg(IMAGE_CHATTERD)
-                .args([image, "--help"]);
+            cmd.args([
+                "run",
+                "--rm",
+                "--pull",
+                "never",
+                "--network",
+                "none",
+                "--entrypoint",
+            ])
+            .arg(IMAGE_CHATTERD)
+            .args([image, "--help"]);
             cmd
         }
         None => std::process::Command::new(chatterd),

@@ -333,6 +333,9 @@ fn start_container(prefix: &str, name: &str, image: &str, mounts: &[String]) -> 
         &label,
         "--network",
         "none",
+        // A local image or nothing: never ask a registry.
+        "--pull",
+        "never",
         // Root inside: the harness signals and reads the daemons as root on this machine.
         "--user",
         "0:0",
