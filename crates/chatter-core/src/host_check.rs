@@ -547,6 +547,22 @@ mod tests {
     }
 
     #[test]
+    fn the_calibration_queue_is_bounded() {
+        let now = Instant::now();
+        let mut checks = HostChecks::default();
+        for i in 0..MAX_HOST_PATHS as u32 {
+            let a = SocketAddr::from((i.to_be_bytes(), 7000));
+            let verdict = checks.on_member_ack(now, "m", (1, 0), a, PERIOD);
+            assert_eq!(verdict, AckVerdict::Queued);
+        }
+        let one_more = SocketAddr::from((u32::MAX.to_be_bytes(), 7000));
+        let verdict = checks.on_member_ack(now, "m", (1, 0), one_more, PERIOD);
+        assert_eq!(verdict, AckVerdict::QueueFull);
+        assert_eq!(checks.queued.len(), MAX_HOST_PATHS);
+        assert_eq!(checks.queued_addrs.len(), MAX_HOST_PATHS);
+    }
+
+    #[test]
     fn calibrations_skip_fresh_or_distrusted_paths() {
         let now = Instant::now();
         let mut checks = HostChecks::default();

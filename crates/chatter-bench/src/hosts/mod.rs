@@ -445,15 +445,13 @@ fn has_data_dir(chatterd: &Path, image: Option<&str>) -> bool {
                 "--entrypoint",
             ])
             .arg(IMAGE_CHATTERD)
-            .args([image, "--help"]);
+            .arg(image);
             cmd
         }
         None => std::process::Command::new(chatterd),
     };
-    if image.is_none() {
-        cmd.arg("--help");
-    }
-    cmd.output()
+    cmd.arg("--help")
+        .output()
         .map(|out| String::from_utf8_lossy(&out.stdout).contains("--data-dir"))
         .unwrap_or(false)
 }
